@@ -1,0 +1,86 @@
+//! Backend choice at run time: the CPU backend always; CUDA when built with `--features cuda` and
+//! a driver is present (probed first, since burn-cuda loads libcuda lazily and panics without it).
+
+use crate::error::{Error, Result};
+use burn::backend::Autodiff;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+/// The CPU backend used by default.
+pub type Cpu = burn::backend::Flex;
+
+/// Which device a scenario runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// The CPU backend (always available).
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU through burn-cuda (needs `--features cuda` and a driver).
+    Cuda,
+}
+
+/// Work that runs on whichever backend the scenario asks for.
+pub trait BackendJob {
+    /// What the job returns.
+    type Output;
+    /// Runs the job on autodiff backend `B` with `device`.
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend_name: &str) -> Self::Output;
+}
+
+/// Checks that `kind` can be used in this build on this machine.
+pub fn check(kind: DeviceKind) -> Result<()> {
+    match kind {
+        DeviceKind::Cpu => Ok(()),
+        DeviceKind::Cuda => cuda_probe(),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_probe() -> Result<()> {
+    Err(Error::Device(
+        "device = \"cuda\" needs a build with CUDA support: cargo build --release --features cuda"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_probe() -> Result<()> {
+    use burn::prelude::*;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| {
+        let dev = burn::backend::cuda::CudaDevice::default();
+        let t = Tensor::<burn::backend::Cuda, 1>::from_floats([1.0, 2.0], &dev);
+        t.sum().into_scalar()
+    });
+    std::panic::set_hook(hook);
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown failure".into());
+            Err(Error::Device(format!(
+                "no usable CUDA device (is an NVIDIA driver installed?): {msg}"
+            )))
+        }
+    }
+}
+
+/// Runs `job` on the backend for `kind` after checking it is available.
+pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
+    check(kind)?;
+    match kind {
+        DeviceKind::Cpu => Ok(job.run::<Autodiff<Cpu>>(Default::default(), "cpu (flex)")),
+        #[cfg(feature = "cuda")]
+        DeviceKind::Cuda => Ok(job.run::<Autodiff<burn::backend::Cuda>>(
+            burn::backend::cuda::CudaDevice::default(),
+            "cuda",
+        )),
+        #[cfg(not(feature = "cuda"))]
+        DeviceKind::Cuda => unreachable!("check() refuses cuda without the feature"),
+    }
+}

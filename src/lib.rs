@@ -1,0 +1,15 @@
+//! distillery: a simulator for federated and continual learning built on dataset distillation.
+//!
+//! Everything a user can do is a scenario file (see [`scenario`]); the [`runner`] turns a
+//! validated scenario into a run whose results land in `results/<name>-<timestamp>/`.
+
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod model;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod train;
+
+pub use error::{Error, Result};

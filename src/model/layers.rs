@@ -1,0 +1,132 @@
+//! Layer functions built only from ops whose backward is itself differentiable in burn 0.21
+//! (so they work under nested autodiff): no module-level pooling, linear or batch-norm ops.
+
+use burn::prelude::*;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+
+const EPS: f64 = 1e-5;
+
+/// 3x3 convolution, stride 1, symmetric zero padding `pad`.
+pub fn conv3x3<B: Backend>(
+    x: Tensor<B, 4>,
+    w: Tensor<B, 1>,
+    b: Tensor<B, 1>,
+    c_in: usize,
+    c_out: usize,
+    pad: usize,
+) -> Tensor<B, 4> {
+    let w = w.reshape([c_out, c_in, 3, 3]);
+    conv2d(
+        x,
+        w,
+        Some(b),
+        ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+    )
+}
+
+/// Fully connected layer: `x W^T + b` with `W` in PyTorch's `[out, in]` layout.
+pub fn linear<B: Backend>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 1>,
+    b: Tensor<B, 1>,
+    d_in: usize,
+    d_out: usize,
+) -> Tensor<B, 2> {
+    let w = w.reshape([d_out, d_in]);
+    x.matmul(w.transpose()) + b.reshape([1, d_out])
+}
+
+/// Per-sample, per-channel normalisation (GroupNorm with one channel per group) with affine.
+pub fn instance_norm<B: Backend>(
+    x: Tensor<B, 4>,
+    g: Tensor<B, 1>,
+    b: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let flat = x.reshape([n, c, h * w]);
+    let mean = flat.clone().mean_dim(2);
+    let centered = flat - mean;
+    let var = centered.clone().powi_scalar(2).mean_dim(2);
+    let xhat = centered / (var + EPS).sqrt();
+    xhat.reshape([n, c, h, w]) * g.reshape([1, c, 1, 1]) + b.reshape([1, c, 1, 1])
+}
+
+/// Layer norm over (C, H, W) per sample with element-wise affine of shape (C, H, W).
+pub fn layer_norm<B: Backend>(x: Tensor<B, 4>, g: Tensor<B, 1>, b: Tensor<B, 1>) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let flat = x.reshape([n, c * h * w]);
+    let mean = flat.clone().mean_dim(1);
+    let centered = flat - mean;
+    let var = centered.clone().powi_scalar(2).mean_dim(1);
+    let xhat = centered / (var + EPS).sqrt();
+    (xhat * g.reshape([1, c * h * w]) + b.reshape([1, c * h * w])).reshape([n, c, h, w])
+}
+
+/// Batch norm with affine. Training uses batch statistics and updates the running mean and
+/// (unbiased) variance with momentum 0.1, as PyTorch does; evaluation uses the running values.
+pub fn batch_norm<B: Backend>(
+    x: Tensor<B, 4>,
+    g: Tensor<B, 1>,
+    b: Tensor<B, 1>,
+    running: &mut [Tensor<B, 1>],
+    train: bool,
+) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let (mean, var) = if train {
+        let flat = x.clone().swap_dims(0, 1).reshape([c, n * h * w]);
+        let mean = flat.clone().mean_dim(1);
+        let var = (flat - mean.clone()).powi_scalar(2).mean_dim(1);
+        let m = (n * h * w) as f64;
+        let unbiased = var.clone().detach() * (m / (m - 1.0).max(1.0));
+        running[0] = running[0].clone() * 0.9 + mean.clone().detach().reshape([c]) * 0.1;
+        running[1] = running[1].clone() * 0.9 + unbiased.reshape([c]) * 0.1;
+        (mean.reshape([1, c, 1, 1]), var.reshape([1, c, 1, 1]))
+    } else {
+        (
+            running[0].clone().reshape([1, c, 1, 1]),
+            running[1].clone().reshape([1, c, 1, 1]),
+        )
+    };
+    let xhat = (x - mean) / (var + EPS).sqrt();
+    xhat * g.reshape([1, c, 1, 1]) + b.reshape([1, c, 1, 1])
+}
+
+fn pool_blocks<B: Backend>(x: Tensor<B, 4>) -> (Tensor<B, 6>, [usize; 4]) {
+    let [n, c, h, w] = x.dims();
+    let (h2, w2) = (h / 2, w / 2);
+    let x = if h % 2 == 1 || w % 2 == 1 {
+        x.slice([0..n, 0..c, 0..h2 * 2, 0..w2 * 2])
+    } else {
+        x
+    };
+    (x.reshape([n, c, h2, 2, w2, 2]), [n, c, h2, w2])
+}
+
+/// 2x2 average pooling, stride 2 (odd trailing rows/columns dropped, as PyTorch's floor mode).
+pub fn avg_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let (b, out) = pool_blocks(x);
+    b.mean_dim(5).mean_dim(3).reshape(out)
+}
+
+/// 2x2 max pooling, stride 2.
+pub fn max_pool2<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let (b, out) = pool_blocks(x);
+    b.max_dim(5).max_dim(3).reshape(out)
+}
+
+/// Mean cross-entropy of `logits` against integer `labels` given as a one-hot matrix.
+pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, onehot: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [n, _] = logits.dims();
+    let logp = burn::tensor::activation::log_softmax(logits, 1);
+    (logp * onehot).sum().neg() / (n as f64)
+}
+
+/// A one-hot matrix for `labels` over `k` classes.
+pub fn one_hot<B: Backend>(labels: &[usize], k: usize, device: &B::Device) -> Tensor<B, 2> {
+    let mut v = vec![0f32; labels.len() * k];
+    for (i, &y) in labels.iter().enumerate() {
+        v[i * k + y] = 1.0;
+    }
+    Tensor::from_data(TensorData::new(v, [labels.len(), k]), device)
+}

@@ -1,0 +1,531 @@
+//! The scenario file: a TOML document that fully determines a run (with its seed).
+//!
+//! Unknown fields are rejected; every value is validated, and each message names the file, the
+//! field, the value, what was expected and, where it can be found, the line.
+
+use crate::device::DeviceKind;
+use crate::error::{Error, Result};
+use crate::model::{Norm, Pooling};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name; the results folder is `results/<name>-<timestamp>/`.
+    pub name: String,
+    /// Free text describing the scenario.
+    #[serde(default)]
+    pub description: String,
+    /// What the run does.
+    pub kind: Kind,
+    /// Seed of every random choice in the run.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where tensors live.
+    #[serde(default)]
+    pub device: DeviceKind,
+    /// The dataset.
+    pub data: DataSpec,
+    /// The network.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// Training settings.
+    #[serde(default)]
+    pub train: TrainSection,
+}
+
+/// The kinds of run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Train fresh networks on the training set (or a random `ipc` selection) and test them.
+    Train,
+}
+
+/// Where the data comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSpec {
+    /// The 8x8 digits embedded in the binary (1797 images, seeded 80/20 split).
+    Digits {
+        /// Seed of the train/test split (kept apart from the run seed so the test set is stable).
+        #[serde(default)]
+        split_seed: u64,
+    },
+    /// MNIST-family IDX files (gzip or raw). Relative paths are relative to the scenario file.
+    Idx {
+        /// `mnist`, `fashion_mnist`, or another name (normalisation then comes from the data).
+        #[serde(default = "default_idx_name")]
+        name: String,
+        /// Training images file.
+        train_images: PathBuf,
+        /// Training labels file.
+        train_labels: PathBuf,
+        /// Test images file.
+        test_images: PathBuf,
+        /// Test labels file.
+        test_labels: PathBuf,
+    },
+    /// CIFAR-10 binary files: `dir` holding `data_batch_{1..5}.bin` and `test_batch.bin`, or
+    /// explicit `train_files` / `test_files`.
+    Cifar10 {
+        /// The extracted `cifar-10-batches-bin` folder.
+        dir: Option<PathBuf>,
+        /// Training batch files (instead of `dir`).
+        #[serde(default)]
+        train_files: Vec<PathBuf>,
+        /// Test batch files (instead of `dir`).
+        #[serde(default)]
+        test_files: Vec<PathBuf>,
+    },
+    /// CIFAR-100 binary files: `dir` holding `train.bin` and `test.bin`, or explicit files.
+    Cifar100 {
+        /// The extracted `cifar-100-binary` folder.
+        dir: Option<PathBuf>,
+        /// Training files (instead of `dir`).
+        #[serde(default)]
+        train_files: Vec<PathBuf>,
+        /// Test files (instead of `dir`).
+        #[serde(default)]
+        test_files: Vec<PathBuf>,
+    },
+    /// Procedural images (class prototypes plus noise).
+    Synthetic {
+        /// Training images.
+        train: usize,
+        /// Test images.
+        test: usize,
+        /// Channels.
+        #[serde(default = "one")]
+        channels: usize,
+        /// Height and width.
+        #[serde(default = "default_size")]
+        size: usize,
+        /// Number of classes.
+        #[serde(default = "ten")]
+        classes: usize,
+        /// Pixel noise standard deviation.
+        #[serde(default = "default_noise")]
+        noise: f32,
+    },
+}
+
+/// Network architecture families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// The DD-literature ConvNet.
+    Convnet,
+    /// The 3-layer perceptron.
+    Mlp,
+}
+
+/// The `[model]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// `convnet` or `mlp`.
+    pub arch: Arch,
+    /// ConvNet channels per layer.
+    pub width: usize,
+    /// ConvNet blocks.
+    pub depth: usize,
+    /// ConvNet normalisation.
+    pub norm: Norm,
+    /// ConvNet pooling.
+    pub pooling: Pooling,
+    /// MLP hidden width.
+    pub hidden: usize,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            arch: Arch::Convnet,
+            width: 128,
+            depth: 3,
+            norm: Norm::Instance,
+            pooling: Pooling::Avg,
+            hidden: 128,
+        }
+    }
+}
+
+/// Learning-rate schedule names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Drop by `gamma` at `milestones` (default: once, at epoch E/2 + 1, as the reference).
+    Step,
+    /// Cosine decay to `lr * min_lr_factor`.
+    Cosine,
+    /// Fixed rate.
+    Constant,
+}
+
+/// The `[train]` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Step schedule milestones (0-based epochs); default `[epochs / 2 + 1]`.
+    pub milestones: Option<Vec<usize>>,
+    /// Step schedule factor.
+    pub gamma: f64,
+    /// Cosine schedule floor as a fraction of `lr`.
+    pub min_lr_factor: f64,
+    /// Train on a random selection of this many images per class instead of the full set.
+    pub ipc: Option<usize>,
+    /// Number of freshly initialised networks trained (results give mean and std).
+    pub repeats: usize,
+    /// Evaluate on the test set every this many epochs (and always after the last).
+    pub eval_every: usize,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            epochs: 10,
+            batch_size: 256,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            schedule: Schedule::Step,
+            milestones: None,
+            gamma: 0.1,
+            min_lr_factor: 0.01,
+            ipc: None,
+            repeats: 1,
+            eval_every: 1,
+        }
+    }
+}
+
+fn default_idx_name() -> String {
+    "mnist".into()
+}
+fn one() -> usize {
+    1
+}
+fn ten() -> usize {
+    10
+}
+fn default_size() -> usize {
+    28
+}
+fn default_noise() -> f32 {
+    0.3
+}
+
+/// A scenario read from a file, with the file's location kept for resolving relative paths.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The parsed, validated scenario.
+    pub scenario: Scenario,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The file's exact text (copied into the results folder).
+    pub text: String,
+}
+
+impl Loaded {
+    /// Resolves a path from the scenario: absolute as is, relative to the scenario's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+/// Reads, parses and validates a scenario file.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse(&text, path)
+}
+
+/// Parses and validates scenario text; `path` is used in messages and to resolve data paths.
+pub fn parse(text: &str, path: &Path) -> Result<Loaded> {
+    let scenario: Scenario = toml::from_str(text).map_err(|e| Error::Scenario {
+        path: path.to_path_buf(),
+        msg: e.to_string().trim_end().to_string(),
+    })?;
+    validate(&scenario, text).map_err(|msg| Error::Scenario {
+        path: path.to_path_buf(),
+        msg,
+    })?;
+    Ok(Loaded {
+        scenario,
+        path: path.to_path_buf(),
+        text: text.to_string(),
+    })
+}
+
+/// The 1-based line of `key` inside `[section]` (or at top level when `section` is empty).
+fn locate(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            current = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        if current == section {
+            if let Some((k, _)) = t.split_once('=') {
+                if k.trim() == key {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    None
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    errors: Vec<String>,
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, section: &str, key: &str, value: impl std::fmt::Display, expected: &str) {
+        let field = if section.is_empty() {
+            key.to_string()
+        } else {
+            format!("{section}.{key}")
+        };
+        let at = locate(self.text, section, key)
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        self.errors
+            .push(format!("{field} = {value}{at}: expected {expected}"));
+    }
+
+    fn positive(&mut self, section: &str, key: &str, v: usize) {
+        if v == 0 {
+            self.fail(section, key, v, "a positive integer");
+        }
+    }
+
+    fn finite_range(
+        &mut self,
+        section: &str,
+        key: &str,
+        v: f64,
+        lo: f64,
+        hi: f64,
+        lo_open: bool,
+        what: &str,
+    ) {
+        let ok = v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
+        if !ok {
+            self.fail(section, key, v, what);
+        }
+    }
+}
+
+/// Checks every value of a parsed scenario; returns all problems found, one per line.
+pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
+    let mut c = Checker {
+        text,
+        errors: Vec::new(),
+    };
+    if s.name.trim().is_empty()
+        || !s
+            .name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+    {
+        c.fail(
+            "",
+            "name",
+            format!("{:?}", s.name),
+            "a non-empty name of letters, digits, '-', '_' or '.' (it names the results folder)",
+        );
+    }
+    match &s.data {
+        DataSpec::Synthetic {
+            train,
+            test,
+            channels,
+            size,
+            classes,
+            noise,
+        } => {
+            c.positive("data", "train", *train);
+            c.positive("data", "test", *test);
+            if !(1..=4).contains(channels) {
+                c.fail("data", "channels", channels, "1 to 4 channels");
+            }
+            if !(4..=256).contains(size) {
+                c.fail("data", "size", size, "an image size from 4 to 256");
+            }
+            if !(2..=1000).contains(classes) {
+                c.fail("data", "classes", classes, "2 to 1000 classes");
+            }
+            if *train < *classes {
+                c.fail(
+                    "data",
+                    "train",
+                    train,
+                    "at least one training image per class",
+                );
+            }
+            c.finite_range(
+                "data",
+                "noise",
+                *noise as f64,
+                0.0,
+                10.0,
+                false,
+                "a noise level from 0 to 10",
+            );
+        }
+        DataSpec::Cifar10 {
+            dir,
+            train_files,
+            test_files,
+        }
+        | DataSpec::Cifar100 {
+            dir,
+            train_files,
+            test_files,
+        } => {
+            if dir.is_none() && (train_files.is_empty() || test_files.is_empty()) {
+                c.fail(
+                    "data",
+                    "dir",
+                    "(missing)",
+                    "either `dir` (the extracted binary folder) or both `train_files` and `test_files`",
+                );
+            }
+        }
+        DataSpec::Idx { .. } | DataSpec::Digits { .. } => {}
+    }
+    let m = &s.model;
+    c.positive("model", "width", m.width);
+    if m.width > 4096 {
+        c.fail("model", "width", m.width, "at most 4096 channels");
+    }
+    if !(1..=8).contains(&m.depth) {
+        c.fail("model", "depth", m.depth, "a depth from 1 to 8");
+    }
+    c.positive("model", "hidden", m.hidden);
+    let t = &s.train;
+    c.positive("train", "epochs", t.epochs);
+    c.positive("train", "batch_size", t.batch_size);
+    c.positive("train", "repeats", t.repeats);
+    c.positive("train", "eval_every", t.eval_every);
+    c.finite_range(
+        "train",
+        "lr",
+        t.lr,
+        0.0,
+        100.0,
+        true,
+        "a learning rate in (0, 100]",
+    );
+    c.finite_range(
+        "train",
+        "momentum",
+        t.momentum,
+        0.0,
+        1.0,
+        false,
+        "a momentum in [0, 1)",
+    );
+    if t.momentum >= 1.0 {
+        c.fail("train", "momentum", t.momentum, "a momentum in [0, 1)");
+    }
+    c.finite_range(
+        "train",
+        "weight_decay",
+        t.weight_decay,
+        0.0,
+        1.0,
+        false,
+        "a weight decay in [0, 1]",
+    );
+    c.finite_range(
+        "train",
+        "gamma",
+        t.gamma,
+        0.0,
+        1.0,
+        true,
+        "a decay factor in (0, 1]",
+    );
+    c.finite_range(
+        "train",
+        "min_lr_factor",
+        t.min_lr_factor,
+        0.0,
+        1.0,
+        false,
+        "a fraction in [0, 1]",
+    );
+    if let Some(ipc) = t.ipc {
+        c.positive("train", "ipc", ipc);
+    }
+    if let Some(ms) = &t.milestones {
+        if t.schedule != Schedule::Step {
+            c.fail(
+                "train",
+                "milestones",
+                format!("{ms:?}"),
+                "milestones only with schedule = \"step\"",
+            );
+        }
+        if ms.windows(2).any(|w| w[0] >= w[1]) {
+            c.fail(
+                "train",
+                "milestones",
+                format!("{ms:?}"),
+                "strictly increasing epochs",
+            );
+        }
+    }
+    if c.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(c.errors.join("\n"))
+    }
+}
+
+impl Scenario {
+    /// The training configuration the `[train]` section describes.
+    pub fn train_config(&self) -> crate::train::TrainConfig {
+        use crate::train::{LrSchedule, TrainConfig};
+        let t = &self.train;
+        TrainConfig {
+            epochs: t.epochs,
+            batch_size: t.batch_size,
+            lr: t.lr,
+            momentum: t.momentum,
+            weight_decay: t.weight_decay,
+            schedule: match t.schedule {
+                Schedule::Step => LrSchedule::Step {
+                    milestones: t.milestones.clone().unwrap_or(vec![t.epochs / 2 + 1]),
+                    gamma: t.gamma,
+                },
+                Schedule::Cosine => LrSchedule::Cosine {
+                    min_factor: t.min_lr_factor,
+                },
+                Schedule::Constant => LrSchedule::Constant,
+            },
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Plain training and evaluation loops over a [`Dataset`]: minibatch SGD with momentum and weight
+//! decay (PyTorch semantics), step or cosine learning-rate schedules, test accuracy.
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::layers::{cross_entropy, one_hot};
+use crate::model::{forward, Mode, Model};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// How the learning rate changes over epochs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Multiply by `gamma` at each milestone epoch (0-based: epochs >= m use the lower rate);
+    /// momentum is reset there, as the reference re-creates its optimiser.
+    Step {
+        /// Epoch indices at which the rate drops.
+        milestones: Vec<usize>,
+        /// The factor applied at each milestone.
+        gamma: f64,
+    },
+    /// Cosine decay from `lr` to `lr * min_factor` over the run.
+    Cosine {
+        /// The final rate as a fraction of the initial one.
+        min_factor: f64,
+    },
+    /// A fixed rate.
+    Constant,
+}
+
+/// Everything a training run needs besides data and model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Number of passes over the data.
+    pub epochs: usize,
+    /// Minibatch size (the last batch of an epoch may be smaller).
+    pub batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum (0 for none).
+    pub momentum: f64,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f64,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+}
+
+impl TrainConfig {
+    /// The literature's evaluation protocol (REFERENCE.md §1.6): SGD lr 0.01, momentum 0.9,
+    /// weight decay 5e-4, batch 256, lr x0.1 at epoch E/2 + 1.
+    pub fn reference(epochs: usize) -> Self {
+        TrainConfig {
+            epochs,
+            batch_size: 256,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            schedule: LrSchedule::Step {
+                milestones: vec![epochs / 2 + 1],
+                gamma: 0.1,
+            },
+        }
+    }
+
+    /// The learning rate used during `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        match &self.schedule {
+            LrSchedule::Step { milestones, gamma } => {
+                let k = milestones.iter().filter(|&&m| epoch >= m).count();
+                self.lr * gamma.powi(k as i32)
+            }
+            LrSchedule::Cosine { min_factor } => {
+                let t = epoch as f64 / self.epochs.max(1) as f64;
+                let f = min_factor
+                    + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos());
+                self.lr * f
+            }
+            LrSchedule::Constant => self.lr,
+        }
+    }
+
+    /// True when momentum should be reset at the start of `epoch`.
+    fn resets_at(&self, epoch: usize) -> bool {
+        matches!(&self.schedule, LrSchedule::Step { milestones, .. } if milestones.contains(&epoch))
+    }
+}
+
+/// SGD with momentum and weight decay over a flat parameter list (PyTorch's update rule:
+/// `g += wd * p; buf = m * buf + g; p -= lr * buf`, the first buffer being `g`).
+pub struct Sgd<B: Backend> {
+    momentum: f64,
+    weight_decay: f64,
+    bufs: Option<Vec<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Sgd<B> {
+    /// A fresh optimiser.
+    pub fn new(momentum: f64, weight_decay: f64) -> Self {
+        Sgd {
+            momentum,
+            weight_decay,
+            bufs: None,
+        }
+    }
+
+    /// Forgets the momentum buffers.
+    pub fn reset(&mut self) {
+        self.bufs = None;
+    }
+
+    /// Applies one update with rate `lr`.
+    pub fn step(&mut self, params: &mut [Tensor<B, 1>], grads: Vec<Tensor<B, 1>>, lr: f64) {
+        let grads: Vec<Tensor<B, 1>> = grads
+            .into_iter()
+            .zip(params.iter())
+            .map(|(g, p)| {
+                if self.weight_decay != 0.0 {
+                    g + p.clone() * self.weight_decay
+                } else {
+                    g
+                }
+            })
+            .collect();
+        let dirs = if self.momentum != 0.0 {
+            let new: Vec<Tensor<B, 1>> = match self.bufs.take() {
+                Some(bufs) => bufs
+                    .into_iter()
+                    .zip(grads)
+                    .map(|(b, g)| b * self.momentum + g)
+                    .collect(),
+                None => grads,
+            };
+            self.bufs = Some(new.clone());
+            new
+        } else {
+            grads
+        };
+        for (p, d) in params.iter_mut().zip(dirs) {
+            *p = p.clone() - d * lr;
+        }
+    }
+}
+
+/// Stacks the images at `idx` into an NCHW tensor.
+pub fn batch_images<B: Backend>(data: &Dataset, idx: &[usize], device: &B::Device) -> Tensor<B, 4> {
+    let l = data.image_len();
+    let mut v = Vec::with_capacity(idx.len() * l);
+    for &i in idx {
+        v.extend_from_slice(data.image(i));
+    }
+    let [c, h, w] = data.shape;
+    Tensor::from_data(TensorData::new(v, [idx.len(), c, h, w]), device)
+}
+
+/// Takes one SGD step on a batch; returns the batch loss (a tensor, so no device sync).
+pub fn train_step<AD: AutodiffBackend>(
+    model: &mut Model<AD::InnerBackend>,
+    opt: &mut Sgd<AD::InnerBackend>,
+    x: Tensor<AD, 4>,
+    onehot: Tensor<AD, 2>,
+    lr: f64,
+) -> Tensor<AD::InnerBackend, 1> {
+    let params: Vec<Tensor<AD, 1>> = model
+        .params
+        .iter()
+        .map(|p| Tensor::from_inner(p.clone()).require_grad())
+        .collect();
+    let mut bufs: Vec<Tensor<AD, 1>> = model
+        .buffers
+        .iter()
+        .map(|b| Tensor::from_inner(b.clone()))
+        .collect();
+    let logits = forward(&model.spec, &params, &mut bufs, x, Mode::Train);
+    let loss = cross_entropy(logits, onehot);
+    let grads = loss.backward();
+    let g: Vec<_> = params
+        .iter()
+        .zip(&model.params)
+        .map(|(p, inner)| p.grad(&grads).unwrap_or_else(|| inner.zeros_like()))
+        .collect();
+    model.buffers = bufs.into_iter().map(|b| b.inner()).collect();
+    opt.step(&mut model.params, g, lr);
+    loss.inner()
+}
+
+/// Trains `model` on `data` for `cfg.epochs`, calling `on_epoch(epoch, mean_loss, model)` after
+/// each epoch and `on_step()` after each step. A non-finite loss stops training with an error.
+pub fn train<AD: AutodiffBackend, R: Rng>(
+    model: &mut Model<AD::InnerBackend>,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    rng: &mut R,
+    device: &AD::Device,
+    mut on_step: impl FnMut(),
+    mut on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
+) -> Result<()> {
+    let k = model.spec.num_classes();
+    let mut opt = Sgd::new(cfg.momentum, cfg.weight_decay);
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    for epoch in 0..cfg.epochs {
+        if cfg.resets_at(epoch) {
+            opt.reset();
+        }
+        let lr = cfg.lr_at(epoch);
+        order.shuffle(rng);
+        let mut total: Option<Tensor<AD::InnerBackend, 1>> = None;
+        let mut batches = 0usize;
+        for idx in order.chunks(cfg.batch_size.max(1)) {
+            let x = batch_images::<AD>(data, idx, device);
+            let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
+            let y = one_hot::<AD>(&labels, k, device);
+            let l = train_step::<AD>(model, &mut opt, x, y, lr);
+            total = Some(match total {
+                Some(t) => t + l,
+                None => l,
+            });
+            batches += 1;
+            on_step();
+        }
+        let mean = match total {
+            Some(t) => t.into_scalar().elem::<f64>() / batches as f64,
+            None => 0.0,
+        };
+        if !mean.is_finite() {
+            return Err(Error::Numerics(format!(
+                "training loss became {mean} in epoch {} (lr {lr}): lower the learning rate",
+                epoch + 1
+            )));
+        }
+        on_epoch(epoch, mean, model)?;
+    }
+    Ok(())
+}
+
+/// Accuracy and mean cross-entropy of `model` on `data` (evaluation mode, batches of `batch`).
+pub fn evaluate<B: Backend>(
+    model: &mut Model<B>,
+    data: &Dataset,
+    batch: usize,
+    device: &B::Device,
+) -> (f64, f64) {
+    if data.is_empty() {
+        return (0.0, 0.0);
+    }
+    let k = model.spec.num_classes();
+    let mut correct = 0usize;
+    let mut loss = 0f64;
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_images::<B>(data, chunk, device);
+        let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
+        let logits = model.forward(x, Mode::Eval);
+        let onehot = one_hot::<B>(&labels, k, device);
+        loss += cross_entropy(logits.clone(), onehot)
+            .into_scalar()
+            .elem::<f64>()
+            * chunk.len() as f64;
+        let pred = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .unwrap();
+        correct += pred
+            .iter()
+            .zip(&labels)
+            .filter(|(p, y)| **p as usize == **y)
+            .count();
+    }
+    (correct as f64 / data.len() as f64, loss / data.len() as f64)
+}
