@@ -320,19 +320,17 @@ impl Checker<'_> {
         }
     }
 
-    fn finite_range(
+    /// Records a problem unless `ok`.
+    fn require(
         &mut self,
+        ok: bool,
         section: &str,
         key: &str,
-        v: f64,
-        lo: f64,
-        hi: f64,
-        lo_open: bool,
+        value: impl std::fmt::Display,
         what: &str,
     ) {
-        let ok = v.is_finite() && (if lo_open { v > lo } else { v >= lo }) && v <= hi;
         if !ok {
-            self.fail(section, key, v, what);
+            self.fail(section, key, value, what);
         }
     }
 }
@@ -384,13 +382,11 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
                     "at least one training image per class",
                 );
             }
-            c.finite_range(
+            c.require(
+                (0.0..=10.0).contains(noise),
                 "data",
                 "noise",
-                *noise as f64,
-                0.0,
-                10.0,
-                false,
+                noise,
                 "a noise level from 0 to 10",
             );
         }
@@ -429,52 +425,39 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     c.positive("train", "batch_size", t.batch_size);
     c.positive("train", "repeats", t.repeats);
     c.positive("train", "eval_every", t.eval_every);
-    c.finite_range(
+    c.require(
+        t.lr > 0.0 && t.lr <= 100.0,
         "train",
         "lr",
         t.lr,
-        0.0,
-        100.0,
-        true,
         "a learning rate in (0, 100]",
     );
-    c.finite_range(
+    c.require(
+        (0.0..1.0).contains(&t.momentum),
         "train",
         "momentum",
         t.momentum,
-        0.0,
-        1.0,
-        false,
         "a momentum in [0, 1)",
     );
-    if t.momentum >= 1.0 {
-        c.fail("train", "momentum", t.momentum, "a momentum in [0, 1)");
-    }
-    c.finite_range(
+    c.require(
+        (0.0..=1.0).contains(&t.weight_decay),
         "train",
         "weight_decay",
         t.weight_decay,
-        0.0,
-        1.0,
-        false,
         "a weight decay in [0, 1]",
     );
-    c.finite_range(
+    c.require(
+        t.gamma > 0.0 && t.gamma <= 1.0,
         "train",
         "gamma",
         t.gamma,
-        0.0,
-        1.0,
-        true,
         "a decay factor in (0, 1]",
     );
-    c.finite_range(
+    c.require(
+        (0.0..=1.0).contains(&t.min_lr_factor),
         "train",
         "min_lr_factor",
         t.min_lr_factor,
-        0.0,
-        1.0,
-        false,
         "a fraction in [0, 1]",
     );
     if let Some(ipc) = t.ipc {

@@ -50,7 +50,7 @@ pub fn parse_into(
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    if bytes.len() % rec != 0 {
+    if !bytes.len().is_multiple_of(rec) {
         return Err(format!(
             "{} bytes is not a whole number of {rec}-byte {} records (truncated or not a CIFAR binary file?)",
             bytes.len(),

@@ -29,11 +29,8 @@ pub fn decompress_if_gz(raw: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
 
 fn header(bytes: &[u8], magic: u32, ndims: usize) -> std::result::Result<Vec<usize>, String> {
     let need = 4 + 4 * ndims;
-    if bytes.len() < need {
-        return Err(format!(
-            "truncated IDX header: {} bytes, expected at least {need}",
-            bytes.len()
-        ));
+    if bytes.len() < 4 {
+        return Err(format!("truncated IDX header: {} bytes", bytes.len()));
     }
     let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
     let found = word(0);
@@ -45,6 +42,12 @@ fn header(bytes: &[u8], magic: u32, ndims: usize) -> std::result::Result<Vec<usi
             } else {
                 "uint8 labels, 1 dim"
             }
+        ));
+    }
+    if bytes.len() < need {
+        return Err(format!(
+            "truncated IDX header: {} bytes, expected at least {need}",
+            bytes.len()
         ));
     }
     let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();

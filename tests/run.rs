@@ -1,0 +1,183 @@
+//! End-to-end runs: training on the embedded digits, determinism, results folder, CLI errors.
+
+use distillery::runner::{self, RunOptions};
+use distillery::scenario;
+use std::path::Path;
+use std::process::Command;
+
+fn run_text(text: &str, root: &Path) -> runner::RunOutput {
+    let l = scenario::parse(text, Path::new("test.toml")).unwrap();
+    runner::run(
+        &l,
+        &RunOptions {
+            results_root: root.to_path_buf(),
+            quiet: true,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn convnet_on_embedded_digits_reaches_90_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_text(
+        r#"
+name = "digits-test"
+kind = "train"
+seed = 1
+[data]
+source = "digits"
+[model]
+width = 32
+[train]
+epochs = 12
+batch_size = 32
+lr = 0.02
+eval_every = 12
+"#,
+        dir.path(),
+    );
+    let acc = out.summary["test_acc_mean"].as_f64().unwrap();
+    assert!(
+        acc >= 0.90,
+        "test accuracy {acc} below 0.90 (chance is 0.10)"
+    );
+}
+
+const TINY: &str = r#"
+name = "tiny"
+kind = "train"
+seed = 7
+[data]
+source = "synthetic"
+train = 120
+test = 60
+size = 8
+classes = 4
+[model]
+width = 8
+depth = 2
+[train]
+epochs = 3
+batch_size = 16
+lr = 0.05
+"#;
+
+fn metrics_without_time(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    // Drop the last column (elapsed seconds), which differs run to run.
+    text.lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect()
+}
+
+#[test]
+fn same_scenario_and_seed_give_identical_metrics() {
+    let root = tempfile::tempdir().unwrap();
+    let a = run_text(TINY, root.path());
+    let b = run_text(TINY, root.path());
+    assert_ne!(a.dir, b.dir, "each run gets its own folder");
+    let (ma, mb) = (metrics_without_time(&a.dir), metrics_without_time(&b.dir));
+    assert_eq!(ma.len(), 4, "header + 3 epochs");
+    assert_eq!(ma, mb);
+    assert_eq!(a.summary["test_acc"], b.summary["test_acc"]);
+    let c = run_text(&TINY.replace("seed = 7", "seed = 8"), root.path());
+    assert_ne!(
+        metrics_without_time(&c.dir),
+        ma,
+        "a different seed gives a different run"
+    );
+}
+
+#[test]
+fn results_folder_holds_scenario_metrics_and_summary() {
+    let root = tempfile::tempdir().unwrap();
+    let text = TINY.replace(
+        "epochs = 3",
+        "epochs = 4\nrepeats = 2\neval_every = 2\nipc = 5",
+    );
+    let out = run_text(&text, root.path());
+    let name = out.dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        name.starts_with("tiny-") && name.len() == "tiny-YYYYMMDD-HHMMSS".len(),
+        "{name}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.dir.join("scenario.toml")).unwrap(),
+        text
+    );
+    let rows = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
+    assert_eq!(
+        rows.lines().count(),
+        1 + 2 * 2,
+        "2 repeats x evaluations at epochs 2 and 4"
+    );
+    assert!(rows.starts_with("repeat,epoch,lr,train_loss,test_loss,test_acc,elapsed_s"));
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(s["test_acc"].as_array().unwrap().len(), 2);
+    assert_eq!(s["ipc"], 5);
+    assert_eq!(s["dataset"]["train"], 120);
+    assert!(!out.dir.join("summary.json.tmp").exists());
+}
+
+#[test]
+fn cli_reports_bad_scenarios_without_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, TINY.replace("lr = 0.05", "lr = -1")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_distillery"))
+        .args(["run", bad.to_str().unwrap(), "--results"])
+        .arg(dir.path().join("r"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.toml") && err.contains("train.lr = -1"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !dir.path().join("r").exists(),
+        "no results folder for a rejected scenario"
+    );
+
+    let missing = dir.path().join("idx.toml");
+    std::fs::write(
+        &missing,
+        "name = \"m\"\nkind = \"train\"\n[data]\nsource = \"idx\"\ntrain_images = \"nope-images.gz\"\ntrain_labels = \"l\"\ntest_images = \"ti\"\ntest_labels = \"tl\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_distillery"))
+        .args(["run", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("nope-images.gz"),
+        "{err}"
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_without_the_feature_is_a_clear_error() {
+    let l = scenario::parse(
+        &TINY.replace("seed = 7", "seed = 7\ndevice = \"cuda\""),
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let e = runner::run(
+        &l,
+        &RunOptions {
+            results_root: root.path().into(),
+            quiet: true,
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("--features cuda"), "{e}");
+}
