@@ -47,8 +47,23 @@ fn cuda_probe() -> Result<()> {
 #[cfg(feature = "cuda")]
 fn cuda_probe() -> Result<()> {
     use burn::prelude::*;
+    use std::sync::{Arc, Mutex};
+    // burn-cuda loads libcuda lazily and panics, possibly on a worker thread, when it is missing:
+    // silence panics during the probe and keep their messages to explain the failure.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let record = seen.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| info.payload().downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown failure".into());
+        if let Ok(mut v) = record.lock() {
+            v.push(msg);
+        }
+    }));
     let r = std::panic::catch_unwind(|| {
         let dev = burn::backend::cuda::CudaDevice::default();
         let t = Tensor::<burn::backend::Cuda, 1>::from_floats([1.0, 2.0], &dev);
@@ -57,14 +72,10 @@ fn cuda_probe() -> Result<()> {
     std::panic::set_hook(hook);
     match r {
         Ok(_) => Ok(()),
-        Err(e) => {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown failure".into());
+        Err(_) => {
+            let msgs = seen.lock().map(|v| v.join("; ")).unwrap_or_default();
             Err(Error::Device(format!(
-                "no usable CUDA device (is an NVIDIA driver installed?): {msg}"
+                "no usable CUDA device (is an NVIDIA GPU with its driver present?): {msgs}"
             )))
         }
     }

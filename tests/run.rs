@@ -29,6 +29,7 @@ seed = 1
 source = "digits"
 [model]
 width = 32
+depth = 2
 [train]
 epochs = 12
 batch_size = 32
@@ -180,4 +181,60 @@ fn cuda_without_the_feature_is_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("--features cuda"), "{e}");
+}
+
+#[test]
+fn non_finite_loss_is_an_error_naming_the_epoch() {
+    use burn::backend::{Autodiff, Flex};
+    use distillery::data::synthetic;
+    use distillery::model::{ConvNetSpec, ModelSpec};
+    use distillery::train::{train, TrainConfig};
+    use rand::SeedableRng;
+    let data = synthetic::generate(40, [1, 8, 8], 4, 0.1, 0);
+    let spec = ModelSpec::ConvNet(ConvNetSpec {
+        width: 4,
+        depth: 2,
+        ..ConvNetSpec::reference([1, 8, 8], 4)
+    });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let dev = Default::default();
+    let mut model = spec.init::<Flex, _>(&mut rng, &dev);
+    // An absurd learning rate overflows the weights within the first epoch.
+    let cfg = TrainConfig {
+        lr: 1e30,
+        batch_size: 8,
+        ..TrainConfig::reference(3)
+    };
+    let mut epochs_seen = 0;
+    let e = train::<Autodiff<Flex>, _>(
+        &mut model,
+        &data,
+        &cfg,
+        &mut rng,
+        &dev,
+        || {},
+        |_, _, _| {
+            epochs_seen += 1;
+            Ok(())
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("training loss became") && e.contains("epoch 1"),
+        "{e}"
+    );
+    assert_eq!(
+        epochs_seen, 0,
+        "no epoch is reported after a non-finite loss"
+    );
+}
+
+#[test]
+fn non_finite_pixels_are_rejected_by_validation() {
+    let mut data = distillery::data::synthetic::generate(10, [1, 4, 4], 2, 0.1, 0);
+    assert!(data.validate().is_ok());
+    data.images[3 * 16 + 5] = f32::NAN;
+    let e = data.validate().unwrap_err();
+    assert!(e.contains("image 3") && e.contains("non-finite"), "{e}");
 }

@@ -150,7 +150,7 @@ impl Dataset {
         }
     }
 
-    /// Checks that labels are in range and the pixel buffer matches the shape.
+    /// Checks that labels are in range, pixels are finite and the buffer matches the shape.
     pub fn validate(&self) -> Result<(), String> {
         if self.images.len() != self.len() * self.image_len() {
             return Err(format!(
@@ -158,6 +158,13 @@ impl Dataset {
                 self.images.len(),
                 self.len(),
                 self.shape
+            ));
+        }
+        if let Some(i) = self.images.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "image {} has a non-finite pixel ({})",
+                i / self.image_len().max(1),
+                self.images[i]
             ));
         }
         if let Some(&y) = self.labels.iter().find(|&&y| y >= self.num_classes()) {
