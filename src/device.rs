@@ -28,11 +28,15 @@ pub trait BackendJob {
     fn run<B: AutodiffBackend>(self, device: B::Device, backend_name: &str) -> Self::Output;
 }
 
+/// A device kind that [`check`] found usable; [`dispatch`] takes only this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Available(DeviceKind);
+
 /// Checks that `kind` can be used in this build on this machine.
-pub fn check(kind: DeviceKind) -> Result<()> {
+pub fn check(kind: DeviceKind) -> Result<Available> {
     match kind {
-        DeviceKind::Cpu => Ok(()),
-        DeviceKind::Cuda => cuda_probe(),
+        DeviceKind::Cpu => Ok(Available(kind)),
+        DeviceKind::Cuda => cuda_probe().map(|_| Available(kind)),
     }
 }
 
@@ -81,16 +85,15 @@ fn cuda_probe() -> Result<()> {
     }
 }
 
-/// Runs `job` on the backend for `kind` after checking it is available.
-pub fn dispatch<J: BackendJob>(kind: DeviceKind, job: J) -> Result<J::Output> {
-    check(kind)?;
-    match kind {
-        DeviceKind::Cpu => Ok(job.run::<Autodiff<Cpu>>(Default::default(), "cpu (flex)")),
+/// Runs `job` on the backend of a checked device.
+pub fn dispatch<J: BackendJob>(device: Available, job: J) -> J::Output {
+    match device.0 {
+        DeviceKind::Cpu => job.run::<Autodiff<Cpu>>(Default::default(), "cpu (flex)"),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => Ok(job.run::<Autodiff<burn::backend::Cuda>>(
+        DeviceKind::Cuda => job.run::<Autodiff<burn::backend::Cuda>>(
             burn::backend::cuda::CudaDevice::default(),
             "cuda",
-        )),
+        ),
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => unreachable!("check() refuses cuda without the feature"),
     }

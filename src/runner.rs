@@ -207,21 +207,21 @@ pub fn run_file(path: &Path, opts: &RunOptions) -> Result<RunOutput> {
 
 /// Runs a loaded scenario, writing its results folder.
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<RunOutput> {
-    device::check(loaded.scenario.device)?;
+    let device = device::check(loaded.scenario.device)?;
     let split = load_data(loaded)?;
     let dir = new_run_dir(&opts.results_root, &loaded.scenario.name)?;
     let copy = dir.join("scenario.toml");
     std::fs::write(&copy, &loaded.text).map_err(|e| Error::io(&copy, e))?;
     let summary = match loaded.scenario.kind {
         Kind::Train => device::dispatch(
-            loaded.scenario.device,
+            device,
             TrainJob {
                 loaded,
                 split: &split,
                 dir: &dir,
                 quiet: opts.quiet,
             },
-        )??,
+        )?,
     };
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     Ok(RunOutput { dir, summary })
