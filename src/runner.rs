@@ -55,8 +55,8 @@ pub fn load_data(loaded: &Loaded) -> Result<Split> {
             test_images,
             test_labels,
         } => {
-            let train = data::idx::load(&r(train_images), &r(train_labels), name)?;
-            let test = data::idx::load(&r(test_images), &r(test_labels), name)?;
+            let mut train = data::idx::load(&r(train_images), &r(train_labels), name)?;
+            let mut test = data::idx::load(&r(test_images), &r(test_labels), name)?;
             if train.shape != test.shape {
                 return Err(Error::data(
                     r(test_images),
@@ -67,7 +67,6 @@ pub fn load_data(loaded: &Loaded) -> Result<Split> {
                 ));
             }
             let norm = data::reference_normalization(name);
-            let (mut train, mut test) = (train, test);
             let k = train.num_classes().max(test.num_classes());
             train.classes = data::class_names(name, k);
             test.classes = train.classes.clone();

@@ -67,17 +67,11 @@ impl ConvNetSpec {
 
     /// Size of the embedding fed to the classifier.
     pub fn feature_dim(&self) -> usize {
-        let [_, mut h, mut w] = self.input;
-        for d in 0..self.depth {
-            let p = self.padding(d);
-            h = h + 2 * p - 2;
-            w = w + 2 * p - 2;
-            if self.pooling != Pooling::None {
-                h /= 2;
-                w /= 2;
-            }
+        match self.block_shapes().last() {
+            Some(&[c, h, w]) if self.pooling != Pooling::None => c * (h / 2) * (w / 2),
+            Some(&[c, h, w]) => c * h * w,
+            None => self.input.iter().product(),
         }
-        self.width * h * w
     }
 
     /// Parameters in order: per block conv weight, conv bias, [norm scale, norm shift]; classifier.
