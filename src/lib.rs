@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod device;
+pub mod distill;
 pub mod error;
 pub mod model;
 pub mod report;

@@ -1,0 +1,3 @@
+//! Dataset distillation: the pieces the distillers share.
+
+pub mod augment;
