@@ -11,6 +11,7 @@ pub mod model;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shortcut;
 pub mod train;
 
 pub use error::{Error, Result};

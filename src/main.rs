@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use distillery::runner::{self, RunOptions};
+use distillery::shortcut::{self, DistillArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,10 +19,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run a scenario file; results land in RESULTS/<name>-<timestamp>/.
+    /// Run a scenario file (results land in RESULTS/<name>-<timestamp>/), or resume a run.
     Run {
         /// The scenario (TOML).
-        file: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        file: Option<PathBuf>,
+        /// Continue the interrupted run whose results folder is DIR from its last checkpoint.
+        #[arg(long, value_name = "DIR", conflicts_with = "file")]
+        resume: Option<PathBuf>,
+        /// Folder that receives the run's results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// No progress bar or per-evaluation lines.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Distil a dataset: builds a `distill` scenario from the flags and runs it.
+    Distill {
+        #[command(flatten)]
+        args: DistillArgs,
+        /// Write the scenario to this file instead of running it.
+        #[arg(long, value_name = "FILE")]
+        write_scenario: Option<PathBuf>,
         /// Folder that receives the run's results folder.
         #[arg(long, default_value = "results")]
         results: PathBuf,
@@ -36,25 +55,59 @@ enum Cmd {
     },
 }
 
+fn print_output(out: &runner::RunOutput) {
+    if let Some(lines) = out.summary["report"].as_array() {
+        for l in lines {
+            println!("{}", l.as_str().unwrap_or_default());
+        }
+    } else {
+        let acc = out.summary["test_acc_mean"].as_f64().unwrap_or(f64::NAN);
+        let std = out.summary["test_acc_std"].as_f64().unwrap_or(f64::NAN);
+        println!("test accuracy {acc:.4} ± {std:.4}");
+    }
+    println!("results: {}", out.dir.display());
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Run {
             file,
+            resume,
             results,
             quiet,
-        } => runner::run_file(
-            &file,
-            &RunOptions {
+        } => {
+            let opts = RunOptions {
                 results_root: results,
                 quiet,
-            },
-        )
-        .map(|out| {
-            let acc = out.summary["test_acc_mean"].as_f64().unwrap_or(f64::NAN);
-            let std = out.summary["test_acc_std"].as_f64().unwrap_or(f64::NAN);
-            println!("test accuracy {acc:.4} ± {std:.4}");
-            println!("results: {}", out.dir.display());
+            };
+            match (file, resume) {
+                (_, Some(dir)) => runner::resume(&dir, &opts),
+                (Some(f), None) => runner::run_file(&f, &opts),
+                (None, None) => unreachable!("clap requires one"),
+            }
+            .map(|out| print_output(&out))
+        }
+        Cmd::Distill {
+            args,
+            write_scenario,
+            results,
+            quiet,
+        } => shortcut::distill_scenario(&args).and_then(|text| match write_scenario {
+            Some(path) => std::fs::write(&path, &text)
+                .map_err(|e| distillery::Error::io(&path, e))
+                .map(|_| println!("wrote {}", path.display())),
+            None => distillery::scenario::parse(&text, std::path::Path::new("distill.toml"))
+                .and_then(|loaded| {
+                    runner::run(
+                        &loaded,
+                        &RunOptions {
+                            results_root: results,
+                            quiet,
+                        },
+                    )
+                })
+                .map(|out| print_output(&out)),
         }),
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             println!(

@@ -31,9 +31,13 @@ pub struct Scenario {
     /// The network.
     #[serde(default)]
     pub model: ModelSection,
-    /// Training settings.
+    /// Training settings (`kind = "train"`).
     #[serde(default)]
     pub train: TrainSection,
+    /// Distillation settings (`kind = "distill"`).
+    pub distill: Option<DistillSection>,
+    /// How synthetic sets are evaluated (`kind = "distill"`).
+    pub eval: Option<EvalSection>,
 }
 
 /// The kinds of run.
@@ -42,6 +46,130 @@ pub struct Scenario {
 pub enum Kind {
     /// Train fresh networks on the training set (or a random `ipc` selection) and test them.
     Train,
+    /// Distil a synthetic set, then evaluate it (and the selection baselines) with fresh networks.
+    Distill,
+}
+
+/// Distillation methods and selection baselines, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Distribution matching.
+    Dm,
+    /// Random real images per class.
+    Random,
+    /// Herding in a ConvNet's embedding.
+    Herding,
+    /// K-center greedy in a ConvNet's embedding.
+    Kcenter,
+}
+
+impl Method {
+    /// The name used in files and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Dm => "dm",
+            Method::Random => "random",
+            Method::Herding => "herding",
+            Method::Kcenter => "kcenter",
+        }
+    }
+}
+
+/// The `[distill]` section (defaults are the DM reference's, REFERENCE.md §1.5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillSection {
+    /// The method whose set is made.
+    pub method: Method,
+    /// Images per class.
+    pub ipc: usize,
+    /// Optimisation iterations.
+    pub iterations: usize,
+    /// Learning rate of the synthetic images.
+    pub lr_img: f64,
+    /// Momentum of the image optimiser.
+    pub momentum: f64,
+    /// Real images per class per iteration.
+    pub batch_real: usize,
+    /// Initialisation: `noise`, `real`, `herding` or `kcenter`.
+    pub init: crate::distill::InitKind,
+    /// Differentiable Siamese augmentation while distilling and evaluating.
+    pub dsa: bool,
+    /// DSA strategy; default `color_crop_cutout_flip_scale_rotate`, without `flip` for digits.
+    pub dsa_strategy: Option<String>,
+    /// Write the loss to `metrics.csv` every this many iterations.
+    pub log_every: usize,
+    /// Save a resumable checkpoint every this many iterations.
+    pub checkpoint_every: usize,
+    /// Evaluate the set every this many iterations (0: only at the end).
+    pub eval_every: usize,
+    /// Candidates per class embedded by herding / k-center (all when absent).
+    pub pool: Option<usize>,
+    /// Epochs the herding / k-center embedding net trains on real data first (0: random init).
+    pub embed_epochs: usize,
+    /// Selection baselines evaluated beside the method with the same protocol.
+    pub baselines: Vec<Method>,
+}
+
+impl Default for DistillSection {
+    fn default() -> Self {
+        DistillSection {
+            method: Method::Dm,
+            ipc: 10,
+            iterations: 20000,
+            lr_img: 1.0,
+            momentum: 0.5,
+            batch_real: 256,
+            init: crate::distill::InitKind::Real,
+            dsa: true,
+            dsa_strategy: None,
+            log_every: 10,
+            checkpoint_every: 100,
+            eval_every: 0,
+            pool: None,
+            embed_epochs: 0,
+            baselines: vec![Method::Random, Method::Herding, Method::Kcenter],
+        }
+    }
+}
+
+/// The `[eval]` section: the evaluation protocol (defaults REFERENCE.md §1.6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSection {
+    /// Epochs each fresh network trains on the set.
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Learning rate (divided by 10 at epochs / 2 + 1).
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Fresh networks per architecture.
+    pub repeats: usize,
+    /// DSA (one draw per sample) while training them.
+    pub dsa: bool,
+    /// Architectures: `convnet` (the `[model]` net), `convnet_bn`, `convnet_nonorm`,
+    /// `convnet_maxpool`, `convnet_wide`, `mlp`.
+    pub models: Vec<String>,
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        EvalSection {
+            epochs: 1000,
+            batch_size: 256,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            repeats: 5,
+            dsa: true,
+            models: vec!["convnet".into()],
+        }
+    }
 }
 
 /// Where the data comes from.
@@ -481,6 +609,26 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
             );
         }
     }
+    match (s.kind, &s.distill, &s.eval) {
+        (Kind::Distill, d, e) => {
+            let d = d.clone().unwrap_or_default();
+            let e = e.clone().unwrap_or_default();
+            validate_distill(&mut c, &d, &e);
+        }
+        (Kind::Train, Some(_), _) => c.fail(
+            "",
+            "kind",
+            "\"train\"",
+            "kind = \"distill\" when a [distill] section is given",
+        ),
+        (Kind::Train, _, Some(_)) => c.fail(
+            "",
+            "kind",
+            "\"train\"",
+            "kind = \"distill\" when an [eval] section is given",
+        ),
+        _ => {}
+    }
     if c.errors.is_empty() {
         Ok(())
     } else {
@@ -488,7 +636,103 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     }
 }
 
+fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection) {
+    c.positive("distill", "ipc", d.ipc);
+    if d.ipc > 10000 {
+        c.fail("distill", "ipc", d.ipc, "at most 10000 images per class");
+    }
+    c.require(
+        d.lr_img > 0.0 && d.lr_img.is_finite(),
+        "distill",
+        "lr_img",
+        d.lr_img,
+        "a positive learning rate",
+    );
+    c.require(
+        (0.0..1.0).contains(&d.momentum),
+        "distill",
+        "momentum",
+        d.momentum,
+        "a momentum in [0, 1)",
+    );
+    c.positive("distill", "batch_real", d.batch_real);
+    c.positive("distill", "log_every", d.log_every);
+    c.positive("distill", "checkpoint_every", d.checkpoint_every);
+    if let Some(p) = d.pool {
+        c.require(
+            p >= d.ipc,
+            "distill",
+            "pool",
+            p,
+            "at least ipc candidates per class",
+        );
+    }
+    if let Some(st) = &d.dsa_strategy {
+        if let Err(m) = crate::distill::augment::Dsa::new(st) {
+            c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
+        }
+    }
+    if d.init == crate::distill::InitKind::Noise && d.method != Method::Dm {
+        c.fail(
+            "distill",
+            "init",
+            "\"noise\"",
+            "a real-image init for selection methods (noise applies to dm)",
+        );
+    }
+    c.positive("eval", "epochs", e.epochs);
+    c.positive("eval", "batch_size", e.batch_size);
+    c.positive("eval", "repeats", e.repeats);
+    c.require(
+        e.lr > 0.0 && e.lr <= 100.0,
+        "eval",
+        "lr",
+        e.lr,
+        "a learning rate in (0, 100]",
+    );
+    c.require(
+        (0.0..1.0).contains(&e.momentum),
+        "eval",
+        "momentum",
+        e.momentum,
+        "a momentum in [0, 1)",
+    );
+    c.require(
+        (0.0..=1.0).contains(&e.weight_decay),
+        "eval",
+        "weight_decay",
+        e.weight_decay,
+        "a weight decay in [0, 1]",
+    );
+    if e.models.is_empty() {
+        c.fail("eval", "models", "[]", "at least one architecture");
+    }
+    for m in &e.models {
+        if !crate::distill::eval::ARCHITECTURES.contains(&m.as_str()) {
+            c.fail(
+                "eval",
+                "models",
+                format!("{m:?}"),
+                &format!(
+                    "architectures from {}",
+                    crate::distill::eval::ARCHITECTURES.join(", ")
+                ),
+            );
+        }
+    }
+}
+
 impl Scenario {
+    /// The distillation settings (defaults when the section is absent).
+    pub fn distill_section(&self) -> DistillSection {
+        self.distill.clone().unwrap_or_default()
+    }
+
+    /// The evaluation settings (defaults when the section is absent).
+    pub fn eval_section(&self) -> EvalSection {
+        self.eval.clone().unwrap_or_default()
+    }
+
     /// The training configuration the `[train]` section describes.
     pub fn train_config(&self) -> crate::train::TrainConfig {
         use crate::train::{LrSchedule, TrainConfig};

@@ -2,6 +2,7 @@
 //! decay (PyTorch semantics), step or cosine learning-rate schedules, test accuracy.
 
 use crate::data::Dataset;
+use crate::distill::augment::Dsa;
 use crate::error::{Error, Result};
 use crate::model::layers::{cross_entropy, one_hot};
 use crate::model::{forward, Mode, Model};
@@ -188,11 +189,14 @@ pub fn train_step<AD: AutodiffBackend>(
 }
 
 /// Trains `model` on `data` for `cfg.epochs`, calling `on_epoch(epoch, mean_loss, model)` after
-/// each epoch and `on_step()` after each step. A non-finite loss stops training with an error.
+/// each epoch and `on_step()` after each step. With `aug`, every batch gets DSA with one draw
+/// per sample. A non-finite loss stops training with an error.
+#[allow(clippy::too_many_arguments)]
 pub fn train<AD: AutodiffBackend, R: Rng>(
     model: &mut Model<AD::InnerBackend>,
     data: &Dataset,
     cfg: &TrainConfig,
+    aug: Option<&Dsa>,
     rng: &mut R,
     device: &AD::Device,
     mut on_step: impl FnMut(),
@@ -210,7 +214,14 @@ pub fn train<AD: AutodiffBackend, R: Rng>(
         let mut total: Option<Tensor<AD::InnerBackend, 1>> = None;
         let mut batches = 0usize;
         for idx in order.chunks(cfg.batch_size.max(1)) {
-            let x = batch_images::<AD>(data, idx, device);
+            let x = match aug {
+                Some(dsa) => Tensor::from_inner(dsa.augment(
+                    batch_images::<AD::InnerBackend>(data, idx, device),
+                    false,
+                    rng,
+                )),
+                None => batch_images::<AD>(data, idx, device),
+            };
             let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
             let y = one_hot::<AD>(&labels, k, device);
             let l = train_step::<AD>(model, &mut opt, x, y, lr);

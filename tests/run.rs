@@ -210,6 +210,7 @@ fn non_finite_loss_is_an_error_naming_the_epoch() {
         &mut model,
         &data,
         &cfg,
+        None,
         &mut rng,
         &dev,
         || {},

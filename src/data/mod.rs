@@ -22,7 +22,7 @@ pub struct Dataset {
 }
 
 /// Per-channel normalisation constants (x - mean) / std.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
     /// Channel means.
     pub mean: Vec<f32>,

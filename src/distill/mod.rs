@@ -1,3 +1,195 @@
-//! Dataset distillation: the pieces the distillers share.
+//! Dataset distillation: one [`Distiller`] trait for every method (DM, the selection baselines,
+//! and later MTT and SelMatch), the [`SyntheticSet`] they produce, DSA, and the evaluation protocol.
 
 pub mod augment;
+pub mod dm;
+pub mod eval;
+pub mod init;
+pub mod synthetic_set;
+
+use crate::data::{Dataset, Normalization};
+use crate::error::Result;
+use crate::model::ModelSpec;
+use crate::train::{train, TrainConfig};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+
+pub use dm::{Dm, DmConfig};
+pub use init::InitKind;
+pub use synthetic_set::{Provenance, SyntheticSet};
+
+/// A method that turns a real training set into `ipc` images per class.
+pub trait Distiller {
+    /// The method's name (`dm`, `random`, `herding`, `kcenter`).
+    fn name(&self) -> String;
+
+    /// Builds the synthetic set from `data` (normalised), reporting progress through `ctx`.
+    fn distill<B: AutodiffBackend>(
+        &mut self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &mut Ctx<'_, B>,
+    ) -> Result<SyntheticSet>;
+}
+
+/// What a distiller reports after each optimisation step: the iteration (1-based), the loss and
+/// a way to take a checkpoint (a copy of the current set and optimiser state).
+pub type OnIteration<'a> = dyn FnMut(usize, f64, &dyn Fn() -> Checkpoint) -> Result<()> + 'a;
+
+/// The run's context: device, seed, provenance facts, progress callback and resume state.
+pub struct Ctx<'a, B: AutodiffBackend> {
+    /// Where tensors live.
+    pub device: B::Device,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// The dataset's short name (provenance).
+    pub dataset: String,
+    /// The normalisation the images live in (provenance, PNG rendering).
+    pub normalization: Option<Normalization>,
+    /// Called after every iteration of an optimising distiller.
+    pub on_iteration: &'a mut OnIteration<'a>,
+    /// A checkpoint to continue from instead of initialising.
+    pub resume: Option<Checkpoint>,
+}
+
+impl<B: AutodiffBackend> Ctx<'_, B> {
+    /// Provenance for a set made by `method` after `iterations` steps.
+    pub fn provenance(
+        &self,
+        data: &Dataset,
+        method: &str,
+        ipc: usize,
+        iterations: usize,
+    ) -> Provenance {
+        Provenance {
+            method: method.to_string(),
+            ipc,
+            dataset: self.dataset.clone(),
+            seed: self.seed,
+            iterations,
+            classes: data.classes.clone(),
+            normalization: self.normalization.clone(),
+        }
+    }
+}
+
+/// A distiller's state mid-run: the set so far (`provenance.iterations` steps done) and the
+/// image optimiser's momentum buffer (same layout as the images).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The synthetic set after `set.provenance.iterations` iterations.
+    pub set: SyntheticSet,
+    /// Momentum buffer of the image optimiser.
+    pub momentum: Vec<f32>,
+}
+
+impl Checkpoint {
+    /// Writes the checkpoint as one safetensors file (the set plus a `momentum` tensor).
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let [c, h, w] = self.set.shape;
+        let extras = vec![(
+            "momentum".to_string(),
+            vec![self.set.len(), c, h, w],
+            self.momentum.clone(),
+        )];
+        self.set.save_with(path, &extras)
+    }
+
+    /// Reads a checkpoint written by [`Checkpoint::save`].
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let (set, extras) = SyntheticSet::load_with(path)?;
+        let momentum = extras
+            .into_iter()
+            .find(|(n, _, _)| n == "momentum")
+            .map(|(_, _, v)| v)
+            .unwrap_or_else(|| vec![0.0; set.images.len()]);
+        if momentum.len() != set.images.len() {
+            return Err(crate::Error::data(
+                path,
+                "the momentum tensor does not match the images",
+            ));
+        }
+        Ok(Checkpoint { set, momentum })
+    }
+}
+
+/// A selection baseline: `ipc` real images per class chosen at random, by herding or by
+/// k-center in the embedding of a ConvNet (random init, or trained for `embed_epochs`).
+#[derive(Clone, Debug)]
+pub struct Selection {
+    /// Random (`Real`), `Herding` or `Kcenter`.
+    pub kind: InitKind,
+    /// The embedding network.
+    pub spec: ModelSpec,
+    /// Epochs of training of the embedding net on the real data before selecting (0: random).
+    pub embed_epochs: usize,
+    /// Candidates per class (a random subset), to bound the embedding cost on large sets.
+    pub pool: Option<usize>,
+}
+
+impl Selection {
+    /// Indices into `data` of the selected images, grouped by class.
+    pub fn indices<B: AutodiffBackend>(
+        &self,
+        data: &Dataset,
+        ipc: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Vec<usize>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x005e_1ec7);
+        if matches!(self.kind, InitKind::Real | InitKind::Noise) {
+            return Ok(init::select::<B::InnerBackend, _>(
+                data, ipc, self.kind, None, None, &mut rng, device,
+            ));
+        }
+        let mut model = self.spec.init::<B::InnerBackend, _>(&mut rng, device);
+        if self.embed_epochs > 0 {
+            let cfg = TrainConfig::reference(self.embed_epochs);
+            train::<B, _>(
+                &mut model,
+                data,
+                &cfg,
+                None,
+                &mut rng,
+                device,
+                || {},
+                |_, _, _| Ok(()),
+            )?;
+        }
+        Ok(init::select(
+            data,
+            ipc,
+            self.kind,
+            Some(&mut model),
+            self.pool,
+            &mut rng,
+            device,
+        ))
+    }
+}
+
+impl Distiller for Selection {
+    fn name(&self) -> String {
+        self.kind.name().to_string()
+    }
+
+    fn distill<B: AutodiffBackend>(
+        &mut self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &mut Ctx<'_, B>,
+    ) -> Result<SyntheticSet> {
+        let idx = self.indices::<B>(data, ipc, ctx.seed, &ctx.device)?;
+        let prov = ctx.provenance(data, &self.name(), ipc, 0);
+        Ok(SyntheticSet::from_dataset(&data.subset(&idx), prov))
+    }
+}
+
+/// A seed for step `i` of a run seeded `seed` (SplitMix64 of the pair), so a resumed run draws
+/// exactly what the uninterrupted one would have.
+pub fn step_seed(seed: u64, i: u64) -> u64 {
+    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -23,6 +23,21 @@ impl CsvLog {
         Ok(log)
     }
 
+    /// Opens `path` for appending (a resumed run); creates it with `header` when missing.
+    pub fn append(path: &Path, header: &[&str]) -> Result<Self> {
+        if !path.exists() {
+            return Self::create(path, header);
+        }
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(CsvLog {
+            path: path.to_path_buf(),
+            w: csv::Writer::from_writer(f),
+        })
+    }
+
     /// Appends one row and flushes it.
     pub fn row<S: AsRef<str>>(&mut self, fields: &[S]) -> Result<()> {
         let io = |e: std::io::Error| Error::io(&self.path, e);

@@ -2,6 +2,8 @@
 //! `results/<name>-<timestamp>/` with `scenario.toml`, `metrics.csv` (a row per evaluation, written
 //! as the run goes) and `summary.json` (written at the end, atomically).
 
+mod distill;
+
 use crate::data::{self, cifar, Split};
 use crate::device::{self, BackendJob};
 use crate::error::{Error, Result};
@@ -204,21 +206,82 @@ pub fn run_file(path: &Path, opts: &RunOptions) -> Result<RunOutput> {
     run(&loaded, opts)
 }
 
-/// Runs a loaded scenario, writing its results folder.
+/// Runs a loaded scenario, writing a new results folder.
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<RunOutput> {
     let device = device::check(loaded.scenario.device)?;
     let split = load_data(loaded)?;
     let dir = new_run_dir(&opts.results_root, &loaded.scenario.name)?;
     let copy = dir.join("scenario.toml");
     std::fs::write(&copy, &loaded.text).map_err(|e| Error::io(&copy, e))?;
+    let origin = std::path::absolute(&loaded.path).unwrap_or_else(|_| loaded.path.clone());
+    write_json_atomic(
+        &dir.join("run.json"),
+        &json!({ "scenario": origin, "started": timestamp() }),
+    )?;
+    execute(loaded, &split, device, dir, opts, false)
+}
+
+/// Continues an interrupted run in its results folder `dir` (distill runs resume from their last
+/// checkpoint; the scenario is the copy in `dir`, its relative paths resolved as the original's).
+pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
+    let copy = dir.join("scenario.toml");
+    if !copy.exists() {
+        return Err(Error::Other(format!(
+            "{}: not a results folder (no scenario.toml)",
+            dir.display()
+        )));
+    }
+    if dir.join("summary.json").exists() {
+        return Err(Error::Other(format!(
+            "{}: this run already finished (summary.json exists); start a new one with `distillery run`",
+            dir.display()
+        )));
+    }
+    let text = std::fs::read_to_string(&copy).map_err(|e| Error::io(&copy, e))?;
+    let origin = std::fs::read_to_string(dir.join("run.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["scenario"].as_str().map(PathBuf::from))
+        .unwrap_or(copy.clone());
+    let mut loaded = scenario::parse(&text, &copy)?;
+    loaded.path = origin;
+    if loaded.scenario.kind != Kind::Distill {
+        return Err(Error::Other(format!(
+            "{}: only distill runs checkpoint and resume; run the scenario again instead",
+            dir.display()
+        )));
+    }
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    execute(&loaded, &split, device, dir.to_path_buf(), opts, true)
+}
+
+fn execute(
+    loaded: &Loaded,
+    split: &Split,
+    device: device::Available,
+    dir: PathBuf,
+    opts: &RunOptions,
+    resuming: bool,
+) -> Result<RunOutput> {
     let summary = match loaded.scenario.kind {
         Kind::Train => device::dispatch(
             device,
             TrainJob {
                 loaded,
-                split: &split,
+                split,
                 dir: &dir,
                 quiet: opts.quiet,
+            },
+        )?,
+        Kind::Distill => device::dispatch(
+            device,
+            distill::DistillJob {
+                loaded,
+                split,
+                dir: &dir,
+                quiet: opts.quiet,
+                resuming,
             },
         )?,
     };
@@ -226,7 +289,7 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<RunOutput> {
     Ok(RunOutput { dir, summary })
 }
 
-fn progress(total: u64, quiet: bool) -> ProgressBar {
+pub(crate) fn progress(total: u64, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -297,6 +360,7 @@ impl BackendJob for TrainJob<'_> {
                 &mut model,
                 &train_set,
                 &cfg,
+                None,
                 &mut rng,
                 &device,
                 || pb.inc(1),

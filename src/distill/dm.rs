@@ -1,0 +1,365 @@
+//! DM, distribution matching (Zhao & Bilen, WACV 2023), as the reference `main_DM.py` runs it
+//! (REFERENCE.md §1.5). Each iteration draws a freshly initialised ConvNet; for every class it
+//! embeds `batch_real` real images and the class's synthetic images under one shared DSA draw and
+//! adds the squared distance between the two mean embeddings; one SGD step (momentum 0.5) then
+//! moves the synthetic images.
+
+use super::augment::{Draw, Dsa};
+use super::init::{self, InitKind};
+use super::{step_seed, Checkpoint, Ctx, Distiller, Selection, SyntheticSet};
+use crate::data::Dataset;
+use crate::device::par_map;
+use crate::error::{Error, Result};
+use crate::model::{embed, Mode, ModelSpec, Norm};
+use crate::train::batch_images;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::SeedableRng;
+
+/// DM's settings (reference defaults from [`DmConfig::reference`]).
+#[derive(Clone, Debug)]
+pub struct DmConfig {
+    /// Optimisation iterations (20000).
+    pub iterations: usize,
+    /// Learning rate of the synthetic images (1.0).
+    pub lr_img: f64,
+    /// Momentum of the image optimiser (0.5).
+    pub momentum: f64,
+    /// Real images per class per iteration (256).
+    pub batch_real: usize,
+    /// How the set starts (real).
+    pub init: InitKind,
+    /// Siamese augmentation (None: no augmentation).
+    pub dsa: Option<Dsa>,
+    /// The embedding network, re-initialised every iteration.
+    pub spec: ModelSpec,
+    /// Candidates per class embedded for herding / k-center initialisation.
+    pub pool: Option<usize>,
+}
+
+impl DmConfig {
+    /// The reference defaults for embedding network `spec` and DSA strategy `dsa`.
+    pub fn reference(spec: ModelSpec, dsa: Option<Dsa>) -> Self {
+        DmConfig {
+            iterations: 20000,
+            lr_img: 1.0,
+            momentum: 0.5,
+            batch_real: 256,
+            init: InitKind::Real,
+            dsa,
+            spec,
+            pool: None,
+        }
+    }
+}
+
+/// The DM distiller.
+#[derive(Clone, Debug)]
+pub struct Dm {
+    /// Its settings.
+    pub cfg: DmConfig,
+}
+
+fn uses_batch_norm(spec: &ModelSpec) -> bool {
+    matches!(spec, ModelSpec::ConvNet(s) if s.norm == Norm::Batch)
+}
+
+fn buffers<B: Backend>(spec: &ModelSpec, device: &B::Device) -> Vec<Tensor<B, 1>> {
+    spec.buffers()
+        .into_iter()
+        .map(|v| {
+            let n = v.len();
+            Tensor::from_data(TensorData::new(v, [n]), device)
+        })
+        .collect()
+}
+
+fn augmented<B: Backend>(xs: Vec<Tensor<B, 4>>, draws: &[Option<Draw>]) -> Vec<Tensor<B, 4>> {
+    xs.into_iter()
+        .zip(draws)
+        .map(|(x, d)| match d {
+            Some(d) => d.apply(x),
+            None => x,
+        })
+        .collect()
+}
+
+/// Per-class embeddings (train mode). With batch norm all classes go through one forward pass,
+/// as the reference does; otherwise each class separately (identical for instance norm).
+fn embed_classes<B: Backend>(
+    spec: &ModelSpec,
+    params: &[Tensor<B, 1>],
+    xs: Vec<Tensor<B, 4>>,
+) -> Vec<Tensor<B, 2>> {
+    let device = params[0].device();
+    let mut bufs = buffers::<B>(spec, &device);
+    if uses_batch_norm(spec) {
+        let sizes: Vec<usize> = xs.iter().map(|x| x.dims()[0]).collect();
+        let e = embed(spec, params, &mut bufs, Tensor::cat(xs, 0), Mode::Train);
+        let mut start = 0;
+        sizes
+            .into_iter()
+            .map(|n| {
+                let part = e.clone().narrow(0, start, n);
+                start += n;
+                part
+            })
+            .collect()
+    } else {
+        xs.into_iter()
+            .map(|x| embed(spec, params, &mut bufs, x, Mode::Train))
+            .collect()
+    }
+}
+
+/// Mean embedding `[1, F]` of each class's real batch after its DSA draw.
+pub fn real_means<B: Backend>(
+    spec: &ModelSpec,
+    params: &[Tensor<B, 1>],
+    real: Vec<Tensor<B, 4>>,
+    draws: &[Option<Draw>],
+) -> Vec<Tensor<B, 2>> {
+    embed_classes(spec, params, augmented(real, draws))
+        .into_iter()
+        .map(|e| e.mean_dim(0))
+        .collect()
+}
+
+/// The DM loss: sum over classes of `||mean_real_c - mean(embed(dsa(syn_c)))||^2`.
+pub fn dm_loss<B: Backend>(
+    spec: &ModelSpec,
+    params: &[Tensor<B, 1>],
+    means: Vec<Tensor<B, 2>>,
+    syn: Vec<Tensor<B, 4>>,
+    draws: &[Option<Draw>],
+) -> Tensor<B, 1> {
+    let es = embed_classes(spec, params, augmented(syn, draws));
+    es.into_iter()
+        .zip(means)
+        .map(|(e, m)| (m - e.mean_dim(0)).powf_scalar(2.0).sum())
+        .reduce(|a, b| a + b)
+        .expect("at least one class")
+}
+
+/// What one iteration draws: the network, the real indices and DSA draw of each class.
+pub struct IterationDraw<B: Backend> {
+    /// The fresh network's parameters.
+    pub params: Vec<Tensor<B, 1>>,
+    /// Real image indices per class.
+    pub real: Vec<Vec<usize>>,
+    /// The Siamese DSA draw per class.
+    pub draws: Vec<Option<Draw>>,
+}
+
+/// Draws iteration `it`'s randomness from `(seed, it)` alone (so resuming is exact).
+pub fn draw_iteration<B: Backend>(
+    cfg: &DmConfig,
+    classes: &[Vec<usize>],
+    shape: [usize; 3],
+    seed: u64,
+    it: usize,
+    device: &B::Device,
+) -> IterationDraw<B> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed, it as u64));
+    let model = cfg.spec.init::<B, _>(&mut rng, device);
+    let mut real = Vec::with_capacity(classes.len());
+    let mut draws = Vec::with_capacity(classes.len());
+    for cls in classes {
+        let mut idx: Vec<usize> = cls
+            .choose_multiple(&mut rng, cfg.batch_real.min(cls.len()))
+            .copied()
+            .collect();
+        idx.shuffle(&mut rng);
+        real.push(idx);
+        draws.push(
+            cfg.dsa
+                .as_ref()
+                .map(|d| d.draw(None, shape[1], shape[2], &mut rng)),
+        );
+    }
+    IterationDraw {
+        params: model.params,
+        real,
+        draws,
+    }
+}
+
+/// Splits a set's images into one tensor per class (the set is grouped by class, `ipc` each).
+fn class_tensors<B: Backend>(
+    v: &[f32],
+    k: usize,
+    ipc: usize,
+    shape: [usize; 3],
+    device: &B::Device,
+) -> Vec<Tensor<B, 4>> {
+    let l = shape.iter().product::<usize>() * ipc;
+    (0..k)
+        .map(|c| {
+            Tensor::from_data(
+                TensorData::new(
+                    v[c * l..(c + 1) * l].to_vec(),
+                    [ipc, shape[0], shape[1], shape[2]],
+                ),
+                device,
+            )
+        })
+        .collect()
+}
+
+fn to_host<B: Backend>(ts: &[Tensor<B, 4>]) -> Vec<f32> {
+    ts.iter()
+        .flat_map(|t| t.to_data().convert::<f32>().into_vec::<f32>().unwrap())
+        .collect()
+}
+
+/// One iteration's per-class losses and gradients with respect to each class's synthetic
+/// images. Classes are independent (one backward pass each, spread over worker threads), except
+/// with batch norm, where all classes share one forward pass as in the reference.
+fn step<B: AutodiffBackend>(
+    cfg: &DmConfig,
+    data: &Dataset,
+    d: &IterationDraw<B::InnerBackend>,
+    syn: &[Tensor<B::InnerBackend, 4>],
+    device: &B::Device,
+) -> (Vec<f64>, Vec<Tensor<B::InnerBackend, 4>>) {
+    let run = |classes: &[usize]| -> (f64, Vec<Tensor<B::InnerBackend, 4>>) {
+        let draws: Vec<Option<Draw>> = classes.iter().map(|&c| d.draws[c].clone()).collect();
+        let real: Vec<_> = classes
+            .iter()
+            .map(|&c| batch_images::<B::InnerBackend>(data, &d.real[c], device))
+            .collect();
+        let means = real_means(&cfg.spec, &d.params, real, &draws);
+        let params: Vec<Tensor<B, 1>> = d.params.iter().cloned().map(Tensor::from_inner).collect();
+        let leaves: Vec<Tensor<B, 4>> = classes
+            .iter()
+            .map(|&c| Tensor::from_inner(syn[c].clone()).require_grad())
+            .collect();
+        let means = means.into_iter().map(Tensor::from_inner).collect();
+        let loss = dm_loss(&cfg.spec, &params, means, leaves.clone(), &draws);
+        let grads = loss.backward();
+        let g = leaves
+            .iter()
+            .zip(classes)
+            .map(|(l, &c)| l.grad(&grads).unwrap_or_else(|| syn[c].zeros_like()))
+            .collect();
+        (loss.inner().into_scalar().elem::<f64>(), g)
+    };
+    let k = syn.len();
+    if uses_batch_norm(&cfg.spec) {
+        let all: Vec<usize> = (0..k).collect();
+        let (v, g) = run(&all);
+        return (vec![v], g);
+    }
+    let per: Vec<(f64, Vec<Tensor<B::InnerBackend, 4>>)> = par_map(k, |c| run(&[c]));
+    per.into_iter()
+        .map(|(v, mut g)| (v, g.pop().expect("one class")))
+        .unzip()
+}
+
+impl Dm {
+    fn initial<B: AutodiffBackend>(
+        &self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &Ctx<'_, B>,
+    ) -> Result<Checkpoint> {
+        let start = match self.cfg.init {
+            InitKind::Noise => {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ 0x0015e);
+                init::noise(data, ipc, &mut rng)
+            }
+            kind => {
+                let sel = Selection {
+                    kind,
+                    spec: self.cfg.spec.clone(),
+                    embed_epochs: 0,
+                    pool: self.cfg.pool,
+                };
+                data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)
+            }
+        };
+        let set = SyntheticSet::from_dataset(&start, ctx.provenance(data, "dm", ipc, 0));
+        let momentum = vec![0.0; set.images.len()];
+        Ok(Checkpoint { set, momentum })
+    }
+}
+
+impl Distiller for Dm {
+    fn name(&self) -> String {
+        "dm".into()
+    }
+
+    fn distill<B: AutodiffBackend>(
+        &mut self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &mut Ctx<'_, B>,
+    ) -> Result<SyntheticSet> {
+        let classes = data.class_indices();
+        if let Some(c) = classes.iter().position(|c| c.len() < ipc) {
+            return Err(Error::Other(format!(
+                "class {c} ({}) has {} training images, fewer than ipc = {ipc}",
+                data.classes[c],
+                classes[c].len()
+            )));
+        }
+        let k = classes.len();
+        let start = match ctx.resume.take() {
+            Some(ck) => {
+                if ck.set.len() != k * ipc || ck.set.shape != data.shape {
+                    return Err(Error::Other(format!(
+                        "the checkpoint holds {} images of shape {:?}; this run needs {} of {:?}",
+                        ck.set.len(),
+                        ck.set.shape,
+                        k * ipc,
+                        data.shape
+                    )));
+                }
+                ck
+            }
+            None => self.initial(data, ipc, ctx)?,
+        };
+        let done = start.set.provenance.iterations;
+        let device = ctx.device.clone();
+        let shape = data.shape;
+        let mut syn = class_tensors::<B::InnerBackend>(&start.set.images, k, ipc, shape, &device);
+        let mut mom = class_tensors::<B::InnerBackend>(&start.momentum, k, ipc, shape, &device);
+        let cfg = &self.cfg;
+        for it in done..cfg.iterations {
+            let d = draw_iteration::<B::InnerBackend>(cfg, &classes, shape, ctx.seed, it, &device);
+            let (values, grads) = step::<B>(cfg, data, &d, &syn, &device);
+            let value: f64 = values.iter().sum();
+            if !value.is_finite() {
+                return Err(Error::Numerics(format!(
+                    "the DM loss became {value} at iteration {}: lower lr_img",
+                    it + 1
+                )));
+            }
+            for (c, g) in grads.into_iter().enumerate() {
+                mom[c] = mom[c].clone() * cfg.momentum + g;
+                syn[c] = syn[c].clone() - mom[c].clone() * cfg.lr_img;
+            }
+            let snapshot = || {
+                let mut set = start.set.clone();
+                set.images = to_host(&syn);
+                set.provenance.iterations = it + 1;
+                Checkpoint {
+                    set,
+                    momentum: to_host(&mom),
+                }
+            };
+            (ctx.on_iteration)(it + 1, value, &snapshot)?;
+        }
+        let mut set = start.set;
+        set.images = to_host(&syn);
+        set.provenance.iterations = cfg.iterations.max(done);
+        if let Some(i) = set.images.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Numerics(format!(
+                "synthetic image value {i} became {}",
+                set.images[i]
+            )));
+        }
+        Ok(set)
+    }
+}

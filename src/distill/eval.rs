@@ -1,0 +1,87 @@
+//! The literature's evaluation protocol (REFERENCE.md §1.6): train freshly initialised networks
+//! on a synthetic set (SGD lr 0.01, momentum 0.9, weight decay 5e-4, lr x0.1 at half, batch 256,
+//! DSA with one draw per sample), test each on the real test set, report mean and std.
+
+use super::augment::Dsa;
+use super::step_seed;
+use crate::data::Dataset;
+use crate::device::par_map;
+use crate::error::Result;
+use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling};
+use crate::train::{evaluate, train, TrainConfig};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+
+/// How synthetic sets are evaluated.
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    /// Training of each fresh network.
+    pub train: TrainConfig,
+    /// DSA during training (per-sample draws); None for no augmentation.
+    pub dsa: Option<Dsa>,
+    /// Number of fresh networks per architecture.
+    pub repeats: usize,
+}
+
+/// The architectures of the cross-architecture table, by name.
+pub const ARCHITECTURES: &[&str] = &[
+    "convnet",
+    "convnet_bn",
+    "convnet_nonorm",
+    "convnet_maxpool",
+    "convnet_wide",
+    "mlp",
+];
+
+/// The network `name` derived from the base ConvNet: `convnet` (as is), `convnet_bn` (batch
+/// norm), `convnet_nonorm`, `convnet_maxpool`, `convnet_wide` (twice the width), `mlp`.
+pub fn architecture(base: &ConvNetSpec, name: &str) -> Option<ModelSpec> {
+    let c = |f: &dyn Fn(&mut ConvNetSpec)| {
+        let mut s = base.clone();
+        f(&mut s);
+        Some(ModelSpec::ConvNet(s))
+    };
+    match name {
+        "convnet" => c(&|_| {}),
+        "convnet_bn" => c(&|s| s.norm = Norm::Batch),
+        "convnet_nonorm" => c(&|s| s.norm = Norm::None),
+        "convnet_maxpool" => c(&|s| s.pooling = Pooling::Max),
+        "convnet_wide" => c(&|s| s.width *= 2),
+        "mlp" => Some(ModelSpec::Mlp(MlpSpec {
+            input: base.input,
+            hidden: 128,
+            num_classes: base.num_classes,
+        })),
+        _ => None,
+    }
+}
+
+/// Trains `cfg.repeats` fresh `spec` networks on `set` and returns each one's test accuracy.
+/// Network `r` is seeded from `(seed, r)`; networks train in parallel on the worker threads;
+/// `on_step` is called after every training step.
+pub fn evaluate_set<B: AutodiffBackend>(
+    set: &Dataset,
+    test: &Dataset,
+    spec: &ModelSpec,
+    cfg: &EvalConfig,
+    seed: u64,
+    device: &B::Device,
+    on_step: impl Fn() + Sync,
+) -> Result<Vec<f64>> {
+    let run = |r: usize| -> Result<f64> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed ^ 0xe7a1, r as u64));
+        let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
+        train::<B, _>(
+            &mut model,
+            set,
+            &cfg.train,
+            cfg.dsa.as_ref(),
+            &mut rng,
+            device,
+            &on_step,
+            |_, _, _| Ok(()),
+        )?;
+        Ok(evaluate(&mut model, test, 500, device).0)
+    };
+    par_map(cfg.repeats, run).into_iter().collect()
+}

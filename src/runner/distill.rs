@@ -1,0 +1,350 @@
+//! `kind = "distill"`: make the synthetic set (checkpointing as it goes), make the selection
+//! baselines, evaluate every set with the same protocol on every architecture asked for.
+
+use super::{model_spec, progress};
+use crate::data::Split;
+use crate::device::BackendJob;
+use crate::distill::augment::{Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
+use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
+use crate::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selection, SyntheticSet};
+use crate::error::{Error, Result};
+use crate::model::{ConvNetSpec, ModelSpec};
+use crate::report::{mean_std, CsvLog};
+use crate::scenario::{Loaded, Method};
+use crate::train::{LrSchedule, TrainConfig};
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::json;
+use std::path::Path;
+use std::time::Instant;
+
+/// The DSA strategy the reference uses for a dataset (no flip for digits).
+pub fn default_strategy(dataset: &str) -> &'static str {
+    match dataset {
+        "mnist" | "digits" | "usps" | "kmnist" | "emnist" => STRATEGY_DIGITS,
+        _ => STRATEGY_DEFAULT,
+    }
+}
+
+pub(super) struct DistillJob<'a> {
+    pub loaded: &'a Loaded,
+    pub split: &'a Split,
+    pub dir: &'a Path,
+    pub quiet: bool,
+    pub resuming: bool,
+}
+
+const HEADER: &[&str] = &[
+    "phase",
+    "method",
+    "model",
+    "iteration",
+    "repeat",
+    "loss",
+    "test_acc",
+    "elapsed_s",
+];
+
+impl BackendJob for DistillJob<'_> {
+    type Output = Result<serde_json::Value>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
+        let s = &self.loaded.scenario;
+        let d = s.distill_section();
+        let e = s.eval_section();
+        let split = self.split;
+        let base = model_spec(s, split);
+        let conv = ConvNetSpec {
+            input: split.train.shape,
+            num_classes: split.train.num_classes(),
+            width: s.model.width,
+            depth: s.model.depth,
+            norm: s.model.norm,
+            pooling: s.model.pooling,
+        };
+        let models: Vec<(String, ModelSpec)> = e
+            .models
+            .iter()
+            .map(|name| {
+                let spec = if name == "convnet" {
+                    Some(base.clone())
+                } else {
+                    architecture(&conv, name)
+                };
+                spec.map(|sp| (name.clone(), sp))
+                    .ok_or_else(|| Error::Other(format!("unknown architecture {name:?}")))
+            })
+            .collect::<Result<_>>()?;
+        let strategy = d
+            .dsa_strategy
+            .clone()
+            .unwrap_or_else(|| default_strategy(&split.name).to_string());
+        let make_dsa = |on: bool| -> Result<Option<Dsa>> {
+            if on {
+                Dsa::new(&strategy).map(Some).map_err(Error::Other)
+            } else {
+                Ok(None)
+            }
+        };
+        let eval_cfg = EvalConfig {
+            train: TrainConfig {
+                epochs: e.epochs,
+                batch_size: e.batch_size,
+                lr: e.lr,
+                momentum: e.momentum,
+                weight_decay: e.weight_decay,
+                schedule: LrSchedule::Step {
+                    milestones: vec![e.epochs / 2 + 1],
+                    gamma: 0.1,
+                },
+            },
+            dsa: make_dsa(e.dsa)?,
+            repeats: e.repeats,
+        };
+        let mut methods = vec![d.method];
+        methods.extend(d.baselines.iter().filter(|m| **m != d.method));
+
+        let metrics = self.dir.join("metrics.csv");
+        let mut log = if self.resuming {
+            CsvLog::append(&metrics, HEADER)?
+        } else {
+            CsvLog::create(&metrics, HEADER)?
+        };
+        let n_syn = split.train.num_classes() * d.ipc;
+        let per_net = e.epochs * n_syn.div_ceil(e.batch_size);
+        let distill_steps = if d.method == Method::Dm {
+            d.iterations
+        } else {
+            0
+        };
+        let mid_evals = d
+            .iterations
+            .saturating_sub(1)
+            .checked_div(d.eval_every)
+            .unwrap_or(0);
+        let total =
+            distill_steps + (methods.len() * models.len() + mid_evals) * e.repeats * per_net;
+        let pb = progress(total as u64, self.quiet);
+        let started = Instant::now();
+        let mut distill_secs = 0.0;
+        let mut iters_timed = 0usize;
+
+        let mut sets: Vec<(Method, SyntheticSet)> = Vec::new();
+        for &m in &methods {
+            let path = self.dir.join(format!("{}.safetensors", m.name()));
+            if self.resuming && path.exists() {
+                sets.push((m, SyntheticSet::load(&path)?));
+                continue;
+            }
+            let t0 = Instant::now();
+            let set = match m {
+                Method::Dm => {
+                    let ck_path = self.dir.join("dm.checkpoint.safetensors");
+                    let resume = if self.resuming && ck_path.exists() {
+                        let ck = Checkpoint::load(&ck_path)?;
+                        pb.inc(ck.set.provenance.iterations as u64);
+                        if !self.quiet {
+                            pb.println(format!(
+                                "resuming from iteration {}",
+                                ck.set.provenance.iterations
+                            ));
+                        }
+                        Some(ck)
+                    } else {
+                        None
+                    };
+                    let first = resume.as_ref().map_or(0, |c| c.set.provenance.iterations);
+                    let mut dm = Dm {
+                        cfg: DmConfig {
+                            iterations: d.iterations,
+                            lr_img: d.lr_img,
+                            momentum: d.momentum,
+                            batch_real: d.batch_real,
+                            init: d.init,
+                            dsa: make_dsa(d.dsa)?,
+                            spec: base.clone(),
+                            pool: d.pool,
+                        },
+                    };
+                    let (first_model, first_spec) = (&models[0].0, &models[0].1);
+                    let mut on_iter = |it: usize,
+                                       loss: f64,
+                                       snap: &dyn Fn() -> Checkpoint|
+                     -> Result<()> {
+                        pb.inc(1);
+                        let elapsed = started.elapsed().as_secs_f64();
+                        if it.is_multiple_of(d.log_every) || it == d.iterations {
+                            log.row(&[
+                                "distill".to_string(),
+                                "dm".into(),
+                                String::new(),
+                                it.to_string(),
+                                String::new(),
+                                format!("{loss:.6}"),
+                                String::new(),
+                                format!("{elapsed:.3}"),
+                            ])?;
+                            pb.set_message(format!("iteration {it} loss {loss:.4}"));
+                        }
+                        if it.is_multiple_of(d.checkpoint_every) && it < d.iterations {
+                            snap().save(&ck_path)?;
+                        }
+                        if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && it < d.iterations
+                        {
+                            let ck = snap();
+                            let accs = evaluate_set::<B>(
+                                &ck.set.to_dataset(),
+                                &split.test,
+                                first_spec,
+                                &eval_cfg,
+                                s.seed,
+                                &device,
+                                || pb.inc(1),
+                            )?;
+                            for (r, a) in accs.iter().enumerate() {
+                                log.row(&[
+                                    "eval".to_string(),
+                                    "dm".into(),
+                                    first_model.clone(),
+                                    it.to_string(),
+                                    r.to_string(),
+                                    String::new(),
+                                    format!("{a:.6}"),
+                                    format!("{:.3}", started.elapsed().as_secs_f64()),
+                                ])?;
+                            }
+                            let (mu, sd) = mean_std(&accs);
+                            if !self.quiet {
+                                pb.println(format!(
+                                    "iteration {it:>6}: loss {loss:.4}, {first_model} test acc {mu:.4} ± {sd:.4}"
+                                ));
+                            }
+                        }
+                        Ok(())
+                    };
+                    let mut ctx = Ctx::<B> {
+                        device: device.clone(),
+                        seed: s.seed,
+                        dataset: split.name.clone(),
+                        normalization: Some(split.norm.clone()),
+                        on_iteration: &mut on_iter,
+                        resume,
+                    };
+                    let set = dm.distill(&split.train, d.ipc, &mut ctx)?;
+                    iters_timed += d.iterations.saturating_sub(first);
+                    set
+                }
+                sel => {
+                    let kind = match sel {
+                        Method::Herding => InitKind::Herding,
+                        Method::Kcenter => InitKind::Kcenter,
+                        _ => InitKind::Real,
+                    };
+                    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+                    let mut ctx = Ctx::<B> {
+                        device: device.clone(),
+                        seed: s.seed,
+                        dataset: split.name.clone(),
+                        normalization: Some(split.norm.clone()),
+                        on_iteration: &mut noop,
+                        resume: None,
+                    };
+                    Selection {
+                        kind,
+                        spec: base.clone(),
+                        embed_epochs: d.embed_epochs,
+                        pool: d.pool,
+                    }
+                    .distill(&split.train, d.ipc, &mut ctx)?
+                }
+            };
+            if m == d.method {
+                distill_secs += t0.elapsed().as_secs_f64();
+            }
+            set.save(&path)?;
+            set.save_png(&self.dir.join(format!("{}.png", m.name())))?;
+            let ck_path = self.dir.join("dm.checkpoint.safetensors");
+            if m == Method::Dm && ck_path.exists() {
+                std::fs::remove_file(&ck_path).map_err(|e| Error::io(&ck_path, e))?;
+            }
+            sets.push((m, set));
+        }
+
+        let mut results = serde_json::Map::new();
+        let mut report = Vec::new();
+        let mut headline = (f64::NAN, f64::NAN);
+        for (m, set) in &sets {
+            let mut per_model = serde_json::Map::new();
+            let data = set.to_dataset();
+            for (name, spec) in &models {
+                let accs = evaluate_set::<B>(
+                    &data,
+                    &split.test,
+                    spec,
+                    &eval_cfg,
+                    s.seed,
+                    &device,
+                    || pb.inc(1),
+                )?;
+                for (r, a) in accs.iter().enumerate() {
+                    log.row(&[
+                        "eval".to_string(),
+                        m.name().into(),
+                        name.clone(),
+                        set.provenance.iterations.to_string(),
+                        r.to_string(),
+                        String::new(),
+                        format!("{a:.6}"),
+                        format!("{:.3}", started.elapsed().as_secs_f64()),
+                    ])?;
+                }
+                let (mu, sd) = mean_std(&accs);
+                if *m == d.method && name == &models[0].0 {
+                    headline = (mu, sd);
+                }
+                let line = format!(
+                    "{:<8} {:<16} {:.2} ± {:.2} % ({} nets)",
+                    m.name(),
+                    name,
+                    100.0 * mu,
+                    100.0 * sd,
+                    accs.len()
+                );
+                if !self.quiet {
+                    pb.println(line.clone());
+                }
+                report.push(line);
+                per_model.insert(
+                    name.clone(),
+                    json!({ "test_acc": accs, "mean": mu, "std": sd }),
+                );
+            }
+            results.insert(m.name().to_string(), serde_json::Value::Object(per_model));
+        }
+        pb.finish_and_clear();
+        Ok(json!({
+            "name": s.name,
+            "kind": "distill",
+            "seed": s.seed,
+            "device": backend,
+            "dataset": {
+                "name": split.name,
+                "train": split.train.len(),
+                "test": split.test.len(),
+                "shape": split.train.shape,
+                "classes": split.train.num_classes(),
+                "normalization": split.norm,
+            },
+            "model": { "spec": base, "params": base.num_params() },
+            "distill": d,
+            "dsa_strategy": strategy,
+            "eval": e,
+            "results": results,
+            "report": report,
+            "test_acc_mean": headline.0,
+            "test_acc_std": headline.1,
+            "distill_seconds": distill_secs,
+            "seconds_per_iteration": if iters_timed > 0 { distill_secs / iters_timed as f64 } else { 0.0 },
+            "wall_seconds": started.elapsed().as_secs_f64(),
+        }))
+    }
+}
