@@ -448,6 +448,31 @@ impl Checker<'_> {
         }
     }
 
+    /// Checks an SGD learning rate, momentum and weight decay in `section`.
+    fn sgd(&mut self, section: &str, lr: f64, momentum: f64, weight_decay: f64) {
+        self.require(
+            lr > 0.0 && lr <= 100.0,
+            section,
+            "lr",
+            lr,
+            "a learning rate in (0, 100]",
+        );
+        self.require(
+            (0.0..1.0).contains(&momentum),
+            section,
+            "momentum",
+            momentum,
+            "a momentum in [0, 1)",
+        );
+        self.require(
+            (0.0..=1.0).contains(&weight_decay),
+            section,
+            "weight_decay",
+            weight_decay,
+            "a weight decay in [0, 1]",
+        );
+    }
+
     /// Records a problem unless `ok`.
     fn require(
         &mut self,
@@ -553,27 +578,7 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     c.positive("train", "batch_size", t.batch_size);
     c.positive("train", "repeats", t.repeats);
     c.positive("train", "eval_every", t.eval_every);
-    c.require(
-        t.lr > 0.0 && t.lr <= 100.0,
-        "train",
-        "lr",
-        t.lr,
-        "a learning rate in (0, 100]",
-    );
-    c.require(
-        (0.0..1.0).contains(&t.momentum),
-        "train",
-        "momentum",
-        t.momentum,
-        "a momentum in [0, 1)",
-    );
-    c.require(
-        (0.0..=1.0).contains(&t.weight_decay),
-        "train",
-        "weight_decay",
-        t.weight_decay,
-        "a weight decay in [0, 1]",
-    );
+    c.sgd("train", t.lr, t.momentum, t.weight_decay);
     c.require(
         t.gamma > 0.0 && t.gamma <= 1.0,
         "train",
@@ -683,27 +688,7 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection) {
     c.positive("eval", "epochs", e.epochs);
     c.positive("eval", "batch_size", e.batch_size);
     c.positive("eval", "repeats", e.repeats);
-    c.require(
-        e.lr > 0.0 && e.lr <= 100.0,
-        "eval",
-        "lr",
-        e.lr,
-        "a learning rate in (0, 100]",
-    );
-    c.require(
-        (0.0..1.0).contains(&e.momentum),
-        "eval",
-        "momentum",
-        e.momentum,
-        "a momentum in [0, 1)",
-    );
-    c.require(
-        (0.0..=1.0).contains(&e.weight_decay),
-        "eval",
-        "weight_decay",
-        e.weight_decay,
-        "a weight decay in [0, 1]",
-    );
+    c.sgd("eval", e.lr, e.momentum, e.weight_decay);
     if e.models.is_empty() {
         c.fail("eval", "models", "[]", "at least one architecture");
     }

@@ -6,6 +6,7 @@ pub mod dm;
 pub mod eval;
 pub mod init;
 pub mod synthetic_set;
+pub mod trajectory;
 
 use crate::data::{Dataset, Normalization};
 use crate::error::Result;

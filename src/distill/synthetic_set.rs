@@ -276,7 +276,8 @@ impl SyntheticSet {
         ))
     }
 
-    /// Renders the images as a PNG grid: one row per class, one column per image of that class,
+    /// Renders the images as a PNG grid: one row per class, one column per image of that class
+    /// (a single row when there is one image per class),
     /// de-normalised with the provenance's constants (else min-max scaled), upscaled to >= 32 px.
     pub fn save_png(&self, path: &Path) -> Result<()> {
         let [c, h, w] = self.shape;
@@ -285,10 +286,29 @@ impl SyntheticSet {
         for (i, &y) in self.labels.iter().enumerate() {
             rows[y.min(k - 1)].push(i);
         }
-        let cols = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let per_class = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        // (grid row, grid column, image): a row per class, or one row of classes at one image each.
+        let cells: Vec<(usize, usize, usize)> = rows
+            .iter()
+            .enumerate()
+            .flat_map(|(r, idx)| {
+                idx.iter().enumerate().map(move |(col, &i)| {
+                    if per_class == 1 {
+                        (0, r, i)
+                    } else {
+                        (r, col, i)
+                    }
+                })
+            })
+            .collect();
+        let (grid_rows, grid_cols) = if per_class == 1 {
+            (1, k)
+        } else {
+            (k, per_class)
+        };
         let scale = 32usize.div_ceil(h.max(w)).max(1);
         let (ch, cw) = (h * scale + 2, w * scale + 2);
-        let (width, height) = (cols * cw, k * ch);
+        let (width, height) = (grid_cols * cw, grid_rows * ch);
         let mut pix = vec![255u8; width * height * 3];
         let (lo, hi) = self
             .images
@@ -296,27 +316,25 @@ impl SyntheticSet {
             .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let norm = self.provenance.normalization.as_ref();
         let hw = h * w;
-        for (r, idx) in rows.iter().enumerate() {
-            for (col, &i) in idx.iter().enumerate() {
-                let img = &self.images[i * c * hw..(i + 1) * c * hw];
-                for y in 0..h * scale {
-                    for x in 0..w * scale {
-                        let p = (y / scale) * w + x / scale;
-                        let mut rgb = [0u8; 3];
-                        for (o, v) in rgb.iter_mut().enumerate() {
-                            let chn = if c == 3 { o } else { 0 };
-                            let raw = img[chn * hw + p];
-                            let v01 = match norm {
-                                Some(n) if n.mean.len() == c => raw * n.std[chn] + n.mean[chn],
-                                _ => (raw - lo) / (hi - lo).max(1e-12),
-                            };
-                            *v = (v01.clamp(0.0, 1.0) * 255.0).round() as u8;
-                        }
-                        let py = r * ch + 1 + y;
-                        let px = col * cw + 1 + x;
-                        let at = (py * width + px) * 3;
-                        pix[at..at + 3].copy_from_slice(&rgb);
+        for &(r, col, i) in &cells {
+            let img = &self.images[i * c * hw..(i + 1) * c * hw];
+            for y in 0..h * scale {
+                for x in 0..w * scale {
+                    let p = (y / scale) * w + x / scale;
+                    let mut rgb = [0u8; 3];
+                    for (o, v) in rgb.iter_mut().enumerate() {
+                        let chn = if c == 3 { o } else { 0 };
+                        let raw = img[chn * hw + p];
+                        let v01 = match norm {
+                            Some(n) if n.mean.len() == c => raw * n.std[chn] + n.mean[chn],
+                            _ => (raw - lo) / (hi - lo).max(1e-12),
+                        };
+                        *v = (v01.clamp(0.0, 1.0) * 255.0).round() as u8;
                     }
+                    let py = r * ch + 1 + y;
+                    let px = col * cw + 1 + x;
+                    let at = (py * width + px) * 3;
+                    pix[at..at + 3].copy_from_slice(&rgb);
                 }
             }
         }

@@ -25,6 +25,30 @@ pub fn default_strategy(dataset: &str) -> &'static str {
     }
 }
 
+/// One `eval` row per trained network.
+fn eval_rows(
+    log: &mut CsvLog,
+    method: &str,
+    model: &str,
+    iteration: usize,
+    accs: &[f64],
+    started: &Instant,
+) -> Result<()> {
+    for (r, a) in accs.iter().enumerate() {
+        log.row(&[
+            "eval".to_string(),
+            method.to_string(),
+            model.to_string(),
+            iteration.to_string(),
+            r.to_string(),
+            String::new(),
+            format!("{a:.6}"),
+            format!("{:.3}", started.elapsed().as_secs_f64()),
+        ])?;
+    }
+    Ok(())
+}
+
 pub(super) struct DistillJob<'a> {
     pub loaded: &'a Loaded,
     pub split: &'a Split,
@@ -200,18 +224,7 @@ impl BackendJob for DistillJob<'_> {
                                 &device,
                                 || pb.inc(1),
                             )?;
-                            for (r, a) in accs.iter().enumerate() {
-                                log.row(&[
-                                    "eval".to_string(),
-                                    "dm".into(),
-                                    first_model.clone(),
-                                    it.to_string(),
-                                    r.to_string(),
-                                    String::new(),
-                                    format!("{a:.6}"),
-                                    format!("{:.3}", started.elapsed().as_secs_f64()),
-                                ])?;
-                            }
+                            eval_rows(&mut log, "dm", first_model, it, &accs, &started)?;
                             let (mu, sd) = mean_std(&accs);
                             if !self.quiet {
                                 pb.println(format!(
@@ -285,18 +298,14 @@ impl BackendJob for DistillJob<'_> {
                     &device,
                     || pb.inc(1),
                 )?;
-                for (r, a) in accs.iter().enumerate() {
-                    log.row(&[
-                        "eval".to_string(),
-                        m.name().into(),
-                        name.clone(),
-                        set.provenance.iterations.to_string(),
-                        r.to_string(),
-                        String::new(),
-                        format!("{a:.6}"),
-                        format!("{:.3}", started.elapsed().as_secs_f64()),
-                    ])?;
-                }
+                eval_rows(
+                    &mut log,
+                    m.name(),
+                    name,
+                    set.provenance.iterations,
+                    &accs,
+                    &started,
+                )?;
                 let (mu, sd) = mean_std(&accs);
                 if *m == d.method && name == &models[0].0 {
                     headline = (mu, sd);

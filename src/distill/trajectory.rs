@@ -1,0 +1,194 @@
+//! Expert trajectories for trajectory matching (MTT): networks trained on the real data whose
+//! parameters are saved after every epoch, one safetensors file per expert (`expert_<i>.safetensors`,
+//! tensors `epoch<e>.<param>` for e = 0..=epochs) and a `manifest.json` describing the set. Training
+//! is resumable: finished experts are kept and only missing ones are trained.
+
+use super::augment::Dsa;
+use super::step_seed;
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelSpec};
+use crate::report::write_json_atomic;
+use crate::train::{train, TrainConfig};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// What a folder of experts was made from; runs reuse a folder only when this matches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The network every expert trains.
+    pub spec: ModelSpec,
+    /// The dataset's short name.
+    pub dataset: String,
+    /// Training images the experts saw.
+    pub train_images: usize,
+    /// Epochs per expert (each file holds epochs + 1 parameter sets).
+    pub epochs: usize,
+    /// Expert training settings (reference: lr 0.01, no momentum, no weight decay, batch 256).
+    pub train: TrainConfig,
+    /// The DSA strategy used while training them, if any.
+    pub dsa: Option<String>,
+    /// The seed expert `i` derives from (with `i`).
+    pub seed: u64,
+}
+
+/// One expert's parameters after each epoch: `params[e][p]` is parameter `p` after `e` epochs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trajectory {
+    /// Parameter sets, the initial one first.
+    pub params: Vec<Vec<Vec<f32>>>,
+}
+
+/// The file of expert `i` in `dir`.
+pub fn expert_path(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("expert_{i:04}.safetensors"))
+}
+
+impl Trajectory {
+    /// Encodes the trajectory for `spec` as safetensors bytes.
+    pub fn encode(&self, spec: &ModelSpec) -> Result<Vec<u8>> {
+        let infos = spec.params();
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (e, set) in self.params.iter().enumerate() {
+            if set.len() != infos.len() {
+                return Err(Error::Other(format!(
+                    "epoch {e} has {} parameters, the network has {}",
+                    set.len(),
+                    infos.len()
+                )));
+            }
+            for (info, v) in infos.iter().zip(set) {
+                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                owned.push((format!("epoch{e}.{}", info.name), info.shape.clone(), bytes));
+            }
+        }
+        let views = owned
+            .iter()
+            .map(|(n, s, b)| {
+                TensorView::new(Dtype::F32, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut meta = HashMap::new();
+        meta.insert("epochs".to_string(), (self.params.len() - 1).to_string());
+        safetensors::serialize(views, Some(meta))
+            .map_err(|e| Error::Other(format!("safetensors: {e}")))
+    }
+
+    /// Writes the trajectory to `path` atomically.
+    pub fn save(&self, spec: &ModelSpec, path: &Path) -> Result<()> {
+        let bytes = self.encode(spec)?;
+        let tmp = path.with_extension("safetensors.tmp");
+        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads the trajectory of a `spec` network with `epochs` epochs from `path`.
+    pub fn load(spec: &ModelSpec, epochs: usize, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::decode(spec, epochs, &bytes).map_err(|m| Error::data(path, m))
+    }
+
+    fn decode(spec: &ModelSpec, epochs: usize, bytes: &[u8]) -> std::result::Result<Self, String> {
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+        let infos = spec.params();
+        let mut params = Vec::with_capacity(epochs + 1);
+        for e in 0..=epochs {
+            let mut set = Vec::with_capacity(infos.len());
+            for info in &infos {
+                let name = format!("epoch{e}.{}", info.name);
+                let t = st.tensor(&name).map_err(|_| {
+                    format!(
+                        "missing tensor `{name}` (an expert of another network or fewer epochs?)"
+                    )
+                })?;
+                if t.dtype() != Dtype::F32 || t.shape() != info.shape.as_slice() {
+                    return Err(format!(
+                        "`{name}` is {:?} {:?}, expected F32 {:?}",
+                        t.dtype(),
+                        t.shape(),
+                        info.shape
+                    ));
+                }
+                let v: Vec<f32> = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    return Err(format!("`{name}` holds a non-finite value at index {i}"));
+                }
+                set.push(v);
+            }
+            params.push(set);
+        }
+        Ok(Trajectory { params })
+    }
+}
+
+/// Trains the experts `0..count` missing from `dir` (creating it and its manifest), calling
+/// `on_expert(i)` after each one is saved. A folder whose manifest differs is refused.
+#[allow(clippy::too_many_arguments)]
+pub fn train_experts<B: AutodiffBackend>(
+    data: &Dataset,
+    manifest: &Manifest,
+    dsa: Option<&Dsa>,
+    count: usize,
+    dir: &Path,
+    device: &B::Device,
+    mut on_step: impl FnMut(),
+    mut on_expert: impl FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mpath = dir.join("manifest.json");
+    if mpath.exists() {
+        let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(&mpath, e))?;
+        let found: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::data(&mpath, format!("not an experts manifest ({e})")))?;
+        if &found != manifest {
+            return Err(Error::data(
+                &mpath,
+                "these experts were trained with other settings (network, data, epochs, optimiser or seed); use another folder",
+            ));
+        }
+    } else {
+        let v = serde_json::to_value(manifest).map_err(|e| Error::Other(e.to_string()))?;
+        write_json_atomic(&mpath, &v)?;
+    }
+    for i in 0..count {
+        let path = expert_path(dir, i);
+        if path.exists() && Trajectory::load(&manifest.spec, manifest.epochs, &path).is_ok() {
+            continue;
+        }
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(step_seed(manifest.seed ^ 0xe4be, i as u64));
+        let mut model: Model<B::InnerBackend> = manifest.spec.init(&mut rng, device);
+        let mut params = vec![model.to_host().0];
+        let cfg = TrainConfig {
+            epochs: manifest.epochs,
+            ..manifest.train.clone()
+        };
+        train::<B, _>(
+            &mut model,
+            data,
+            &cfg,
+            dsa,
+            &mut rng,
+            device,
+            &mut on_step,
+            |_, _, m| {
+                params.push(m.to_host().0);
+                Ok(())
+            },
+        )?;
+        Trajectory { params }.save(&manifest.spec, &path)?;
+        on_expert(i)?;
+    }
+    Ok(())
+}
