@@ -7,6 +7,7 @@ pub mod eval;
 pub mod init;
 pub mod synthetic_set;
 pub mod trajectory;
+pub mod unroll;
 
 use crate::data::{Dataset, Normalization};
 use crate::error::Result;

@@ -1,0 +1,90 @@
+//! Differentiable unrolled training (groundwork for trajectory matching): `steps` SGD steps on
+//! minibatches of the synthetic set, starting from given parameters, whose result stays
+//! differentiable with respect to the images and the step size.
+//!
+//! With burn 0.21 this nests autodiff (BURN_NOTES.md): each inner step runs on `B2 =
+//! Autodiff<B1>`; the parameter gradient it returns is a `B1` tensor still tracked by `B1`'s
+//! autodiff (PyTorch's `create_graph=True`), so the updated parameters, and a matching loss
+//! computed from them on `B1`, backpropagate to the images and `syn_lr`. Run it with
+//! `B1 = Flex` (plain) to evaluate the same function without tracking.
+
+use super::augment::Draw;
+use crate::model::layers::cross_entropy;
+use crate::model::{forward, Mode, ModelSpec};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+/// One inner step's minibatch: row indices into the synthetic set and its DSA draw.
+#[derive(Clone, Debug)]
+pub struct InnerBatch {
+    /// Rows of the synthetic set.
+    pub rows: Vec<usize>,
+    /// The augmentation (per-sample draws), if any.
+    pub draw: Option<Draw>,
+}
+
+/// Runs `batches.len()` SGD steps of `spec` from `start` on `images`/`onehot` with step size
+/// `syn_lr` (shape `[1]`) and returns the final parameters, as `B1` tensors differentiable (when
+/// `B1` tracks) with respect to `images` and `syn_lr`.
+pub fn unroll<B2: AutodiffBackend>(
+    spec: &ModelSpec,
+    start: Vec<Tensor<B2::InnerBackend, 1>>,
+    images: Tensor<B2::InnerBackend, 4>,
+    onehot: Tensor<B2::InnerBackend, 2>,
+    syn_lr: Tensor<B2::InnerBackend, 1>,
+    batches: &[InnerBatch],
+) -> Vec<Tensor<B2::InnerBackend, 1>> {
+    let device = images.device();
+    let mut params = start;
+    let buffers: Vec<Vec<f32>> = spec.buffers();
+    for b in batches {
+        let idx = Tensor::<B2::InnerBackend, 1, Int>::from_data(
+            TensorData::new(
+                b.rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [b.rows.len()],
+            ),
+            &device,
+        );
+        let mut x1 = images.clone().select(0, idx.clone());
+        if let Some(d) = &b.draw {
+            x1 = d.apply(x1);
+        }
+        let y1 = onehot.clone().select(0, idx);
+        let p2: Vec<Tensor<B2, 1>> = params
+            .iter()
+            .map(|p| Tensor::from_inner(p.clone()).require_grad())
+            .collect();
+        let mut bufs: Vec<Tensor<B2, 1>> = buffers
+            .iter()
+            .map(|v| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &device))
+            .collect();
+        let logits = forward(spec, &p2, &mut bufs, Tensor::from_inner(x1), Mode::Train);
+        let loss = cross_entropy(logits, Tensor::from_inner(y1));
+        let grads = loss.backward();
+        params = params
+            .into_iter()
+            .zip(&p2)
+            .map(|(p, l)| {
+                let g = l.grad(&grads).unwrap_or_else(|| p.zeros_like());
+                p - g * syn_lr.clone()
+            })
+            .collect();
+    }
+    params
+}
+
+/// The trajectory-matching loss `||theta - target||^2 / ||start - target||^2` over all parameters.
+pub fn matching_loss<B: Backend>(
+    theta: &[Tensor<B, 1>],
+    start: &[Tensor<B, 1>],
+    target: &[Tensor<B, 1>],
+) -> Tensor<B, 1> {
+    let sq = |a: &[Tensor<B, 1>]| {
+        a.iter()
+            .zip(target)
+            .map(|(p, t)| (p.clone() - t.clone()).powf_scalar(2.0).sum())
+            .reduce(|x, y| x + y)
+            .expect("at least one parameter")
+    };
+    sq(theta) / sq(start)
+}
