@@ -7,6 +7,7 @@
 
 pub mod convnet;
 pub mod layers;
+pub mod manual;
 pub mod mlp;
 
 use burn::prelude::*;

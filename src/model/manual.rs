@@ -1,0 +1,167 @@
+//! A hand-written backward pass for the ConvNet (instance norm or none, average pooling or none),
+//! groundwork for trajectory matching: the parameter gradient of the mean cross-entropy, built
+//! from ordinary differentiable ops, so an unrolled inner loop can run on one level of autodiff
+//! (BURN_NOTES.md "Hand-written backward"). Tests compare it with autodiff's gradient.
+
+use super::layers::{avg_pool2, conv3x3, linear};
+use super::{ConvNetSpec, Norm, Pooling};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+const EPS: f64 = 1e-5;
+
+/// What the forward pass keeps of one block for the backward pass.
+struct Block<B: Backend> {
+    input: Tensor<B, 4>,
+    /// Pre-activation after the norm (ReLU mask source).
+    y: Tensor<B, 4>,
+    /// Normalised conv output and 1/std, for instance norm.
+    norm: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+}
+
+/// True when [`loss_and_grads`] supports `spec` (instance norm or none; avg pooling or none).
+pub fn supports(spec: &ConvNetSpec) -> bool {
+    matches!(spec.norm, Norm::Instance | Norm::None)
+        && matches!(spec.pooling, Pooling::Avg | Pooling::None)
+}
+
+fn avg_pool2_backward<B: Backend>(d: Tensor<B, 4>, h: usize, w: usize) -> Tensor<B, 4> {
+    let [n, c, h2, w2] = d.dims();
+    let up = d
+        .reshape([n, c, h2, 1, w2, 1])
+        .repeat_dim(3, 2)
+        .repeat_dim(5, 2)
+        .reshape([n, c, 2 * h2, 2 * w2])
+        * 0.25;
+    // Floor mode drops a trailing odd row/column: it gets no gradient.
+    up.pad((0, w - 2 * w2, 0, h - 2 * h2), 0.0)
+}
+
+/// Mean cross-entropy of the ConvNet on `x` (train mode) against one-hot `onehot`, and its
+/// gradient with respect to every parameter (in [`ConvNetSpec::params`] order), computed by a
+/// hand-written backward. `None` when the architecture is not supported (see [`supports`]).
+pub fn loss_and_grads<B: Backend>(
+    spec: &ConvNetSpec,
+    params: &[Tensor<B, 1>],
+    x: Tensor<B, 4>,
+    onehot: Tensor<B, 2>,
+) -> Option<(Tensor<B, 1>, Vec<Tensor<B, 1>>)> {
+    if !supports(spec) {
+        return None;
+    }
+    let k = if spec.norm == Norm::None { 2 } else { 4 };
+    let mut blocks = Vec::with_capacity(spec.depth);
+    let mut a = x;
+    let mut c_in = spec.input[0];
+    for d in 0..spec.depth {
+        let p = &params[d * k..(d + 1) * k];
+        let z = conv3x3(
+            a.clone(),
+            p[0].clone(),
+            p[1].clone(),
+            c_in,
+            spec.width,
+            spec.padding(d),
+        );
+        let (y, norm) = if spec.norm == Norm::Instance {
+            let [n, c, h, w] = z.dims();
+            let flat = z.reshape([n, c, h * w]);
+            let centered = flat.clone() - flat.mean_dim(2);
+            let inv = (centered.clone().powi_scalar(2).mean_dim(2) + EPS)
+                .sqrt()
+                .recip();
+            let xhat = (centered * inv.clone()).reshape([n, c, h, w]);
+            let y = xhat.clone() * p[2].clone().reshape([1, c, 1, 1])
+                + p[3].clone().reshape([1, c, 1, 1]);
+            (y, Some((xhat, inv.reshape([n, c, 1, 1]))))
+        } else {
+            (z, None)
+        };
+        let r = relu(y.clone());
+        blocks.push(Block { input: a, y, norm });
+        a = match spec.pooling {
+            Pooling::Avg => avg_pool2(r),
+            _ => r,
+        };
+        c_in = spec.width;
+    }
+    let pooled_shape = a.dims();
+    let [n, c, h, w] = pooled_shape;
+    let f = a.reshape([n, c * h * w]);
+    let last = spec.depth * k;
+    let (fd, kc) = (spec.feature_dim(), spec.num_classes);
+    let logits = linear(
+        f.clone(),
+        params[last].clone(),
+        params[last + 1].clone(),
+        fd,
+        kc,
+    );
+    let logp = burn::tensor::activation::log_softmax(logits.clone(), 1);
+    let loss = (logp * onehot.clone()).sum().neg() / (n as f64);
+
+    let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; params.len()];
+    let dlogits = (softmax(logits, 1) - onehot) / (n as f64);
+    let wmat = params[last].clone().reshape([kc, fd]);
+    grads[last] = Some(dlogits.clone().transpose().matmul(f).reshape([kc * fd]));
+    grads[last + 1] = Some(dlogits.clone().sum_dim(0).reshape([kc]));
+    let mut da = dlogits.matmul(wmat).reshape(pooled_shape);
+    let c_in_of = |d: usize| if d == 0 { spec.input[0] } else { spec.width };
+    for d in (0..spec.depth).rev() {
+        let b = blocks.pop().expect("one per block");
+        let p = &params[d * k..(d + 1) * k];
+        let [_, c, h, w] = b.y.dims();
+        let dr = match spec.pooling {
+            Pooling::Avg => avg_pool2_backward(da, h, w),
+            _ => da,
+        };
+        let dy = dr * b.y.greater_elem(0.0).float();
+        let dz = match b.norm {
+            Some((xhat, inv)) => {
+                grads[d * k + 2] = Some(
+                    (dy.clone() * xhat.clone())
+                        .sum_dim(3)
+                        .sum_dim(2)
+                        .sum_dim(0)
+                        .reshape([c]),
+                );
+                grads[d * k + 3] = Some(dy.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]));
+                let dxhat = dy * p[2].clone().reshape([1, c, 1, 1]);
+                let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
+                let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
+                (dxhat - m1 - xhat * m2) * inv
+            }
+            None => dy,
+        };
+        let pad = spec.padding(d);
+        let ci = c_in_of(d);
+        let dw = conv2d(
+            b.input.swap_dims(0, 1),
+            dz.clone().swap_dims(0, 1),
+            None,
+            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+        )
+        .swap_dims(0, 1);
+        grads[d * k] = Some(dw.reshape([c * ci * 9]));
+        grads[d * k + 1] = Some(dz.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]));
+        if d > 0 {
+            da = conv_transpose2d(
+                dz,
+                p[0].clone().reshape([c, ci, 3, 3]),
+                None,
+                ConvTransposeOptions::new([1, 1], [pad, pad], [0, 0], [1, 1], 1),
+            );
+        } else {
+            da = dz; // the input images need no gradient
+        }
+    }
+    Some((
+        loss,
+        grads
+            .into_iter()
+            .map(|g| g.expect("every parameter"))
+            .collect(),
+    ))
+}
