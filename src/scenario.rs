@@ -38,6 +38,8 @@ pub struct Scenario {
     pub distill: Option<DistillSection>,
     /// How synthetic sets are evaluated (`kind = "distill"`).
     pub eval: Option<EvalSection>,
+    /// Expert trajectories (`method = "mtt"`, or `kind = "experts"`).
+    pub experts: Option<ExpertsSection>,
 }
 
 /// The kinds of run.
@@ -48,6 +50,8 @@ pub enum Kind {
     Train,
     /// Distil a synthetic set, then evaluate it (and the selection baselines) with fresh networks.
     Distill,
+    /// Only train (the missing) expert trajectories of a `[experts]` section, for later MTT runs.
+    Experts,
 }
 
 /// Distillation methods and selection baselines, by name.
@@ -56,6 +60,8 @@ pub enum Kind {
 pub enum Method {
     /// Distribution matching.
     Dm,
+    /// Matching training trajectories.
+    Mtt,
     /// Random real images per class.
     Random,
     /// Herding in a ConvNet's embedding.
@@ -69,6 +75,7 @@ impl Method {
     pub fn name(self) -> &'static str {
         match self {
             Method::Dm => "dm",
+            Method::Mtt => "mtt",
             Method::Random => "random",
             Method::Herding => "herding",
             Method::Kcenter => "kcenter",
@@ -84,10 +91,10 @@ pub struct DistillSection {
     pub method: Method,
     /// Images per class.
     pub ipc: usize,
-    /// Optimisation iterations.
-    pub iterations: usize,
-    /// Learning rate of the synthetic images.
-    pub lr_img: f64,
+    /// Optimisation iterations (default: dm 20000, mtt 5000).
+    pub iterations: Option<usize>,
+    /// Learning rate of the synthetic images (default: dm 1, mtt 1000).
+    pub lr_img: Option<f64>,
     /// Momentum of the image optimiser.
     pub momentum: f64,
     /// Real images per class per iteration.
@@ -110,6 +117,68 @@ pub struct DistillSection {
     pub embed_epochs: usize,
     /// Selection baselines evaluated beside the method with the same protocol.
     pub baselines: Vec<Method>,
+    /// MTT: inner SGD steps on the synthetic set (N).
+    pub syn_steps: usize,
+    /// MTT: expert epochs matched (M).
+    pub expert_epochs: usize,
+    /// MTT: start epochs are drawn from 0..max_start_epoch.
+    pub max_start_epoch: usize,
+    /// MTT: learning rate of the learnable step size.
+    pub lr_lr: f64,
+    /// MTT: initial step size (the experts' learning rate).
+    pub lr_teacher: f64,
+    /// MTT: synthetic images per inner step (default all).
+    pub batch_syn: Option<usize>,
+}
+
+impl DistillSection {
+    /// Iterations, or the method's reference default.
+    pub fn iterations(&self) -> usize {
+        self.iterations.unwrap_or(match self.method {
+            Method::Mtt => 5000,
+            Method::Dm => 20000,
+            _ => 0,
+        })
+    }
+
+    /// The image learning rate, or the method's reference default.
+    pub fn lr_img(&self) -> f64 {
+        self.lr_img.unwrap_or(match self.method {
+            Method::Mtt => 1000.0,
+            _ => 1.0,
+        })
+    }
+}
+
+/// The `[experts]` section: expert trajectories for MTT (defaults REFERENCE.md §1.7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpertsSection {
+    /// Folder of the experts (relative to the scenario); default `<results>/experts/<settings>`.
+    pub dir: Option<PathBuf>,
+    /// Number of experts.
+    pub count: usize,
+    /// Epochs each expert trains (snapshots after each).
+    pub epochs: usize,
+    /// Their learning rate (no momentum, no weight decay, as the reference).
+    pub lr: f64,
+    /// Their minibatch size.
+    pub batch_size: usize,
+    /// DSA while training them.
+    pub dsa: bool,
+}
+
+impl Default for ExpertsSection {
+    fn default() -> Self {
+        ExpertsSection {
+            dir: None,
+            count: 100,
+            epochs: 50,
+            lr: 0.01,
+            batch_size: 256,
+            dsa: true,
+        }
+    }
 }
 
 impl Default for DistillSection {
@@ -117,8 +186,8 @@ impl Default for DistillSection {
         DistillSection {
             method: Method::Dm,
             ipc: 10,
-            iterations: 20000,
-            lr_img: 1.0,
+            iterations: None,
+            lr_img: None,
             momentum: 0.5,
             batch_real: 256,
             init: crate::distill::InitKind::Real,
@@ -130,6 +199,12 @@ impl Default for DistillSection {
             pool: None,
             embed_epochs: 0,
             baselines: vec![Method::Random, Method::Herding, Method::Kcenter],
+            syn_steps: 20,
+            expert_epochs: 3,
+            max_start_epoch: 25,
+            lr_lr: 1e-5,
+            lr_teacher: 0.01,
+            batch_syn: None,
         }
     }
 }
@@ -614,25 +689,31 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
             );
         }
     }
-    match (s.kind, &s.distill, &s.eval) {
-        (Kind::Distill, d, e) => {
-            let d = d.clone().unwrap_or_default();
-            let e = e.clone().unwrap_or_default();
-            validate_distill(&mut c, &d, &e);
+    let x = s.experts_section();
+    match s.kind {
+        Kind::Distill => {
+            validate_distill(&mut c, &s.distill_section(), &s.eval_section(), &x);
+            validate_experts(&mut c, &x);
         }
-        (Kind::Train, Some(_), _) => c.fail(
-            "",
-            "kind",
-            "\"train\"",
-            "kind = \"distill\" when a [distill] section is given",
-        ),
-        (Kind::Train, _, Some(_)) => c.fail(
-            "",
-            "kind",
-            "\"train\"",
-            "kind = \"distill\" when an [eval] section is given",
-        ),
-        _ => {}
+        Kind::Experts => validate_experts(&mut c, &x),
+        Kind::Train => {
+            for (present, section) in [
+                (s.distill.is_some(), "a [distill]"),
+                (s.eval.is_some(), "an [eval]"),
+                (s.experts.is_some(), "an [experts]"),
+            ] {
+                if present {
+                    c.fail(
+                        "",
+                        "kind",
+                        "\"train\"",
+                        &format!(
+                            "kind = \"distill\" (or \"experts\") when {section} section is given"
+                        ),
+                    );
+                }
+            }
+        }
     }
     if c.errors.is_empty() {
         Ok(())
@@ -641,18 +722,59 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection) {
+fn validate_experts(c: &mut Checker, x: &ExpertsSection) {
+    c.positive("experts", "count", x.count);
+    c.positive("experts", "epochs", x.epochs);
+    c.positive("experts", "batch_size", x.batch_size);
+    c.sgd("experts", x.lr, 0.0, 0.0);
+}
+
+fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection, x: &ExpertsSection) {
     c.positive("distill", "ipc", d.ipc);
     if d.ipc > 10000 {
         c.fail("distill", "ipc", d.ipc, "at most 10000 images per class");
     }
     c.require(
-        d.lr_img > 0.0 && d.lr_img.is_finite(),
+        d.lr_img() > 0.0 && d.lr_img().is_finite(),
         "distill",
         "lr_img",
-        d.lr_img,
+        d.lr_img(),
         "a positive learning rate",
     );
+    if d.method == Method::Mtt {
+        c.positive("distill", "syn_steps", d.syn_steps);
+        c.positive("distill", "expert_epochs", d.expert_epochs);
+        c.positive("distill", "max_start_epoch", d.max_start_epoch);
+        c.require(
+            d.lr_lr > 0.0 && d.lr_lr.is_finite(),
+            "distill",
+            "lr_lr",
+            d.lr_lr,
+            "a positive learning rate",
+        );
+        c.require(
+            d.lr_teacher > 0.0 && d.lr_teacher.is_finite(),
+            "distill",
+            "lr_teacher",
+            d.lr_teacher,
+            "a positive step size",
+        );
+        if let Some(b) = d.batch_syn {
+            c.positive("distill", "batch_syn", b);
+        }
+        if d.max_start_epoch - 1 + d.expert_epochs > x.epochs {
+            c.fail(
+                "distill",
+                "max_start_epoch",
+                d.max_start_epoch,
+                &format!(
+                    "max_start_epoch - 1 + expert_epochs ({}) within the experts' epochs ({})",
+                    d.max_start_epoch.max(1) - 1 + d.expert_epochs,
+                    x.epochs
+                ),
+            );
+        }
+    }
     c.require(
         (0.0..1.0).contains(&d.momentum),
         "distill",
@@ -677,7 +799,15 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection) {
             c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
         }
     }
-    if d.init == crate::distill::InitKind::Noise && d.method != Method::Dm {
+    if d.baselines.contains(&Method::Dm) || d.baselines.contains(&Method::Mtt) {
+        c.fail(
+            "distill",
+            "baselines",
+            format!("{:?}", d.baselines),
+            "selection baselines only (random, herding, kcenter)",
+        );
+    }
+    if d.init == crate::distill::InitKind::Noise && !matches!(d.method, Method::Dm | Method::Mtt) {
         c.fail(
             "distill",
             "init",
@@ -711,6 +841,11 @@ impl Scenario {
     /// The distillation settings (defaults when the section is absent).
     pub fn distill_section(&self) -> DistillSection {
         self.distill.clone().unwrap_or_default()
+    }
+
+    /// The expert settings (defaults when the section is absent).
+    pub fn experts_section(&self) -> ExpertsSection {
+        self.experts.clone().unwrap_or_default()
     }
 
     /// The evaluation settings (defaults when the section is absent).

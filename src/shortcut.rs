@@ -7,7 +7,7 @@ use std::path::Path;
 /// The flags of `distillery distill`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DistillArgs {
-    /// dm, random, herding or kcenter.
+    /// dm, mtt, random, herding or kcenter.
     #[arg(long, default_value = "dm")]
     pub method: String,
     /// Images per class.
@@ -16,9 +16,9 @@ pub struct DistillArgs {
     /// `digits` (embedded), an MNIST-style folder of IDX files, or a CIFAR binary folder.
     #[arg(long, default_value = "digits")]
     pub data: String,
-    /// Distillation iterations (reference: 20000).
-    #[arg(long, default_value_t = 20000)]
-    pub iterations: usize,
+    /// Distillation iterations (default: the method's reference, dm 20000, mtt 5000).
+    #[arg(long)]
+    pub iterations: Option<usize>,
     /// Real images per class per iteration (reference: 256).
     #[arg(long, default_value_t = 256)]
     pub batch_real: usize,
@@ -120,7 +120,7 @@ pub fn distill_scenario(a: &DistillArgs) -> Result<String> {
          device = {device:?}\n\n\
          [data]\n{data}\n\
          [model]\narch = \"convnet\"\nwidth = {w}\ndepth = {depth}\n\n\
-         [distill]\nmethod = {m:?}\nipc = {ipc}\niterations = {it}\nbatch_real = {br}\n\n\
+         [distill]\nmethod = {m:?}\nipc = {ipc}\n{it}batch_real = {br}\n\n\
          [eval]\nepochs = {ee}\nrepeats = {r}\n",
         m = a.method,
         ipc = a.ipc,
@@ -128,7 +128,10 @@ pub fn distill_scenario(a: &DistillArgs) -> Result<String> {
         device = a.device,
         w = a.width,
         depth = a.depth,
-        it = a.iterations,
+        it = a
+            .iterations
+            .map(|n| format!("iterations = {n}\n"))
+            .unwrap_or_default(),
         br = a.batch_real,
         ee = a.eval_epochs,
         r = a.repeats,

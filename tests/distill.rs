@@ -537,7 +537,7 @@ fn distill_shortcut_builds_a_valid_scenario() {
     assert!(st.success());
     let l = distillery::scenario::load(&out_file).unwrap();
     let d = l.scenario.distill_section();
-    assert_eq!((d.ipc, d.iterations, d.batch_real), (10, 20000, 256));
+    assert_eq!((d.ipc, d.iterations(), d.batch_real), (10, 20000, 256));
     assert!(matches!(
         l.scenario.data,
         distillery::scenario::DataSpec::Idx { .. }
@@ -568,7 +568,7 @@ fn distill_sections_are_validated_with_field_names() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("kind = \"distill\" when a [distill] section"),
+        e.contains("kind = \"distill\" (or \"experts\") when a [distill] section"),
         "{e}"
     );
     let text = scenario_text(10, 5).replace("batch_real = 16", "batch_real = 16\nlr_imgs = 3");

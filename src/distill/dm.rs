@@ -281,7 +281,11 @@ impl Dm {
         };
         let set = SyntheticSet::from_dataset(&start, ctx.provenance(data, "dm", ipc, 0));
         let momentum = vec![0.0; set.images.len()];
-        Ok(Checkpoint { set, momentum })
+        Ok(Checkpoint {
+            set,
+            momentum,
+            lr_momentum: 0.0,
+        })
     }
 }
 
@@ -347,6 +351,7 @@ impl Distiller for Dm {
                 Checkpoint {
                     set,
                     momentum: to_host(&mom),
+                    lr_momentum: 0.0,
                 }
             };
             (ctx.on_iteration)(it + 1, value, &snapshot)?;

@@ -5,6 +5,7 @@ pub mod augment;
 pub mod dm;
 pub mod eval;
 pub mod init;
+pub mod mtt;
 pub mod synthetic_set;
 pub mod trajectory;
 pub mod unroll;
@@ -83,35 +84,49 @@ pub struct Checkpoint {
     pub set: SyntheticSet,
     /// Momentum buffer of the image optimiser.
     pub momentum: Vec<f32>,
+    /// Momentum buffer of the step-size optimiser (trajectory matching; 0 otherwise).
+    pub lr_momentum: f32,
 }
 
 impl Checkpoint {
     /// Writes the checkpoint as one safetensors file (the set plus a `momentum` tensor).
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         let [c, h, w] = self.set.shape;
-        let extras = vec![(
-            "momentum".to_string(),
-            vec![self.set.len(), c, h, w],
-            self.momentum.clone(),
-        )];
+        let extras = vec![
+            (
+                "momentum".to_string(),
+                vec![self.set.len(), c, h, w],
+                self.momentum.clone(),
+            ),
+            ("lr_momentum".to_string(), vec![1], vec![self.lr_momentum]),
+        ];
         self.set.save_with(path, &extras)
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let (set, extras) = SyntheticSet::load_with(path)?;
-        let momentum = extras
-            .into_iter()
-            .find(|(n, _, _)| n == "momentum")
-            .map(|(_, _, v)| v)
-            .unwrap_or_else(|| vec![0.0; set.images.len()]);
+        let find = |name: &str| {
+            extras
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, _, v)| v.clone())
+        };
+        let momentum = find("momentum").unwrap_or_else(|| vec![0.0; set.images.len()]);
+        let lr_momentum = find("lr_momentum")
+            .and_then(|v| v.first().copied())
+            .unwrap_or(0.0);
         if momentum.len() != set.images.len() {
             return Err(crate::Error::data(
                 path,
                 "the momentum tensor does not match the images",
             ));
         }
-        Ok(Checkpoint { set, momentum })
+        Ok(Checkpoint {
+            set,
+            momentum,
+            lr_momentum,
+        })
     }
 }
 

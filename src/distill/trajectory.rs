@@ -36,6 +36,9 @@ pub struct Manifest {
     pub seed: u64,
 }
 
+/// One network's parameters as host vectors, in [`ModelSpec::params`] order.
+pub type Params = Vec<Vec<f32>>;
+
 /// One expert's parameters after each epoch: `params[e][p]` is parameter `p` after `e` epochs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trajectory {
@@ -90,45 +93,117 @@ impl Trajectory {
 
     /// Reads the trajectory of a `spec` network with `epochs` epochs from `path`.
     pub fn load(spec: &ModelSpec, epochs: usize, path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::decode(spec, epochs, &bytes).map_err(|m| Error::data(path, m))
+        let wanted: Vec<usize> = (0..=epochs).collect();
+        Ok(Trajectory {
+            params: Self::load_epochs(spec, &wanted, path)?,
+        })
     }
 
-    fn decode(spec: &ModelSpec, epochs: usize, bytes: &[u8]) -> std::result::Result<Self, String> {
-        let st =
-            SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
-        let infos = spec.params();
-        let mut params = Vec::with_capacity(epochs + 1);
-        for e in 0..=epochs {
-            let mut set = Vec::with_capacity(infos.len());
-            for info in &infos {
-                let name = format!("epoch{e}.{}", info.name);
-                let t = st.tensor(&name).map_err(|_| {
-                    format!(
-                        "missing tensor `{name}` (an expert of another network or fewer epochs?)"
-                    )
-                })?;
-                if t.dtype() != Dtype::F32 || t.shape() != info.shape.as_slice() {
-                    return Err(format!(
-                        "`{name}` is {:?} {:?}, expected F32 {:?}",
-                        t.dtype(),
-                        t.shape(),
-                        info.shape
-                    ));
-                }
-                let v: Vec<f32> = t
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
-                if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                    return Err(format!("`{name}` holds a non-finite value at index {i}"));
-                }
-                set.push(v);
+    /// Reads only the parameter sets after the given epochs.
+    pub fn load_epochs(
+        spec: &ModelSpec,
+        epochs: &[usize],
+        path: &Path,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        decode(spec, epochs, &bytes).map_err(|m| Error::data(path, m))
+    }
+}
+
+fn decode(
+    spec: &ModelSpec,
+    epochs: &[usize],
+    bytes: &[u8],
+) -> std::result::Result<Vec<Vec<Vec<f32>>>, String> {
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let infos = spec.params();
+    let mut params = Vec::with_capacity(epochs.len());
+    for &e in epochs {
+        let mut set = Vec::with_capacity(infos.len());
+        for info in &infos {
+            let name = format!("epoch{e}.{}", info.name);
+            let t = st.tensor(&name).map_err(|_| {
+                format!("missing tensor `{name}` (an expert of another network or fewer epochs?)")
+            })?;
+            if t.dtype() != Dtype::F32 || t.shape() != info.shape.as_slice() {
+                return Err(format!(
+                    "`{name}` is {:?} {:?}, expected F32 {:?}",
+                    t.dtype(),
+                    t.shape(),
+                    info.shape
+                ));
             }
-            params.push(set);
+            let v: Vec<f32> = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(format!("`{name}` holds a non-finite value at index {i}"));
+            }
+            set.push(v);
         }
-        Ok(Trajectory { params })
+        params.push(set);
+    }
+    Ok(params)
+}
+
+/// Where MTT gets its experts: in memory, or read from a folder as needed (a full set of
+/// reference experts does not fit in memory: 100 x 51 snapshots of ConvNet-3 are 6.5 GB).
+#[derive(Clone, Debug)]
+pub enum Experts {
+    /// Trajectories held in memory.
+    Loaded(Vec<Trajectory>),
+    /// `count` expert files of `epochs` epochs of a `spec` network in `dir`.
+    Files {
+        /// The folder.
+        dir: PathBuf,
+        /// Their network.
+        spec: ModelSpec,
+        /// Epochs per expert.
+        epochs: usize,
+        /// How many.
+        count: usize,
+    },
+}
+
+impl Experts {
+    /// Number of experts.
+    pub fn len(&self) -> usize {
+        match self {
+            Experts::Loaded(v) => v.len(),
+            Experts::Files { count, .. } => *count,
+        }
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Epochs of the shortest expert.
+    pub fn epochs(&self) -> usize {
+        match self {
+            Experts::Loaded(v) => v
+                .iter()
+                .map(|t| t.params.len().saturating_sub(1))
+                .min()
+                .unwrap_or(0),
+            Experts::Files { epochs, .. } => *epochs,
+        }
+    }
+
+    /// Expert `i`'s parameters after epochs `a` and `b`.
+    pub fn pair(&self, i: usize, a: usize, b: usize) -> Result<(Params, Params)> {
+        match self {
+            Experts::Loaded(v) => Ok((v[i].params[a].clone(), v[i].params[b].clone())),
+            Experts::Files { dir, spec, .. } => {
+                let mut two = Trajectory::load_epochs(spec, &[a, b], &expert_path(dir, i))?;
+                let second = two.pop().expect("two epochs");
+                Ok((two.pop().expect("two epochs"), second))
+            }
+        }
     }
 }
 

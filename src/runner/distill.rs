@@ -1,11 +1,14 @@
-//! `kind = "distill"`: make the synthetic set (checkpointing as it goes), make the selection
-//! baselines, evaluate every set with the same protocol on every architecture asked for.
+//! `kind = "distill"`: train (missing) MTT experts if the method needs them, make the synthetic
+//! set (checkpointing as it goes), make the selection baselines, evaluate every set with the same
+//! protocol on every architecture asked for. `kind = "experts"` stops after the experts.
 
 use super::{model_spec, progress};
 use crate::data::Split;
 use crate::device::BackendJob;
 use crate::distill::augment::{Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
+use crate::distill::mtt::{Mtt, MttConfig};
+use crate::distill::trajectory::{train_experts, Experts, Manifest};
 use crate::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selection, SyntheticSet};
 use crate::error::{Error, Result};
 use crate::model::{ConvNetSpec, ModelSpec};
@@ -23,6 +26,39 @@ pub fn default_strategy(dataset: &str) -> &'static str {
         "mnist" | "digits" | "usps" | "kmnist" | "emnist" => STRATEGY_DIGITS,
         _ => STRATEGY_DEFAULT,
     }
+}
+
+/// The evaluation settings for `set`: its learned step size as the learning rate, if it has
+/// one (as the MTT reference evaluates).
+fn eval_config(base: &EvalConfig, set: &SyntheticSet) -> EvalConfig {
+    let mut c = base.clone();
+    if let Some(lr) = set.syn_lr {
+        c.train.lr = lr as f64;
+    }
+    c
+}
+
+/// The default experts folder for a scenario's data, network and expert settings.
+fn experts_folder_name(
+    dataset: &str,
+    s: &crate::scenario::Scenario,
+    x: &crate::scenario::ExpertsSection,
+) -> String {
+    let m = &s.model;
+    format!(
+        "{dataset}-{:?}-w{}-d{}-{:?}-{:?}-e{}-lr{}-b{}{}-s{}",
+        m.arch,
+        m.width,
+        m.depth,
+        m.norm,
+        m.pooling,
+        x.epochs,
+        x.lr,
+        x.batch_size,
+        if x.dsa { "-dsa" } else { "" },
+        s.seed
+    )
+    .to_lowercase()
 }
 
 /// One `eval` row per trained network.
@@ -55,6 +91,8 @@ pub(super) struct DistillJob<'a> {
     pub dir: &'a Path,
     pub quiet: bool,
     pub resuming: bool,
+    /// Where expert folders go by default (`<results root>/experts`).
+    pub experts_root: std::path::PathBuf,
 }
 
 const HEADER: &[&str] = &[
@@ -124,8 +162,16 @@ impl BackendJob for DistillJob<'_> {
             dsa: make_dsa(e.dsa)?,
             repeats: e.repeats,
         };
-        let mut methods = vec![d.method];
-        methods.extend(d.baselines.iter().filter(|m| **m != d.method));
+        let iterations = d.iterations();
+        let experts_only = s.kind == crate::scenario::Kind::Experts;
+        let mut methods = if experts_only {
+            Vec::new()
+        } else {
+            vec![d.method]
+        };
+        if !experts_only {
+            methods.extend(d.baselines.iter().filter(|m| **m != d.method));
+        }
 
         let metrics = self.dir.join("metrics.csv");
         let mut log = if self.resuming {
@@ -135,22 +181,89 @@ impl BackendJob for DistillJob<'_> {
         };
         let n_syn = split.train.num_classes() * d.ipc;
         let per_net = e.epochs * n_syn.div_ceil(e.batch_size);
-        let distill_steps = if d.method == Method::Dm {
-            d.iterations
+        let optimises = matches!(d.method, Method::Dm | Method::Mtt) && !experts_only;
+        let distill_steps = if optimises { iterations } else { 0 };
+        let x = s.experts_section();
+        let needs_experts = experts_only || (d.method == Method::Mtt);
+        let expert_steps = if needs_experts {
+            x.count * x.epochs * split.train.len().div_ceil(x.batch_size)
         } else {
             0
         };
-        let mid_evals = d
-            .iterations
+        let mid_evals = iterations
             .saturating_sub(1)
             .checked_div(d.eval_every)
             .unwrap_or(0);
-        let total =
-            distill_steps + (methods.len() * models.len() + mid_evals) * e.repeats * per_net;
+        let total = expert_steps
+            + distill_steps
+            + (methods.len() * models.len() + mid_evals) * e.repeats * per_net;
         let pb = progress(total as u64, self.quiet);
         let started = Instant::now();
         let mut distill_secs = 0.0;
         let mut iters_timed = 0usize;
+
+        let experts = if needs_experts {
+            let dir = match &x.dir {
+                Some(p) => self.loaded.resolve(p),
+                None => self
+                    .experts_root
+                    .join(experts_folder_name(&split.name, s, &x)),
+            };
+            let manifest = Manifest {
+                spec: base.clone(),
+                dataset: split.name.clone(),
+                train_images: split.train.len(),
+                epochs: x.epochs,
+                train: TrainConfig {
+                    epochs: x.epochs,
+                    batch_size: x.batch_size,
+                    lr: x.lr,
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                    schedule: LrSchedule::Constant,
+                },
+                dsa: x.dsa.then(|| strategy.clone()),
+                seed: s.seed,
+            };
+            if !self.quiet {
+                pb.println(format!("experts: {}", dir.display()));
+            }
+            train_experts::<B>(
+                &split.train,
+                &manifest,
+                make_dsa(x.dsa)?.as_ref(),
+                x.count,
+                &dir,
+                &device,
+                || pb.inc(1),
+                |i| {
+                    log.row(&[
+                        "experts".to_string(),
+                        "mtt".into(),
+                        String::new(),
+                        i.to_string(),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                        format!("{:.3}", started.elapsed().as_secs_f64()),
+                    ])?;
+                    pb.set_message(format!("expert {} of {} trained", i + 1, x.count));
+                    Ok(())
+                },
+            )?;
+            Some((
+                dir.clone(),
+                Experts::Files {
+                    dir,
+                    spec: base.clone(),
+                    epochs: x.epochs,
+                    count: x.count,
+                },
+            ))
+        } else {
+            None
+        };
+        let experts_secs = started.elapsed().as_secs_f64();
 
         let mut sets: Vec<(Method, SyntheticSet)> = Vec::new();
         for &m in &methods {
@@ -161,8 +274,10 @@ impl BackendJob for DistillJob<'_> {
             }
             let t0 = Instant::now();
             let set = match m {
-                Method::Dm => {
-                    let ck_path = self.dir.join("dm.checkpoint.safetensors");
+                Method::Dm | Method::Mtt => {
+                    let ck_path = self
+                        .dir
+                        .join(format!("{}.checkpoint.safetensors", m.name()));
                     let resume = if self.resuming && ck_path.exists() {
                         let ck = Checkpoint::load(&ck_path)?;
                         pb.inc(ck.set.provenance.iterations as u64);
@@ -177,10 +292,30 @@ impl BackendJob for DistillJob<'_> {
                         None
                     };
                     let first = resume.as_ref().map_or(0, |c| c.set.provenance.iterations);
-                    let mut dm = Dm {
+                    let mtt = Mtt {
+                        cfg: MttConfig {
+                            iterations,
+                            syn_steps: d.syn_steps,
+                            expert_epochs: d.expert_epochs,
+                            max_start_epoch: d.max_start_epoch,
+                            lr_img: d.lr_img(),
+                            lr_lr: d.lr_lr,
+                            lr_init: d.lr_teacher,
+                            momentum: d.momentum,
+                            batch_syn: d.batch_syn,
+                            init: d.init,
+                            dsa: make_dsa(d.dsa)?,
+                            spec: base.clone(),
+                        },
+                        experts: experts
+                            .as_ref()
+                            .map(|(_, e)| e.clone())
+                            .unwrap_or(Experts::Loaded(Vec::new())),
+                    };
+                    let dm = Dm {
                         cfg: DmConfig {
-                            iterations: d.iterations,
-                            lr_img: d.lr_img,
+                            iterations,
+                            lr_img: d.lr_img(),
                             momentum: d.momentum,
                             batch_real: d.batch_real,
                             init: d.init,
@@ -196,10 +331,10 @@ impl BackendJob for DistillJob<'_> {
                      -> Result<()> {
                         pb.inc(1);
                         let elapsed = started.elapsed().as_secs_f64();
-                        if it.is_multiple_of(d.log_every) || it == d.iterations {
+                        if it.is_multiple_of(d.log_every) || it == iterations {
                             log.row(&[
                                 "distill".to_string(),
-                                "dm".into(),
+                                m.name().into(),
                                 String::new(),
                                 it.to_string(),
                                 String::new(),
@@ -209,22 +344,21 @@ impl BackendJob for DistillJob<'_> {
                             ])?;
                             pb.set_message(format!("iteration {it} loss {loss:.4}"));
                         }
-                        if it.is_multiple_of(d.checkpoint_every) && it < d.iterations {
+                        if it.is_multiple_of(d.checkpoint_every) && it < iterations {
                             snap().save(&ck_path)?;
                         }
-                        if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && it < d.iterations
-                        {
+                        if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && it < iterations {
                             let ck = snap();
                             let accs = evaluate_set::<B>(
                                 &ck.set.to_dataset(),
                                 &split.test,
                                 first_spec,
-                                &eval_cfg,
+                                &eval_config(&eval_cfg, &ck.set),
                                 s.seed,
                                 &device,
                                 || pb.inc(1),
                             )?;
-                            eval_rows(&mut log, "dm", first_model, it, &accs, &started)?;
+                            eval_rows(&mut log, m.name(), first_model, it, &accs, &started)?;
                             let (mu, sd) = mean_std(&accs);
                             if !self.quiet {
                                 pb.println(format!(
@@ -242,8 +376,12 @@ impl BackendJob for DistillJob<'_> {
                         on_iteration: &mut on_iter,
                         resume,
                     };
-                    let set = dm.distill(&split.train, d.ipc, &mut ctx)?;
-                    iters_timed += d.iterations.saturating_sub(first);
+                    let set = if m == Method::Dm {
+                        dm.clone().distill(&split.train, d.ipc, &mut ctx)?
+                    } else {
+                        mtt.clone().distill(&split.train, d.ipc, &mut ctx)?
+                    };
+                    iters_timed += iterations.saturating_sub(first);
                     set
                 }
                 sel => {
@@ -275,8 +413,10 @@ impl BackendJob for DistillJob<'_> {
             }
             set.save(&path)?;
             set.save_png(&self.dir.join(format!("{}.png", m.name())))?;
-            let ck_path = self.dir.join("dm.checkpoint.safetensors");
-            if m == Method::Dm && ck_path.exists() {
+            let ck_path = self
+                .dir
+                .join(format!("{}.checkpoint.safetensors", m.name()));
+            if ck_path.exists() {
                 std::fs::remove_file(&ck_path).map_err(|e| Error::io(&ck_path, e))?;
             }
             sets.push((m, set));
@@ -293,7 +433,7 @@ impl BackendJob for DistillJob<'_> {
                     &data,
                     &split.test,
                     spec,
-                    &eval_cfg,
+                    &eval_config(&eval_cfg, set),
                     s.seed,
                     &device,
                     || pb.inc(1),
@@ -351,6 +491,8 @@ impl BackendJob for DistillJob<'_> {
             "report": report,
             "test_acc_mean": headline.0,
             "test_acc_std": headline.1,
+            "experts": experts.as_ref().map(|(dir, e)| json!({ "dir": dir, "count": e.len(), "epochs": e.epochs() })),
+            "experts_seconds": experts_secs,
             "distill_seconds": distill_secs,
             "seconds_per_iteration": if iters_timed > 0 { distill_secs / iters_timed as f64 } else { 0.0 },
             "wall_seconds": started.elapsed().as_secs_f64(),

@@ -245,7 +245,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
         .unwrap_or(copy.clone());
     let mut loaded = scenario::parse(&text, &copy)?;
     loaded.path = origin;
-    if loaded.scenario.kind != Kind::Distill {
+    if loaded.scenario.kind == Kind::Train {
         return Err(Error::Other(format!(
             "{}: only distill runs checkpoint and resume; run the scenario again instead",
             dir.display()
@@ -274,7 +274,7 @@ fn execute(
                 quiet: opts.quiet,
             },
         )?,
-        Kind::Distill => device::dispatch(
+        Kind::Distill | Kind::Experts => device::dispatch(
             device,
             distill::DistillJob {
                 loaded,
@@ -282,6 +282,7 @@ fn execute(
                 dir: &dir,
                 quiet: opts.quiet,
                 resuming,
+                experts_root: opts.results_root.join("experts"),
             },
         )?,
     };

@@ -1,0 +1,299 @@
+//! MTT, matching training trajectories (Cazenavette et al., CVPR 2022), as the reference
+//! `distill.py` runs it (REFERENCE.md §1.7). Each iteration picks an expert and a start epoch
+//! `t < max_start_epoch`, takes `syn_steps` differentiable SGD steps on the synthetic set (with
+//! DSA) from the expert's parameters at `t` with the learnable step size `syn_lr`, and matches the
+//! expert's parameters at `t + expert_epochs`:
+//! `||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2`. The images (SGD, `lr_img`,
+//! momentum 0.5) and `syn_lr` (SGD, `lr_lr`, momentum 0.5) descend its gradient, which flows back
+//! through the unrolled steps (second order, [`super::unroll`]).
+
+use super::augment::Dsa;
+use super::init::InitKind;
+use super::trajectory::Experts;
+use super::unroll::{matching_loss, unroll, InnerBatch};
+use super::{step_seed, Checkpoint, Ctx, Distiller, Selection, SyntheticSet};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::layers::one_hot;
+use crate::model::ModelSpec;
+use burn::backend::Autodiff;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// MTT's settings (reference defaults from [`MttConfig::reference`]).
+#[derive(Clone, Debug)]
+pub struct MttConfig {
+    /// Optimisation iterations (5000).
+    pub iterations: usize,
+    /// Inner SGD steps on the synthetic set, N (20).
+    pub syn_steps: usize,
+    /// Expert epochs matched, M (3).
+    pub expert_epochs: usize,
+    /// Start epochs are drawn from `0..max_start_epoch` (25).
+    pub max_start_epoch: usize,
+    /// Learning rate of the images (1000).
+    pub lr_img: f64,
+    /// Learning rate of the step size (1e-5).
+    pub lr_lr: f64,
+    /// Initial step size, the experts' learning rate (0.01).
+    pub lr_init: f64,
+    /// Momentum of both optimisers (0.5).
+    pub momentum: f64,
+    /// Synthetic images per inner step (None: all of them, the reference default).
+    pub batch_syn: Option<usize>,
+    /// How the set starts (real).
+    pub init: InitKind,
+    /// DSA on every inner step (per-sample draws).
+    pub dsa: Option<Dsa>,
+    /// The network the experts trained.
+    pub spec: ModelSpec,
+}
+
+impl MttConfig {
+    /// The reference defaults for network `spec` and DSA `dsa`.
+    pub fn reference(spec: ModelSpec, dsa: Option<Dsa>) -> Self {
+        MttConfig {
+            iterations: 5000,
+            syn_steps: 20,
+            expert_epochs: 3,
+            max_start_epoch: 25,
+            lr_img: 1000.0,
+            lr_lr: 1e-5,
+            lr_init: 0.01,
+            momentum: 0.5,
+            batch_syn: None,
+            init: InitKind::Real,
+            dsa,
+            spec,
+        }
+    }
+}
+
+/// The MTT distiller over a set of expert trajectories.
+#[derive(Clone, Debug)]
+pub struct Mtt {
+    /// Its settings.
+    pub cfg: MttConfig,
+    /// The experts (each with at least `max_start_epoch - 1 + expert_epochs` epochs).
+    pub experts: Experts,
+}
+
+/// What one iteration draws: the expert, the start epoch and the inner minibatches.
+pub struct MttDraw {
+    /// Which expert.
+    pub expert: usize,
+    /// The start epoch t.
+    pub start: usize,
+    /// The inner steps' rows and augmentations.
+    pub batches: Vec<InnerBatch>,
+}
+
+/// Draws iteration `it`'s randomness from `(seed, it)` alone (so resuming is exact).
+pub fn draw_iteration(
+    cfg: &MttConfig,
+    experts: usize,
+    n: usize,
+    hw: (usize, usize),
+    seed: u64,
+    it: usize,
+) -> MttDraw {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed ^ 0x3777, it as u64));
+    let expert = rng.random_range(0..experts);
+    let start = rng.random_range(0..cfg.max_start_epoch.max(1));
+    let bs = cfg.batch_syn.unwrap_or(n).clamp(1, n);
+    let mut order: Vec<usize> = Vec::new();
+    let batches = (0..cfg.syn_steps)
+        .map(|_| {
+            // Like the reference: walk a random permutation in chunks, reshuffling when spent.
+            if order.len() < bs {
+                let mut p: Vec<usize> = (0..n).collect();
+                p.shuffle(&mut rng);
+                order.extend(p);
+            }
+            let rows: Vec<usize> = order.drain(..bs).collect();
+            let draw = cfg
+                .dsa
+                .as_ref()
+                .map(|d| d.draw(Some(rows.len()), hw.0, hw.1, &mut rng));
+            InnerBatch { rows, draw }
+        })
+        .collect();
+    MttDraw {
+        expert,
+        start,
+        batches,
+    }
+}
+
+fn vec1<B: Backend>(v: &[f32], device: &B::Device) -> Tensor<B, 1> {
+    Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), device)
+}
+
+/// One MTT iteration from the expert's parameters `start` (epoch t) towards `target` (epoch
+/// t + M): the matching loss and its gradients with respect to the images and `syn_lr`.
+pub fn step<B: AutodiffBackend>(
+    cfg: &MttConfig,
+    start: &[Vec<f32>],
+    target: &[Vec<f32>],
+    draw: &MttDraw,
+    images: Tensor<B::InnerBackend, 4>,
+    labels: &[usize],
+    syn_lr: f32,
+) -> (f64, Tensor<B::InnerBackend, 4>, f32) {
+    let device = images.device();
+    let k = cfg.spec.num_classes();
+    let start: Vec<Tensor<B, 1>> = start.iter().map(|v| vec1(v, &device)).collect();
+    let target: Vec<Tensor<B, 1>> = target.iter().map(|v| vec1(v, &device)).collect();
+    let x = Tensor::<B, 4>::from_inner(images).require_grad();
+    let lr = vec1::<B>(&[syn_lr], &device).require_grad();
+    let theta = unroll::<Autodiff<B>>(
+        &cfg.spec,
+        start.clone(),
+        x.clone(),
+        one_hot::<B>(labels, k, &device),
+        lr.clone(),
+        &draw.batches,
+    );
+    let loss = matching_loss(&theta, &start, &target);
+    let grads = loss.backward();
+    let value = loss.inner().into_scalar().elem::<f64>();
+    let gx = x.grad(&grads).unwrap_or_else(|| x.inner().zeros_like());
+    let glr = lr
+        .grad(&grads)
+        .map(|g| g.into_scalar().elem::<f32>())
+        .unwrap_or(0.0);
+    (value, gx, glr)
+}
+
+impl Mtt {
+    fn initial<B: AutodiffBackend>(
+        &self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &Ctx<'_, B>,
+    ) -> Result<Checkpoint> {
+        let start = match self.cfg.init {
+            InitKind::Noise => {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ 0x0015e);
+                super::init::noise(data, ipc, &mut rng)
+            }
+            kind => {
+                let sel = Selection {
+                    kind,
+                    spec: self.cfg.spec.clone(),
+                    embed_epochs: 0,
+                    pool: None,
+                };
+                data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)
+            }
+        };
+        let mut set = SyntheticSet::from_dataset(&start, ctx.provenance(data, "mtt", ipc, 0));
+        set.syn_lr = Some(self.cfg.lr_init as f32);
+        let momentum = vec![0.0; set.images.len()];
+        Ok(Checkpoint {
+            set,
+            momentum,
+            lr_momentum: 0.0,
+        })
+    }
+
+    fn check_experts(&self) -> Result<()> {
+        let need = self.cfg.max_start_epoch.max(1) - 1 + self.cfg.expert_epochs;
+        if self.experts.is_empty() {
+            return Err(Error::Other(
+                "MTT needs at least one expert trajectory".into(),
+            ));
+        }
+        if self.experts.epochs() < need {
+            return Err(Error::Other(format!(
+                "the experts have {} epochs; max_start_epoch {} and expert_epochs {} need {need}",
+                self.experts.epochs(),
+                self.cfg.max_start_epoch,
+                self.cfg.expert_epochs
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Distiller for Mtt {
+    fn name(&self) -> String {
+        "mtt".into()
+    }
+
+    fn distill<B: AutodiffBackend>(
+        &mut self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &mut Ctx<'_, B>,
+    ) -> Result<SyntheticSet> {
+        self.check_experts()?;
+        let start = match ctx.resume.take() {
+            Some(ck) => ck,
+            None => self.initial(data, ipc, ctx)?,
+        };
+        let done = start.set.provenance.iterations;
+        let device = ctx.device.clone();
+        let [c, h, w] = data.shape;
+        let n = start.set.len();
+        let labels = start.set.labels.clone();
+        let shape = [n, c, h, w];
+        let mut images = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(start.set.images.clone(), shape),
+            &device,
+        );
+        let mut mom = Tensor::<B::InnerBackend, 4>::from_data(
+            TensorData::new(start.momentum.clone(), shape),
+            &device,
+        );
+        let mut syn_lr = start.set.syn_lr.unwrap_or(self.cfg.lr_init as f32);
+        let mut lr_mom = start.lr_momentum;
+        let cfg = &self.cfg;
+        for it in done..cfg.iterations {
+            let d = draw_iteration(cfg, self.experts.len(), n, (h, w), ctx.seed, it);
+            let (from, to) = self
+                .experts
+                .pair(d.expert, d.start, d.start + cfg.expert_epochs)?;
+            let (value, gx, glr) = step::<B>(cfg, &from, &to, &d, images.clone(), &labels, syn_lr);
+            if !value.is_finite() || !glr.is_finite() {
+                return Err(Error::Numerics(format!(
+                    "the MTT loss became {value} (syn_lr gradient {glr}) at iteration {}: lower lr_img or lr_lr",
+                    it + 1
+                )));
+            }
+            mom = mom * cfg.momentum + gx;
+            images = images - mom.clone() * cfg.lr_img;
+            lr_mom = lr_mom * cfg.momentum as f32 + glr;
+            syn_lr -= cfg.lr_lr as f32 * lr_mom;
+            let snapshot = || {
+                let mut set = start.set.clone();
+                set.images = images.to_data().convert::<f32>().into_vec::<f32>().unwrap();
+                set.syn_lr = Some(syn_lr);
+                set.provenance.iterations = it + 1;
+                Checkpoint {
+                    set,
+                    momentum: mom.to_data().convert::<f32>().into_vec::<f32>().unwrap(),
+                    lr_momentum: lr_mom,
+                }
+            };
+            (ctx.on_iteration)(it + 1, value, &snapshot)?;
+        }
+        let mut set = start.set;
+        set.images = images
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .unwrap();
+        set.syn_lr = Some(syn_lr);
+        set.provenance.iterations = cfg.iterations.max(done);
+        if let Some(i) = set.images.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Numerics(format!(
+                "synthetic image value {i} became {}",
+                set.images[i]
+            )));
+        }
+        Ok(set)
+    }
+}

@@ -1,0 +1,278 @@
+//! Trajectory matching on tiny data: the matching loss falls, the step size is learned, a resumed
+//! run equals the uninterrupted one, and experts too short for the settings are a clear error.
+
+use burn::backend::{Autodiff, Flex};
+use distillery::data::{self, Dataset};
+use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
+use distillery::distill::mtt::{draw_iteration, step, Mtt, MttConfig};
+use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
+use distillery::distill::{Checkpoint, Ctx, Distiller, OnIteration, SyntheticSet};
+use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
+use distillery::train::{LrSchedule, TrainConfig};
+
+type AD = Autodiff<Flex>;
+
+fn spec() -> ModelSpec {
+    ModelSpec::ConvNet(ConvNetSpec {
+        input: [1, 8, 8],
+        num_classes: 3,
+        width: 8,
+        depth: 2,
+        norm: Norm::Instance,
+        pooling: Pooling::Avg,
+    })
+}
+
+fn setup() -> (Dataset, Vec<Trajectory>) {
+    let mut d = data::synthetic::generate(150, [1, 8, 8], 3, 0.4, 3);
+    let norm = d.channel_stats();
+    d.normalize(&norm);
+    let m = Manifest {
+        spec: spec(),
+        dataset: "synthetic".into(),
+        train_images: d.len(),
+        epochs: 6,
+        train: TrainConfig {
+            epochs: 6,
+            batch_size: 32,
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+        },
+        dsa: None,
+        seed: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Default::default();
+    train_experts::<AD>(&d, &m, None, 2, dir.path(), &dev, || {}, |_| Ok(())).unwrap();
+    let experts = (0..2)
+        .map(|i| Trajectory::load(&m.spec, 6, &expert_path(dir.path(), i)).unwrap())
+        .collect();
+    (d, experts)
+}
+
+fn cfg(iterations: usize) -> MttConfig {
+    MttConfig {
+        iterations,
+        syn_steps: 4,
+        expert_epochs: 2,
+        max_start_epoch: 3,
+        lr_img: 100.0,
+        lr_lr: 1e-4,
+        lr_init: 0.05,
+        ..MttConfig::reference(spec(), Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
+    }
+}
+
+fn ctx<'a>(on: &'a mut OnIteration<'a>, resume: Option<Checkpoint>) -> Ctx<'a, AD> {
+    Ctx {
+        device: Default::default(),
+        seed: 8,
+        dataset: "synthetic".into(),
+        normalization: None,
+        on_iteration: on,
+        resume,
+    }
+}
+
+/// Mean matching loss of `set` over iterations 500..506's draws (never used while distilling).
+fn held_out(c: &MttConfig, experts: &[Trajectory], set: &SyntheticSet) -> f64 {
+    let dev = Default::default();
+    let n = set.len();
+    let mut total = 0.0;
+    for it in 500..506 {
+        let d = draw_iteration(c, experts.len(), n, (8, 8), 99, it);
+        let x = burn::tensor::Tensor::<Flex, 4>::from_data(
+            burn::tensor::TensorData::new(set.images.clone(), [n, 1, 8, 8]),
+            &dev,
+        );
+        let e = &experts[d.expert].params;
+        total += step::<AD>(
+            c,
+            &e[d.start],
+            &e[d.start + c.expert_epochs],
+            &d,
+            x,
+            &set.labels,
+            set.syn_lr.unwrap(),
+        )
+        .0;
+    }
+    total / 6.0
+}
+
+#[test]
+fn matching_loss_falls_and_the_step_size_is_learned() {
+    let (d, experts) = setup();
+    let c = cfg(25);
+    let mut first = None;
+    let mut on = |_: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+        if first.is_none() {
+            let mut s = snap().set;
+            s.images = Vec::new();
+            first = Some(s);
+        }
+        Ok(())
+    };
+    let set = Mtt {
+        cfg: c.clone(),
+        experts: Experts::Loaded(experts.clone()),
+    }
+    .distill(&d, 2, &mut ctx(&mut on, None))
+    .unwrap();
+    // The starting set: the same real selection with the initial step size.
+    let mut start = set.clone();
+    let init = distillery::distill::Selection {
+        kind: distillery::distill::InitKind::Real,
+        spec: spec(),
+        embed_epochs: 0,
+        pool: None,
+    }
+    .indices::<AD>(&d, 2, 8, &Default::default())
+    .unwrap();
+    start.images = d.subset(&init).images;
+    start.syn_lr = Some(0.05);
+    let (before, after) = (held_out(&c, &experts, &start), held_out(&c, &experts, &set));
+    assert!(
+        after < 0.9 * before,
+        "held-out matching loss {before:.4} -> {after:.4} after 25 iterations"
+    );
+    let lr = set.syn_lr.unwrap();
+    assert!(lr.is_finite() && lr > 0.0 && lr != 0.05, "syn_lr {lr}");
+}
+
+#[test]
+fn resumed_mtt_equals_the_uninterrupted_run() {
+    let (d, experts) = setup();
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let full = Mtt {
+        cfg: cfg(6),
+        experts: Experts::Loaded(experts.clone()),
+    }
+    .distill(&d, 2, &mut ctx(&mut none, None))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ck.safetensors");
+    let mut stop = |it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+        if it == 3 {
+            snap().save(&p)?;
+            return Err(distillery::Error::Other("stop".into()));
+        }
+        Ok(())
+    };
+    let mtt = Mtt {
+        cfg: cfg(6),
+        experts: Experts::Loaded(experts),
+    };
+    assert!(mtt
+        .clone()
+        .distill(&d, 2, &mut ctx(&mut stop, None))
+        .is_err());
+    let ck = Checkpoint::load(&p).unwrap();
+    let mut none2 = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let resumed = mtt
+        .clone()
+        .distill(&d, 2, &mut ctx(&mut none2, Some(ck)))
+        .unwrap();
+    assert_eq!(resumed.images, full.images);
+    assert_eq!(resumed.syn_lr, full.syn_lr);
+}
+
+#[test]
+fn experts_too_short_for_the_settings_are_an_error() {
+    let (d, experts) = setup();
+    let mut c = cfg(3);
+    c.max_start_epoch = 6;
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let e = Mtt {
+        cfg: c,
+        experts: Experts::Loaded(experts),
+    }
+    .distill(&d, 2, &mut ctx(&mut none, None))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("the experts have 6 epochs") && e.contains("need 7"),
+        "{e}"
+    );
+}
+
+fn mtt_scenario(kind: &str) -> String {
+    format!(
+        r#"
+name = "tiny-mtt"
+kind = "{kind}"
+seed = 4
+[data]
+source = "synthetic"
+train = 150
+test = 90
+size = 8
+classes = 3
+[model]
+width = 8
+depth = 2
+[experts]
+count = 2
+epochs = 4
+lr = 0.05
+batch_size = 32
+[distill]
+method = "mtt"
+ipc = 2
+iterations = 6
+syn_steps = 3
+expert_epochs = 1
+max_start_epoch = 2
+lr_img = 100.0
+lr_lr = 1e-4
+lr_teacher = 0.05
+log_every = 1
+baselines = ["random"]
+[eval]
+epochs = 30
+batch_size = 16
+repeats = 2
+"#
+    )
+}
+
+#[test]
+fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
+    let root = tempfile::tempdir().unwrap();
+    let opts = distillery::runner::RunOptions {
+        results_root: root.path().to_path_buf(),
+        quiet: true,
+    };
+    let run = |kind: &str| {
+        let l = distillery::scenario::parse(&mtt_scenario(kind), std::path::Path::new("t.toml"))
+            .unwrap();
+        distillery::runner::run(&l, &opts).unwrap()
+    };
+    // `kind = "experts"` trains the experts only.
+    let out = run("experts");
+    let csv = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.starts_with("experts,")).count(), 2);
+    assert_eq!(csv.lines().filter(|l| l.starts_with("eval,")).count(), 0);
+    let dir = std::path::PathBuf::from(out.summary["experts"]["dir"].as_str().unwrap());
+    assert!(dir.starts_with(root.path().join("experts")));
+    assert!(dir.join("manifest.json").is_file() && dir.join("expert_0001.safetensors").is_file());
+    // The distill run reuses them (no expert rows) and evaluates MTT with its learned syn_lr.
+    let out = run("distill");
+    let csv = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.starts_with("experts,")).count(), 0);
+    assert_eq!(
+        csv.lines().filter(|l| l.starts_with("distill,mtt")).count(),
+        6
+    );
+    let set = SyntheticSet::load(&out.dir.join("mtt.safetensors")).unwrap();
+    let lr = set.syn_lr.expect("a learned step size");
+    assert!(lr.is_finite() && lr > 0.0 && lr != 0.05, "{lr}");
+    for m in ["mtt", "random"] {
+        let acc = out.summary["results"][m]["convnet"]["mean"]
+            .as_f64()
+            .unwrap();
+        assert!(acc > 0.6, "{m}: {acc} (chance is 1/3)");
+    }
+}
