@@ -129,6 +129,9 @@ pub struct DistillSection {
     pub lr_teacher: f64,
     /// MTT: synthetic images per inner step (default all).
     pub batch_syn: Option<usize>,
+    /// MTT: unroll with the hand-written ConvNet backward (one autodiff level) where supported;
+    /// false: nested autodiff. Same gradient either way.
+    pub hand_written_backward: bool,
 }
 
 impl DistillSection {
@@ -205,6 +208,7 @@ impl Default for DistillSection {
             lr_lr: 1e-5,
             lr_teacher: 0.01,
             batch_syn: None,
+            hand_written_backward: true,
         }
     }
 }

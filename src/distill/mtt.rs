@@ -10,7 +10,7 @@
 use super::augment::Dsa;
 use super::init::InitKind;
 use super::trajectory::Experts;
-use super::unroll::{matching_loss, unroll, InnerBatch};
+use super::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
 use super::{step_seed, Checkpoint, Ctx, Distiller, Selection, SyntheticSet};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -49,6 +49,9 @@ pub struct MttConfig {
     pub dsa: Option<Dsa>,
     /// The network the experts trained.
     pub spec: ModelSpec,
+    /// Unroll with the hand-written ConvNet backward (one autodiff level) where the network
+    /// allows it, instead of nested autodiff; both give the same gradient (tested).
+    pub hand_written: bool,
 }
 
 impl MttConfig {
@@ -67,6 +70,7 @@ impl MttConfig {
             init: InitKind::Real,
             dsa,
             spec,
+            hand_written: true,
         }
     }
 }
@@ -148,14 +152,30 @@ pub fn step<B: AutodiffBackend>(
     let target: Vec<Tensor<B, 1>> = target.iter().map(|v| vec1(v, &device)).collect();
     let x = Tensor::<B, 4>::from_inner(images).require_grad();
     let lr = vec1::<B>(&[syn_lr], &device).require_grad();
-    let theta = unroll::<Autodiff<B>>(
-        &cfg.spec,
-        start.clone(),
-        x.clone(),
-        one_hot::<B>(labels, k, &device),
-        lr.clone(),
-        &draw.batches,
-    );
+    let y = one_hot::<B>(labels, k, &device);
+    let manual = if cfg.hand_written {
+        unroll_manual(
+            &cfg.spec,
+            start.clone(),
+            x.clone(),
+            y.clone(),
+            lr.clone(),
+            &draw.batches,
+        )
+    } else {
+        None
+    };
+    let theta = match manual {
+        Some(t) => t,
+        None => unroll::<Autodiff<B>>(
+            &cfg.spec,
+            start.clone(),
+            x.clone(),
+            y,
+            lr.clone(),
+            &draw.batches,
+        ),
+    };
     let loss = matching_loss(&theta, &start, &target);
     let grads = loss.backward();
     let value = loss.inner().into_scalar().elem::<f64>();

@@ -73,6 +73,49 @@ pub fn unroll<B2: AutodiffBackend>(
     params
 }
 
+/// The same unroll with the hand-written ConvNet backward ([`crate::model::manual`]) instead of
+/// a nested autodiff level: every op runs on `B`, so when `B` tracks, the result is
+/// differentiable in `images` and `syn_lr` with one autodiff level. `None` when the network is
+/// not supported by the hand-written backward (batch norm, max pooling, MLP).
+pub fn unroll_manual<B: Backend>(
+    spec: &ModelSpec,
+    start: Vec<Tensor<B, 1>>,
+    images: Tensor<B, 4>,
+    onehot: Tensor<B, 2>,
+    syn_lr: Tensor<B, 1>,
+    batches: &[InnerBatch],
+) -> Option<Vec<Tensor<B, 1>>> {
+    let ModelSpec::ConvNet(conv) = spec else {
+        return None;
+    };
+    if !crate::model::manual::supports(conv) {
+        return None;
+    }
+    let device = images.device();
+    let mut params = start;
+    for b in batches {
+        let idx = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(
+                b.rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [b.rows.len()],
+            ),
+            &device,
+        );
+        let mut x = images.clone().select(0, idx.clone());
+        if let Some(d) = &b.draw {
+            x = d.apply(x);
+        }
+        let y = onehot.clone().select(0, idx);
+        let (_, grads) = crate::model::manual::loss_and_grads(conv, &params, x, y)?;
+        params = params
+            .into_iter()
+            .zip(grads)
+            .map(|(p, g)| p - g * syn_lr.clone())
+            .collect();
+    }
+    Some(params)
+}
+
 /// The trajectory-matching loss `||theta - target||^2 / ||start - target||^2` over all parameters.
 pub fn matching_loss<B: Backend>(
     theta: &[Tensor<B, 1>],

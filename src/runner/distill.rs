@@ -306,6 +306,7 @@ impl BackendJob for DistillJob<'_> {
                             init: d.init,
                             dsa: make_dsa(d.dsa)?,
                             spec: base.clone(),
+                            hand_written: d.hand_written_backward,
                         },
                         experts: experts
                             .as_ref()

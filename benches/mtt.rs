@@ -1,0 +1,123 @@
+//! One MTT matching iteration (MNIST shape 1x28x28, 10 classes, IPC 10, ConvNet-3, DSA) at
+//! syn_steps 10 / 20 / 30: median seconds per iteration and the process's peak resident memory
+//! (each setting runs in a fresh process, so the peaks do not mix).
+//!
+//! cargo bench --bench mtt                      # width 128 (the reference), 2 iterations each
+//! cargo bench --bench mtt -- --width 32 --iters 3 --steps 10,20,30
+//! cargo bench --bench mtt -- --nested          # nested autodiff instead of the hand-written backward
+//! Worker threads: DISTILLERY_THREADS. Linux only for the memory figure (/proc/self/status).
+
+use burn::backend::{Autodiff, Flex};
+use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
+use distillery::distill::mtt::{Mtt, MttConfig};
+use distillery::distill::trajectory::{Experts, Trajectory};
+use distillery::distill::{Checkpoint, Ctx, Distiller};
+use distillery::model::{ConvNetSpec, ModelSpec};
+use distillery::{data, Error};
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn one(width: usize, steps: usize, iters: usize, ipc: usize, manual: bool) {
+    let mut d = data::synthetic::generate(10 * ipc.max(20), [1, 28, 28], 10, 0.3, 0);
+    let norm = d.channel_stats();
+    d.normalize(&norm);
+    let spec = ModelSpec::ConvNet(ConvNetSpec {
+        width,
+        ..ConvNetSpec::reference([1, 28, 28], 10)
+    });
+    // A synthetic two-epoch "expert": its initialisation and a nearby point.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let p0 = spec.init_host(&mut rng);
+    let p1 = p0
+        .iter()
+        .map(|v| {
+            v.iter()
+                .map(|x| x + rng.random_range(-0.01..0.01))
+                .collect()
+        })
+        .collect();
+    let cfg = MttConfig {
+        iterations: iters + 1,
+        syn_steps: steps,
+        expert_epochs: 1,
+        max_start_epoch: 1,
+        hand_written: manual,
+        ..MttConfig::reference(spec, Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
+    };
+    let mut times = Vec::new();
+    let mut last = Instant::now();
+    let mut on = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| -> Result<(), Error> {
+        if it > 1 {
+            times.push(last.elapsed().as_secs_f64());
+        }
+        last = Instant::now();
+        Ok(())
+    };
+    let mut ctx = Ctx::<Autodiff<Flex>> {
+        device: Default::default(),
+        seed: 0,
+        dataset: "synthetic".into(),
+        normalization: None,
+        on_iteration: &mut on,
+        resume: None,
+    };
+    Mtt {
+        cfg,
+        experts: Experts::Loaded(vec![Trajectory {
+            params: vec![p0, p1],
+        }]),
+    }
+    .distill(&d, ipc, &mut ctx)
+    .expect("MTT runs");
+    times.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "flex   MTT iteration, 1x28x28, IPC {ipc}, ConvNet-3 w{width}, DSA, {}, syn_steps {steps:>2}: median {:.2} s (min {:.2}, {} runs), peak RSS {:.0} MiB",
+        if manual { "hand-written backward" } else { "nested autodiff" },
+        times[times.len() / 2],
+        times[0],
+        times.len(),
+        peak_rss_mib()
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let width = get("--width").and_then(|v| v.parse().ok()).unwrap_or(128);
+    let iters = get("--iters").and_then(|v| v.parse().ok()).unwrap_or(2);
+    let ipc = get("--ipc").and_then(|v| v.parse().ok()).unwrap_or(10);
+    let nested = args.iter().any(|a| a == "--nested");
+    if let Some(s) = get("--one") {
+        one(width, s.parse().expect("--one N"), iters, ipc, !nested);
+        return;
+    }
+    let steps = get("--steps").unwrap_or_else(|| "10,20,30".into());
+    let exe = std::env::current_exe().expect("own path");
+    for s in steps.split(',') {
+        let st = std::process::Command::new(&exe)
+            .args(["--one", s, "--width", &width.to_string()])
+            .args(["--iters", &iters.to_string(), "--ipc", &ipc.to_string()])
+            .args(if nested { &["--nested"][..] } else { &[][..] })
+            .status()
+            .expect("runs itself");
+        assert!(st.success());
+    }
+}
