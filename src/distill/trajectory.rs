@@ -207,8 +207,9 @@ impl Experts {
     }
 }
 
-/// Trains the experts `0..count` missing from `dir` (creating it and its manifest), calling
-/// `on_expert(i)` after each one is saved. A folder whose manifest differs is refused.
+/// Trains the experts `0..count` missing from `dir` (creating it and its manifest) on the worker
+/// threads, each saved as soon as it is done, then calls `on_expert(i)` for each new one in order.
+/// A folder whose manifest differs is refused.
 #[allow(clippy::too_many_arguments)]
 pub fn train_experts<B: AutodiffBackend>(
     data: &Dataset,
@@ -217,7 +218,7 @@ pub fn train_experts<B: AutodiffBackend>(
     count: usize,
     dir: &Path,
     device: &B::Device,
-    mut on_step: impl FnMut(),
+    on_step: impl Fn() + Sync,
     mut on_expert: impl FnMut(usize) -> Result<()>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -236,11 +237,15 @@ pub fn train_experts<B: AutodiffBackend>(
         let v = serde_json::to_value(manifest).map_err(|e| Error::Other(e.to_string()))?;
         write_json_atomic(&mpath, &v)?;
     }
-    for i in 0..count {
-        let path = expert_path(dir, i);
-        if path.exists() && Trajectory::load(&manifest.spec, manifest.epochs, &path).is_ok() {
-            continue;
-        }
+    let missing: Vec<usize> = (0..count)
+        .filter(|&i| {
+            let path = expert_path(dir, i);
+            !(path.exists() && Trajectory::load(&manifest.spec, manifest.epochs, &path).is_ok())
+        })
+        .collect();
+    // Experts are independent: they train on the worker threads, each from its own seed.
+    let results = crate::device::par_map(missing.len(), |j| -> Result<usize> {
+        let i = missing[j];
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(step_seed(manifest.seed ^ 0xe4be, i as u64));
         let mut model: Model<B::InnerBackend> = manifest.spec.init(&mut rng, device);
@@ -256,14 +261,17 @@ pub fn train_experts<B: AutodiffBackend>(
             dsa,
             &mut rng,
             device,
-            &mut on_step,
+            &on_step,
             |_, _, m| {
                 params.push(m.to_host().0);
                 Ok(())
             },
         )?;
-        Trajectory { params }.save(&manifest.spec, &path)?;
-        on_expert(i)?;
+        Trajectory { params }.save(&manifest.spec, &expert_path(dir, i))?;
+        Ok(i)
+    });
+    for r in results {
+        on_expert(r?)?;
     }
     Ok(())
 }
