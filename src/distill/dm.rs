@@ -5,8 +5,8 @@
 //! moves the synthetic images.
 
 use super::augment::{Draw, Dsa};
-use super::init::{self, InitKind};
-use super::{step_seed, Checkpoint, Ctx, Distiller, Selection, SyntheticSet};
+use super::init::InitKind;
+use super::{initial_checkpoint, step_seed, Checkpoint, Ctx, Distiller, SyntheticSet};
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::{Error, Result};
@@ -257,38 +257,6 @@ fn step<B: AutodiffBackend>(
         .unzip()
 }
 
-impl Dm {
-    fn initial<B: AutodiffBackend>(
-        &self,
-        data: &Dataset,
-        ipc: usize,
-        ctx: &Ctx<'_, B>,
-    ) -> Result<Checkpoint> {
-        let start = match self.cfg.init {
-            InitKind::Noise => {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ 0x0015e);
-                init::noise(data, ipc, &mut rng)
-            }
-            kind => {
-                let sel = Selection {
-                    kind,
-                    spec: self.cfg.spec.clone(),
-                    embed_epochs: 0,
-                    pool: self.cfg.pool,
-                };
-                data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)
-            }
-        };
-        let set = SyntheticSet::from_dataset(&start, ctx.provenance(data, "dm", ipc, 0));
-        let momentum = vec![0.0; set.images.len()];
-        Ok(Checkpoint {
-            set,
-            momentum,
-            lr_momentum: 0.0,
-        })
-    }
-}
-
 impl Distiller for Dm {
     fn name(&self) -> String {
         "dm".into()
@@ -322,7 +290,15 @@ impl Distiller for Dm {
                 }
                 ck
             }
-            None => self.initial(data, ipc, ctx)?,
+            None => initial_checkpoint(
+                data,
+                ipc,
+                self.cfg.init,
+                &self.cfg.spec,
+                self.cfg.pool,
+                "dm",
+                ctx,
+            )?,
         };
         let done = start.set.provenance.iterations;
         let device = ctx.device.clone();

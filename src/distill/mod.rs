@@ -202,6 +202,42 @@ impl Distiller for Selection {
     }
 }
 
+/// The starting checkpoint of an optimising distiller: `ipc` images per class made by `init`
+/// (noise, or a selection in the embedding of a random `spec` net over `pool` candidates), zero
+/// momentum, provenance for `method`.
+pub fn initial_checkpoint<B: AutodiffBackend>(
+    data: &Dataset,
+    ipc: usize,
+    init: InitKind,
+    spec: &ModelSpec,
+    pool: Option<usize>,
+    method: &str,
+    ctx: &Ctx<'_, B>,
+) -> Result<Checkpoint> {
+    let start = match init {
+        InitKind::Noise => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ 0x0015e);
+            init::noise(data, ipc, &mut rng)
+        }
+        kind => {
+            let sel = Selection {
+                kind,
+                spec: spec.clone(),
+                embed_epochs: 0,
+                pool,
+            };
+            data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)
+        }
+    };
+    let set = SyntheticSet::from_dataset(&start, ctx.provenance(data, method, ipc, 0));
+    let momentum = vec![0.0; set.images.len()];
+    Ok(Checkpoint {
+        set,
+        momentum,
+        lr_momentum: 0.0,
+    })
+}
+
 /// A seed for step `i` of a run seeded `seed` (SplitMix64 of the pair), so a resumed run draws
 /// exactly what the uninterrupted one would have.
 pub fn step_seed(seed: u64, i: u64) -> u64 {

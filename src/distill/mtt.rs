@@ -11,7 +11,7 @@ use super::augment::Dsa;
 use super::init::InitKind;
 use super::trajectory::Experts;
 use super::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
-use super::{step_seed, Checkpoint, Ctx, Distiller, Selection, SyntheticSet};
+use super::{initial_checkpoint, step_seed, Checkpoint, Ctx, Distiller, SyntheticSet};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::layers::one_hot;
@@ -188,37 +188,6 @@ pub fn step<B: AutodiffBackend>(
 }
 
 impl Mtt {
-    fn initial<B: AutodiffBackend>(
-        &self,
-        data: &Dataset,
-        ipc: usize,
-        ctx: &Ctx<'_, B>,
-    ) -> Result<Checkpoint> {
-        let start = match self.cfg.init {
-            InitKind::Noise => {
-                let mut rng = rand::rngs::StdRng::seed_from_u64(ctx.seed ^ 0x0015e);
-                super::init::noise(data, ipc, &mut rng)
-            }
-            kind => {
-                let sel = Selection {
-                    kind,
-                    spec: self.cfg.spec.clone(),
-                    embed_epochs: 0,
-                    pool: None,
-                };
-                data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)
-            }
-        };
-        let mut set = SyntheticSet::from_dataset(&start, ctx.provenance(data, "mtt", ipc, 0));
-        set.syn_lr = Some(self.cfg.lr_init as f32);
-        let momentum = vec![0.0; set.images.len()];
-        Ok(Checkpoint {
-            set,
-            momentum,
-            lr_momentum: 0.0,
-        })
-    }
-
     fn check_experts(&self) -> Result<()> {
         let need = self.cfg.max_start_epoch.max(1) - 1 + self.cfg.expert_epochs;
         if self.experts.is_empty() {
@@ -252,7 +221,12 @@ impl Distiller for Mtt {
         self.check_experts()?;
         let start = match ctx.resume.take() {
             Some(ck) => ck,
-            None => self.initial(data, ipc, ctx)?,
+            None => {
+                let mut ck =
+                    initial_checkpoint(data, ipc, self.cfg.init, &self.cfg.spec, None, "mtt", ctx)?;
+                ck.set.syn_lr = Some(self.cfg.lr_init as f32);
+                ck
+            }
         };
         let done = start.set.provenance.iterations;
         let device = ctx.device.clone();

@@ -23,6 +23,23 @@ pub struct InnerBatch {
     pub draw: Option<Draw>,
 }
 
+/// The rows of `b` (augmented by its draw) and their one-hot labels, differentiable in `images`.
+fn minibatch<B: Backend>(
+    images: &Tensor<B, 4>,
+    onehot: &Tensor<B, 2>,
+    b: &InnerBatch,
+) -> (Tensor<B, 4>, Tensor<B, 2>) {
+    let rows: Vec<i64> = b.rows.iter().map(|&r| r as i64).collect();
+    let idx =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [b.rows.len()]), &images.device());
+    let x = images.clone().select(0, idx.clone());
+    let x = match &b.draw {
+        Some(d) => d.apply(x),
+        None => x,
+    };
+    (x, onehot.clone().select(0, idx))
+}
+
 /// Runs `batches.len()` SGD steps of `spec` from `start` on `images`/`onehot` with step size
 /// `syn_lr` (shape `[1]`) and returns the final parameters, as `B1` tensors differentiable (when
 /// `B1` tracks) with respect to `images` and `syn_lr`.
@@ -38,18 +55,7 @@ pub fn unroll<B2: AutodiffBackend>(
     let mut params = start;
     let buffers: Vec<Vec<f32>> = spec.buffers();
     for b in batches {
-        let idx = Tensor::<B2::InnerBackend, 1, Int>::from_data(
-            TensorData::new(
-                b.rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-                [b.rows.len()],
-            ),
-            &device,
-        );
-        let mut x1 = images.clone().select(0, idx.clone());
-        if let Some(d) = &b.draw {
-            x1 = d.apply(x1);
-        }
-        let y1 = onehot.clone().select(0, idx);
+        let (x1, y1) = minibatch(&images, &onehot, b);
         let p2: Vec<Tensor<B2, 1>> = params
             .iter()
             .map(|p| Tensor::from_inner(p.clone()).require_grad())
@@ -91,21 +97,9 @@ pub fn unroll_manual<B: Backend>(
     if !crate::model::manual::supports(conv) {
         return None;
     }
-    let device = images.device();
     let mut params = start;
     for b in batches {
-        let idx = Tensor::<B, 1, Int>::from_data(
-            TensorData::new(
-                b.rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
-                [b.rows.len()],
-            ),
-            &device,
-        );
-        let mut x = images.clone().select(0, idx.clone());
-        if let Some(d) = &b.draw {
-            x = d.apply(x);
-        }
-        let y = onehot.clone().select(0, idx);
+        let (x, y) = minibatch(&images, &onehot, b);
         let (_, grads) = crate::model::manual::loss_and_grads(conv, &params, x, y)?;
         params = params
             .into_iter()
