@@ -164,13 +164,14 @@ impl BackendJob for DistillJob<'_> {
         };
         let iterations = d.iterations();
         let experts_only = s.kind == crate::scenario::Kind::Experts;
-        let mut methods = if experts_only {
-            Vec::new()
-        } else {
-            vec![d.method]
-        };
+        // The method, then each baseline once.
+        let mut methods: Vec<Method> = Vec::new();
         if !experts_only {
-            methods.extend(d.baselines.iter().filter(|m| **m != d.method));
+            for m in std::iter::once(d.method).chain(d.baselines.iter().copied()) {
+                if !methods.contains(&m) {
+                    methods.push(m);
+                }
+            }
         }
 
         let metrics = self.dir.join("metrics.csv");
