@@ -3,6 +3,7 @@
 //! Everything a user can do is a scenario file (see [`scenario`]); the [`runner`] turns a
 //! validated scenario into a run whose results land in `results/<name>-<timestamp>/`.
 
+pub mod cl;
 pub mod data;
 pub mod device;
 pub mod distill;
