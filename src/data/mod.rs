@@ -3,6 +3,7 @@
 pub mod cifar;
 pub mod embedded;
 pub mod idx;
+pub mod partition;
 pub mod synthetic;
 
 use rand::seq::SliceRandom;
