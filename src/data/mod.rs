@@ -4,6 +4,7 @@ pub mod cifar;
 pub mod embedded;
 pub mod idx;
 pub mod partition;
+pub mod stream;
 pub mod synthetic;
 
 use rand::seq::SliceRandom;
