@@ -101,10 +101,19 @@ fn dm_loss_decreases_on_tiny_data() {
     };
     let mut c = ctx(3, &mut on, None);
     let set = Dm { cfg: cfg.clone() }.distill(&data, 2, &mut c).unwrap();
-    let start = distillery::distill::init::noise(&data, 2, &mut {
-        use rand::SeedableRng;
-        rand::rngs::StdRng::seed_from_u64(3 ^ 0x0015e)
-    });
+    // The set DM started from (its noise init for seed 3).
+    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let start = distillery::distill::initial_checkpoint(
+        &data,
+        2,
+        cfg.init,
+        &cfg.spec,
+        None,
+        "dm",
+        &ctx(3, &mut noop, None),
+    )
+    .unwrap()
+    .set;
     let before = held_out_loss(&cfg, &data, &start.images, 2);
     let after = held_out_loss(&cfg, &data, &set.images, 2);
     assert_eq!(losses.len(), 40);

@@ -31,7 +31,6 @@ fn setup() -> (Dataset, Vec<Trajectory>) {
         spec: spec(),
         dataset: "synthetic".into(),
         train_images: d.len(),
-        epochs: 6,
         train: TrainConfig {
             epochs: 6,
             batch_size: 32,

@@ -20,7 +20,6 @@ fn manifest(seed: u64) -> Manifest {
         }),
         dataset: "synthetic".into(),
         train_images: 90,
-        epochs: 3,
         train: TrainConfig {
             epochs: 3,
             batch_size: 32,
@@ -124,7 +123,7 @@ fn corrupt_or_mismatched_expert_files_are_clear_errors() {
     // A trajectory with fewer epochs than asked for names the missing tensor.
     let d = data::synthetic::generate(30, [1, 8, 8], 3, 0.3, 1);
     let mut short = manifest(1);
-    short.epochs = 1;
+    short.train.epochs = 1;
     train_experts::<AD>(
         &d,
         &short,

@@ -61,11 +61,21 @@ pub fn class_incremental(
         .collect())
 }
 
-fn map_images(d: &Dataset, f: impl Fn(&[f32]) -> Vec<f32>) -> Dataset {
+fn map_images(d: &Dataset, f: &impl Fn(&[f32]) -> Vec<f32>) -> Dataset {
     let l = d.image_len();
     Dataset {
         images: d.images.chunks_exact(l).flat_map(f).collect(),
         ..d.clone()
+    }
+}
+
+/// Task `t` of a domain stream: every class, every image (train and test) transformed by `f`.
+fn domain_task(split: &Split, t: usize, f: impl Fn(&[f32]) -> Vec<f32>) -> Task {
+    Task {
+        id: t,
+        classes: (0..split.train.num_classes()).collect(),
+        train: map_images(&split.train, &f),
+        test: map_images(&split.test, &f),
     }
 }
 
@@ -84,21 +94,14 @@ pub fn permutation(h: usize, w: usize, t: usize, seed: u64) -> Vec<usize> {
 /// [`permutation`]`(t)` (the same permutation for every channel and image).
 pub fn permuted(split: &Split, tasks: usize, seed: u64) -> Vec<Task> {
     let [c, h, w] = split.train.shape;
-    let all: Vec<usize> = (0..split.train.num_classes()).collect();
     (0..tasks)
         .map(|t| {
             let p = permutation(h, w, t, seed);
-            let f = |img: &[f32]| {
+            domain_task(split, t, |img| {
                 (0..c)
                     .flat_map(|ch| p.iter().map(move |&q| img[ch * h * w + q]))
                     .collect()
-            };
-            Task {
-                id: t,
-                classes: all.clone(),
-                train: map_images(&split.train, f),
-                test: map_images(&split.test, f),
-            }
+            })
         })
         .collect()
 }
@@ -141,7 +144,6 @@ pub fn rotate(img: &[f32], shape: [usize; 3], deg: f64) -> Vec<f32> {
 /// (task 0 unrotated).
 pub fn rotated(split: &Split, tasks: usize, max_degrees: f64) -> Vec<Task> {
     let shape = split.train.shape;
-    let all: Vec<usize> = (0..split.train.num_classes()).collect();
     (0..tasks)
         .map(|t| {
             let deg = if tasks > 1 {
@@ -149,13 +151,7 @@ pub fn rotated(split: &Split, tasks: usize, max_degrees: f64) -> Vec<Task> {
             } else {
                 0.0
             };
-            let f = |img: &[f32]| rotate(img, shape, deg);
-            Task {
-                id: t,
-                classes: all.clone(),
-                train: map_images(&split.train, f),
-                test: map_images(&split.test, f),
-            }
+            domain_task(split, t, |img| rotate(img, shape, deg))
         })
         .collect()
 }

@@ -6,7 +6,10 @@
 
 use super::augment::{Draw, Dsa};
 use super::init::InitKind;
-use super::{initial_checkpoint, step_seed, Checkpoint, Ctx, Distiller, SyntheticSet};
+use super::{
+    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller,
+    SyntheticSet,
+};
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::{Error, Result};
@@ -65,16 +68,6 @@ fn uses_batch_norm(spec: &ModelSpec) -> bool {
     matches!(spec, ModelSpec::ConvNet(s) if s.norm == Norm::Batch)
 }
 
-fn buffers<B: Backend>(spec: &ModelSpec, device: &B::Device) -> Vec<Tensor<B, 1>> {
-    spec.buffers()
-        .into_iter()
-        .map(|v| {
-            let n = v.len();
-            Tensor::from_data(TensorData::new(v, [n]), device)
-        })
-        .collect()
-}
-
 fn augmented<B: Backend>(xs: Vec<Tensor<B, 4>>, draws: &[Option<Draw>]) -> Vec<Tensor<B, 4>> {
     xs.into_iter()
         .zip(draws)
@@ -93,7 +86,7 @@ fn embed_classes<B: Backend>(
     xs: Vec<Tensor<B, 4>>,
 ) -> Vec<Tensor<B, 2>> {
     let device = params[0].device();
-    let mut bufs = buffers::<B>(spec, &device);
+    let mut bufs = spec.buffer_tensors::<B>(&device);
     if uses_batch_norm(spec) {
         let sizes: Vec<usize> = xs.iter().map(|x| x.dims()[0]).collect();
         let e = embed(spec, params, &mut bufs, Tensor::cat(xs, 0), Mode::Train);
@@ -268,29 +261,8 @@ impl Distiller for Dm {
         ipc: usize,
         ctx: &mut Ctx<'_, B>,
     ) -> Result<SyntheticSet> {
-        let classes = data.class_indices();
-        if let Some(c) = classes.iter().position(|c| c.len() < ipc) {
-            return Err(Error::Other(format!(
-                "class {c} ({}) has {} training images, fewer than ipc = {ipc}",
-                data.classes[c],
-                classes[c].len()
-            )));
-        }
-        let k = classes.len();
-        let start = match ctx.resume.take() {
-            Some(ck) => {
-                if ck.set.len() != k * ipc || ck.set.shape != data.shape {
-                    return Err(Error::Other(format!(
-                        "the checkpoint holds {} images of shape {:?}; this run needs {} of {:?}",
-                        ck.set.len(),
-                        ck.set.shape,
-                        k * ipc,
-                        data.shape
-                    )));
-                }
-                ck
-            }
-            None => initial_checkpoint(
+        let start = starting_checkpoint(data, ipc, ctx, |ctx| {
+            initial_checkpoint(
                 data,
                 ipc,
                 self.cfg.init,
@@ -298,8 +270,10 @@ impl Distiller for Dm {
                 self.cfg.pool,
                 "dm",
                 ctx,
-            )?,
-        };
+            )
+        })?;
+        let classes = data.class_indices();
+        let k = classes.len();
         let done = start.set.provenance.iterations;
         let device = ctx.device.clone();
         let shape = data.shape;
@@ -334,13 +308,6 @@ impl Distiller for Dm {
         }
         let mut set = start.set;
         set.images = to_host(&syn);
-        set.provenance.iterations = cfg.iterations.max(done);
-        if let Some(i) = set.images.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Numerics(format!(
-                "synthetic image value {i} became {}",
-                set.images[i]
-            )));
-        }
-        Ok(set)
+        finished(set, cfg.iterations.max(done))
     }
 }

@@ -7,6 +7,7 @@ pub mod eval;
 pub mod init;
 pub mod mtt;
 pub mod synthetic_set;
+pub mod tensor_file;
 pub mod trajectory;
 pub mod unroll;
 
@@ -236,6 +237,49 @@ pub fn initial_checkpoint<B: AutodiffBackend>(
         momentum,
         lr_momentum: 0.0,
     })
+}
+
+/// The checkpoint an optimising distiller starts from: `ctx.resume` when there is one (checked
+/// to hold `ipc` images per class of `data`'s shape), else `fresh(ctx)`. A class with fewer than
+/// `ipc` training images is an error either way.
+pub fn starting_checkpoint<B: AutodiffBackend>(
+    data: &Dataset,
+    ipc: usize,
+    ctx: &mut Ctx<'_, B>,
+    fresh: impl FnOnce(&Ctx<'_, B>) -> Result<Checkpoint>,
+) -> Result<Checkpoint> {
+    let counts = data.class_counts();
+    if let Some(c) = counts.iter().position(|&n| n < ipc) {
+        return Err(crate::Error::Other(format!(
+            "class {c} ({}) has {} training images, fewer than ipc = {ipc}",
+            data.classes[c], counts[c]
+        )));
+    }
+    let n = counts.len() * ipc;
+    match ctx.resume.take() {
+        Some(ck) if ck.set.len() != n || ck.set.shape != data.shape => {
+            Err(crate::Error::Other(format!(
+                "the checkpoint holds {} images of shape {:?}; this run needs {n} of {:?}",
+                ck.set.len(),
+                ck.set.shape,
+                data.shape
+            )))
+        }
+        Some(ck) => Ok(ck),
+        None => fresh(ctx),
+    }
+}
+
+/// `set` after `iterations` steps, unless an optimiser drove a pixel to a non-finite value.
+pub fn finished(mut set: SyntheticSet, iterations: usize) -> Result<SyntheticSet> {
+    set.provenance.iterations = iterations;
+    match set.images.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(crate::Error::Numerics(format!(
+            "synthetic image value {i} became {}",
+            set.images[i]
+        ))),
+        None => Ok(set),
+    }
 }
 
 /// A seed for step `i` of a run seeded `seed` (SplitMix64 of the pair), so a resumed run draws

@@ -11,7 +11,10 @@ use super::augment::Dsa;
 use super::init::InitKind;
 use super::trajectory::Experts;
 use super::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
-use super::{initial_checkpoint, step_seed, Checkpoint, Ctx, Distiller, SyntheticSet};
+use super::{
+    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller,
+    SyntheticSet,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::layers::one_hot;
@@ -219,15 +222,12 @@ impl Distiller for Mtt {
         ctx: &mut Ctx<'_, B>,
     ) -> Result<SyntheticSet> {
         self.check_experts()?;
-        let start = match ctx.resume.take() {
-            Some(ck) => ck,
-            None => {
-                let mut ck =
-                    initial_checkpoint(data, ipc, self.cfg.init, &self.cfg.spec, None, "mtt", ctx)?;
-                ck.set.syn_lr = Some(self.cfg.lr_init as f32);
-                ck
-            }
-        };
+        let start = starting_checkpoint(data, ipc, ctx, |ctx| {
+            let mut ck =
+                initial_checkpoint(data, ipc, self.cfg.init, &self.cfg.spec, None, "mtt", ctx)?;
+            ck.set.syn_lr = Some(self.cfg.lr_init as f32);
+            Ok(ck)
+        })?;
         let done = start.set.provenance.iterations;
         let device = ctx.device.clone();
         let [c, h, w] = data.shape;
@@ -281,13 +281,6 @@ impl Distiller for Mtt {
             .into_vec::<f32>()
             .unwrap();
         set.syn_lr = Some(syn_lr);
-        set.provenance.iterations = cfg.iterations.max(done);
-        if let Some(i) = set.images.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Numerics(format!(
-                "synthetic image value {i} became {}",
-                set.images[i]
-            )));
-        }
-        Ok(set)
+        finished(set, cfg.iterations.max(done))
     }
 }

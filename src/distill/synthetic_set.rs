@@ -3,11 +3,12 @@
 //! (`images` NCHW float32, `labels` int64, readable by `safetensors.torch.load_file`), rendered as
 //! a PNG grid with one row per class.
 
+use super::tensor_file::{self, f32_bytes, f32_values};
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use crate::report::write_atomic;
+use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// The format tag written into every file's metadata.
@@ -53,10 +54,6 @@ pub struct SyntheticSet {
 
 /// Named extra tensors stored beside a set (optimiser state in checkpoints).
 pub type Extras = Vec<(String, Vec<usize>, Vec<f32>)>;
-
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
 
 impl SyntheticSet {
     /// Wraps a dataset (already normalised) as a synthetic set.
@@ -113,7 +110,7 @@ impl SyntheticSet {
             .iter()
             .flat_map(|&y| (y as i64).to_le_bytes())
             .collect();
-        let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        let mut owned: Vec<tensor_file::Owned> = vec![
             (
                 "images".into(),
                 Dtype::F32,
@@ -131,21 +128,8 @@ impl SyntheticSet {
         for (name, shape, v) in extras {
             owned.push((name.clone(), Dtype::F32, shape.clone(), f32_bytes(v)));
         }
-        let views = owned
-            .iter()
-            .map(|(name, dt, shape, bytes)| {
-                TensorView::new(*dt, shape.clone(), bytes)
-                    .map(|v| (name.clone(), v))
-                    .map_err(|e| Error::Other(format!("tensor {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // One metadata entry: safetensors writes a map's entries in hash order, and the same
-        // set must always encode to the same bytes.
-        let mut meta = HashMap::new();
         let tag = serde_json::json!({ "format": FORMAT, "provenance": self.provenance });
-        meta.insert(META_KEY.to_string(), tag.to_string());
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Other(format!("safetensors: {e}")))
+        tensor_file::encode(&owned, Some((META_KEY, tag.to_string())))
     }
 
     /// Writes the set to `path` (through a temporary file and a rename).
@@ -155,10 +139,7 @@ impl SyntheticSet {
 
     /// Writes the set and extra tensors to `path` atomically.
     pub fn save_with(&self, path: &Path, extras: &Extras) -> Result<()> {
-        let bytes = self.encode(extras)?;
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        write_atomic(path, &self.encode(extras)?)
     }
 
     /// Reads a set written by [`SyntheticSet::save`].
@@ -196,12 +177,7 @@ impl SyntheticSet {
             if t.dtype() != Dtype::F32 {
                 return Err(format!("tensor `{name}` is {:?}, expected F32", t.dtype()));
             }
-            let v: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Ok((t.shape().to_vec(), v))
+            Ok((t.shape().to_vec(), f32_values(t.data())))
         };
         let (ishape, images) = f32s("images")?;
         if ishape.len() != 4 {

@@ -5,16 +5,16 @@
 
 use super::augment::Dsa;
 use super::step_seed;
+use super::tensor_file::{self, f32_bytes};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSpec};
-use crate::report::write_json_atomic;
+use crate::report::{write_atomic, write_json_atomic};
 use crate::train::{train, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// What a folder of experts was made from; runs reuse a folder only when this matches.
@@ -26,9 +26,8 @@ pub struct Manifest {
     pub dataset: String,
     /// Training images the experts saw.
     pub train_images: usize,
-    /// Epochs per expert (each file holds epochs + 1 parameter sets).
-    pub epochs: usize,
-    /// Expert training settings (reference: lr 0.01, no momentum, no weight decay, batch 256).
+    /// Expert training settings (reference: 50 epochs, lr 0.01, no momentum, no weight decay,
+    /// batch 256); each file holds `train.epochs + 1` parameter sets.
     pub train: TrainConfig,
     /// The DSA strategy used while training them, if any.
     pub dsa: Option<String>,
@@ -43,7 +42,7 @@ pub type Params = Vec<Vec<f32>>;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trajectory {
     /// Parameter sets, the initial one first.
-    pub params: Vec<Vec<Vec<f32>>>,
+    pub params: Vec<Params>,
 }
 
 /// The file of expert `i` in `dir`.
@@ -51,44 +50,38 @@ pub fn expert_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("expert_{i:04}.safetensors"))
 }
 
+/// The tensor names and shapes of epoch `e` of a `spec` network.
+fn epoch_tensors(spec: &ModelSpec, e: usize) -> Vec<(String, Vec<usize>)> {
+    spec.params()
+        .into_iter()
+        .map(|p| (format!("epoch{e}.{}", p.name), p.shape))
+        .collect()
+}
+
 impl Trajectory {
     /// Encodes the trajectory for `spec` as safetensors bytes.
     pub fn encode(&self, spec: &ModelSpec) -> Result<Vec<u8>> {
-        let infos = spec.params();
-        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut owned: Vec<tensor_file::Owned> = Vec::new();
         for (e, set) in self.params.iter().enumerate() {
-            if set.len() != infos.len() {
+            let names = epoch_tensors(spec, e);
+            if set.len() != names.len() {
                 return Err(Error::Other(format!(
                     "epoch {e} has {} parameters, the network has {}",
                     set.len(),
-                    infos.len()
+                    names.len()
                 )));
             }
-            for (info, v) in infos.iter().zip(set) {
-                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                owned.push((format!("epoch{e}.{}", info.name), info.shape.clone(), bytes));
+            for ((name, shape), v) in names.into_iter().zip(set) {
+                owned.push((name, Dtype::F32, shape, f32_bytes(v)));
             }
         }
-        let views = owned
-            .iter()
-            .map(|(n, s, b)| {
-                TensorView::new(Dtype::F32, s.clone(), b)
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut meta = HashMap::new();
-        meta.insert("epochs".to_string(), (self.params.len() - 1).to_string());
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Other(format!("safetensors: {e}")))
+        let epochs = self.params.len().saturating_sub(1).to_string();
+        tensor_file::encode(&owned, Some(("epochs", epochs)))
     }
 
     /// Writes the trajectory to `path` atomically.
     pub fn save(&self, spec: &ModelSpec, path: &Path) -> Result<()> {
-        let bytes = self.encode(spec)?;
-        let tmp = path.with_extension("safetensors.tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        write_atomic(path, &self.encode(spec)?)
     }
 
     /// Reads the trajectory of a `spec` network with `epochs` epochs from `path`.
@@ -99,54 +92,22 @@ impl Trajectory {
         })
     }
 
-    /// Reads only the parameter sets after the given epochs.
-    pub fn load_epochs(
-        spec: &ModelSpec,
-        epochs: &[usize],
-        path: &Path,
-    ) -> Result<Vec<Vec<Vec<f32>>>> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        decode(spec, epochs, &bytes).map_err(|m| Error::data(path, m))
+    /// Reads only the parameter sets after the given epochs (seeking to them, so a large file
+    /// costs only what is asked for).
+    pub fn load_epochs(spec: &ModelSpec, epochs: &[usize], path: &Path) -> Result<Vec<Params>> {
+        epochs
+            .iter()
+            .map(|&e| tensor_file::read_f32(path, &epoch_tensors(spec, e)))
+            .collect()
     }
-}
 
-fn decode(
-    spec: &ModelSpec,
-    epochs: &[usize],
-    bytes: &[u8],
-) -> std::result::Result<Vec<Vec<Vec<f32>>>, String> {
-    let st =
-        SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
-    let infos = spec.params();
-    let mut params = Vec::with_capacity(epochs.len());
-    for &e in epochs {
-        let mut set = Vec::with_capacity(infos.len());
-        for info in &infos {
-            let name = format!("epoch{e}.{}", info.name);
-            let t = st.tensor(&name).map_err(|_| {
-                format!("missing tensor `{name}` (an expert of another network or fewer epochs?)")
-            })?;
-            if t.dtype() != Dtype::F32 || t.shape() != info.shape.as_slice() {
-                return Err(format!(
-                    "`{name}` is {:?} {:?}, expected F32 {:?}",
-                    t.dtype(),
-                    t.shape(),
-                    info.shape
-                ));
-            }
-            let v: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(format!("`{name}` holds a non-finite value at index {i}"));
-            }
-            set.push(v);
-        }
-        params.push(set);
+    /// True when `path` holds all `epochs + 1` parameter sets of a `spec` network (header only).
+    pub fn is_complete(spec: &ModelSpec, epochs: usize, path: &Path) -> bool {
+        let names: Vec<String> = (0..=epochs)
+            .flat_map(|e| epoch_tensors(spec, e).into_iter().map(|(n, _)| n))
+            .collect();
+        tensor_file::has_tensors(path, &names)
     }
-    Ok(params)
 }
 
 /// Where MTT gets its experts: in memory, or read from a folder as needed (a full set of
@@ -237,11 +198,9 @@ pub fn train_experts<B: AutodiffBackend>(
         let v = serde_json::to_value(manifest).map_err(|e| Error::Other(e.to_string()))?;
         write_json_atomic(&mpath, &v)?;
     }
+    let epochs = manifest.train.epochs;
     let missing: Vec<usize> = (0..count)
-        .filter(|&i| {
-            let path = expert_path(dir, i);
-            !(path.exists() && Trajectory::load(&manifest.spec, manifest.epochs, &path).is_ok())
-        })
+        .filter(|&i| !Trajectory::is_complete(&manifest.spec, epochs, &expert_path(dir, i)))
         .collect();
     // Experts are independent: they train on the worker threads, each from its own seed.
     let results = crate::device::par_map(missing.len(), |j| -> Result<usize> {
@@ -250,14 +209,10 @@ pub fn train_experts<B: AutodiffBackend>(
             rand::rngs::StdRng::seed_from_u64(step_seed(manifest.seed ^ 0xe4be, i as u64));
         let mut model: Model<B::InnerBackend> = manifest.spec.init(&mut rng, device);
         let mut params = vec![model.to_host().0];
-        let cfg = TrainConfig {
-            epochs: manifest.epochs,
-            ..manifest.train.clone()
-        };
         train::<B, _>(
             &mut model,
             data,
-            &cfg,
+            &manifest.train,
             dsa,
             &mut rng,
             device,

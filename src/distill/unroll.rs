@@ -53,17 +53,13 @@ pub fn unroll<B2: AutodiffBackend>(
 ) -> Vec<Tensor<B2::InnerBackend, 1>> {
     let device = images.device();
     let mut params = start;
-    let buffers: Vec<Vec<f32>> = spec.buffers();
     for b in batches {
         let (x1, y1) = minibatch(&images, &onehot, b);
         let p2: Vec<Tensor<B2, 1>> = params
             .iter()
             .map(|p| Tensor::from_inner(p.clone()).require_grad())
             .collect();
-        let mut bufs: Vec<Tensor<B2, 1>> = buffers
-            .iter()
-            .map(|v| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &device))
-            .collect();
+        let mut bufs = spec.buffer_tensors::<B2>(&device);
         let logits = forward(spec, &p2, &mut bufs, Tensor::from_inner(x1), Mode::Train);
         let loss = cross_entropy(logits, Tensor::from_inner(y1));
         let grads = loss.backward();

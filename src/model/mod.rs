@@ -119,6 +119,17 @@ impl ModelSpec {
         }
     }
 
+    /// Initial buffers as tensors on `device`.
+    pub fn buffer_tensors<B: Backend>(&self, device: &B::Device) -> Vec<Tensor<B, 1>> {
+        self.buffers()
+            .into_iter()
+            .map(|v| {
+                let n = v.len();
+                Tensor::from_data(TensorData::new(v, [n]), device)
+            })
+            .collect()
+    }
+
     /// Number of classes the net predicts.
     pub fn num_classes(&self) -> usize {
         match self {

@@ -48,17 +48,23 @@ impl CsvLog {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename, so a reader
-/// never sees a half-written summary.
-pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Other(e.to_string()))?;
+/// Writes `bytes` to `path` through a temporary file (synced) and a rename, so a reader never
+/// sees a half-written file and an interrupted write leaves the previous one intact.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.write_all(b"\n"))
+    f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `value` as pretty JSON to `path` atomically ([`write_atomic`]).
+pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Other(e.to_string()))?;
+    write_atomic(path, format!("{text}\n").as_bytes())
 }
 
 /// Mean and (population) standard deviation.

@@ -201,6 +201,8 @@ impl BackendJob for DistillJob<'_> {
         let pb = progress(total as u64, self.quiet);
         let started = Instant::now();
         let mut distill_secs = 0.0;
+        // Intermediate evaluations (eval_every) are not distillation time.
+        let mut mid_eval_secs = 0.0;
         let mut iters_timed = 0usize;
 
         let experts = if needs_experts {
@@ -214,7 +216,6 @@ impl BackendJob for DistillJob<'_> {
                 spec: base.clone(),
                 dataset: split.name.clone(),
                 train_images: split.train.len(),
-                epochs: x.epochs,
                 train: TrainConfig {
                     epochs: x.epochs,
                     batch_size: x.batch_size,
@@ -252,15 +253,12 @@ impl BackendJob for DistillJob<'_> {
                     Ok(())
                 },
             )?;
-            Some((
-                dir.clone(),
-                Experts::Files {
-                    dir,
-                    spec: base.clone(),
-                    epochs: x.epochs,
-                    count: x.count,
-                },
-            ))
+            Some(Experts::Files {
+                dir,
+                spec: base.clone(),
+                epochs: x.epochs,
+                count: x.count,
+            })
         } else {
             None
         };
@@ -274,11 +272,11 @@ impl BackendJob for DistillJob<'_> {
                 continue;
             }
             let t0 = Instant::now();
+            let ck_path = self
+                .dir
+                .join(format!("{}.checkpoint.safetensors", m.name()));
             let set = match m {
                 Method::Dm | Method::Mtt => {
-                    let ck_path = self
-                        .dir
-                        .join(format!("{}.checkpoint.safetensors", m.name()));
                     let resume = if self.resuming && ck_path.exists() {
                         let ck = Checkpoint::load(&ck_path)?;
                         pb.inc(ck.set.provenance.iterations as u64);
@@ -293,39 +291,6 @@ impl BackendJob for DistillJob<'_> {
                         None
                     };
                     let first = resume.as_ref().map_or(0, |c| c.set.provenance.iterations);
-                    let mtt = Mtt {
-                        cfg: MttConfig {
-                            iterations,
-                            syn_steps: d.syn_steps,
-                            expert_epochs: d.expert_epochs,
-                            max_start_epoch: d.max_start_epoch,
-                            lr_img: d.lr_img(),
-                            lr_lr: d.lr_lr,
-                            lr_init: d.lr_teacher,
-                            momentum: d.momentum,
-                            batch_syn: d.batch_syn,
-                            init: d.init,
-                            dsa: make_dsa(d.dsa)?,
-                            spec: base.clone(),
-                            hand_written: d.hand_written_backward,
-                        },
-                        experts: experts
-                            .as_ref()
-                            .map(|(_, e)| e.clone())
-                            .unwrap_or(Experts::Loaded(Vec::new())),
-                    };
-                    let dm = Dm {
-                        cfg: DmConfig {
-                            iterations,
-                            lr_img: d.lr_img(),
-                            momentum: d.momentum,
-                            batch_real: d.batch_real,
-                            init: d.init,
-                            dsa: make_dsa(d.dsa)?,
-                            spec: base.clone(),
-                            pool: d.pool,
-                        },
-                    };
                     let (first_model, first_spec) = (&models[0].0, &models[0].1);
                     let mut on_iter = |it: usize,
                                        loss: f64,
@@ -350,6 +315,7 @@ impl BackendJob for DistillJob<'_> {
                             snap().save(&ck_path)?;
                         }
                         if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && it < iterations {
+                            let te = Instant::now();
                             let ck = snap();
                             let accs = evaluate_set::<B>(
                                 &ck.set.to_dataset(),
@@ -361,6 +327,7 @@ impl BackendJob for DistillJob<'_> {
                                 || pb.inc(1),
                             )?;
                             eval_rows(&mut log, m.name(), first_model, it, &accs, &started)?;
+                            mid_eval_secs += te.elapsed().as_secs_f64();
                             let (mu, sd) = mean_std(&accs);
                             if !self.quiet {
                                 pb.println(format!(
@@ -379,9 +346,39 @@ impl BackendJob for DistillJob<'_> {
                         resume,
                     };
                     let set = if m == Method::Dm {
-                        dm.clone().distill(&split.train, d.ipc, &mut ctx)?
+                        Dm {
+                            cfg: DmConfig {
+                                iterations,
+                                lr_img: d.lr_img(),
+                                momentum: d.momentum,
+                                batch_real: d.batch_real,
+                                init: d.init,
+                                dsa: make_dsa(d.dsa)?,
+                                spec: base.clone(),
+                                pool: d.pool,
+                            },
+                        }
+                        .distill(&split.train, d.ipc, &mut ctx)?
                     } else {
-                        mtt.clone().distill(&split.train, d.ipc, &mut ctx)?
+                        Mtt {
+                            cfg: MttConfig {
+                                iterations,
+                                syn_steps: d.syn_steps,
+                                expert_epochs: d.expert_epochs,
+                                max_start_epoch: d.max_start_epoch,
+                                lr_img: d.lr_img(),
+                                lr_lr: d.lr_lr,
+                                lr_init: d.lr_teacher,
+                                momentum: d.momentum,
+                                batch_syn: d.batch_syn,
+                                init: d.init,
+                                dsa: make_dsa(d.dsa)?,
+                                spec: base.clone(),
+                                hand_written: d.hand_written_backward,
+                            },
+                            experts: experts.clone().unwrap_or(Experts::Loaded(Vec::new())),
+                        }
+                        .distill(&split.train, d.ipc, &mut ctx)?
                     };
                     iters_timed += iterations.saturating_sub(first);
                     set
@@ -411,13 +408,10 @@ impl BackendJob for DistillJob<'_> {
                 }
             };
             if m == d.method {
-                distill_secs += t0.elapsed().as_secs_f64();
+                distill_secs += t0.elapsed().as_secs_f64() - mid_eval_secs;
             }
             set.save(&path)?;
             set.save_png(&self.dir.join(format!("{}.png", m.name())))?;
-            let ck_path = self
-                .dir
-                .join(format!("{}.checkpoint.safetensors", m.name()));
             if ck_path.exists() {
                 std::fs::remove_file(&ck_path).map_err(|e| Error::io(&ck_path, e))?;
             }
@@ -493,9 +487,13 @@ impl BackendJob for DistillJob<'_> {
             "report": report,
             "test_acc_mean": headline.0,
             "test_acc_std": headline.1,
-            "experts": experts.as_ref().map(|(dir, e)| json!({ "dir": dir, "count": e.len(), "epochs": e.epochs() })),
+            "experts": match &experts {
+                Some(Experts::Files { dir, count, epochs, .. }) => json!({ "dir": dir, "count": count, "epochs": epochs }),
+                _ => serde_json::Value::Null,
+            },
             "experts_seconds": experts_secs,
             "distill_seconds": distill_secs,
+            "eval_during_distill_seconds": mid_eval_secs,
             "seconds_per_iteration": if iters_timed > 0 { distill_secs / iters_timed as f64 } else { 0.0 },
             "wall_seconds": started.elapsed().as_secs_f64(),
         }))
