@@ -40,6 +40,8 @@ pub struct Scenario {
     pub eval: Option<EvalSection>,
     /// Expert trajectories (`method = "mtt"`, or `kind = "experts"`).
     pub experts: Option<ExpertsSection>,
+    /// The task stream, memory and learner (`kind = "continual"`).
+    pub continual: Option<ContinualSection>,
 }
 
 /// The kinds of run.
@@ -52,6 +54,8 @@ pub enum Kind {
     Distill,
     /// Only train (the missing) expert trajectories of a `[experts]` section, for later MTT runs.
     Experts,
+    /// Stream tasks to a learner with a replay memory and measure forgetting (`[continual]`).
+    Continual,
 }
 
 /// Distillation methods and selection baselines, by name.
@@ -209,6 +213,134 @@ impl Default for DistillSection {
             lr_teacher: 0.01,
             batch_syn: None,
             hand_written_backward: true,
+        }
+    }
+}
+
+/// How a continual stream is built from the dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// Disjoint groups of classes, one shared head (Split-MNIST: 5 tasks of 2 classes).
+    ClassIncremental,
+    /// Every class in every task, pixels permuted by a fixed per-task permutation.
+    Permuted,
+    /// Every class in every task, rotated by a fixed per-task angle.
+    Rotated,
+}
+
+/// How the continual learner uses its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// One network trained task after task on the task's data mixed with replayed memory.
+    Streaming,
+    /// After each task a fresh network trains on the whole memory only (GDumb; the DM paper's
+    /// continual protocol, REFERENCE.md §4.1).
+    Gdumb,
+}
+
+/// What a continual learner keeps and trains on, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClStrategy {
+    /// No memory: train on each task in turn (the lower bound; streaming whatever the protocol).
+    Finetune,
+    /// All data seen so far (the upper bound; a fresh network per task under `gdumb`).
+    Joint,
+    /// A memory of random real images.
+    Random,
+    /// A memory of herding-selected real images.
+    Herding,
+    /// A memory of k-center-selected real images.
+    Kcenter,
+    /// A memory of DM-distilled images (settings from `[distill]`).
+    Dm,
+}
+
+impl ClStrategy {
+    /// The name used in files and tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClStrategy::Finetune => "finetune",
+            ClStrategy::Joint => "joint",
+            ClStrategy::Random => "random",
+            ClStrategy::Herding => "herding",
+            ClStrategy::Kcenter => "kcenter",
+            ClStrategy::Dm => "dm",
+        }
+    }
+
+    /// True for strategies that fill a memory.
+    pub fn has_memory(self) -> bool {
+        !matches!(self, ClStrategy::Finetune | ClStrategy::Joint)
+    }
+}
+
+/// The `[continual]` section: task stream, memory and learner. The learner's per-task training
+/// is the `[train]` section (epochs per task); distilled memories use `[distill]`'s settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContinualSection {
+    /// `class_incremental`, `permuted` or `rotated`.
+    pub stream: StreamKind,
+    /// Number of tasks (class-incremental: must divide the number of classes).
+    pub tasks: usize,
+    /// Class-incremental: shuffle the class order with the seed (else 0, 1, 2, ...).
+    pub shuffle_classes: bool,
+    /// Rotated: task t is rotated by t * max_degrees / (tasks - 1) degrees.
+    pub max_degrees: f64,
+    /// Task-incremental evaluation and training: a task's own classes form its head.
+    pub task_incremental: bool,
+    /// `streaming` or `gdumb`.
+    pub protocol: Protocol,
+    /// Strategies compared, each from the same initial network.
+    pub strategies: Vec<ClStrategy>,
+    /// Memory images per class (per class and task on domain streams).
+    pub memory_per_class: Option<usize>,
+    /// Memory images in all, shared equally by the classes seen (instead of per class).
+    pub memory_total: Option<usize>,
+    /// Streaming: share of each minibatch replayed from the memory.
+    pub replay_fraction: f64,
+    /// Gdumb: epochs of the fresh network on the memory (its optimiser is `[train]`'s).
+    pub memory_epochs: usize,
+    /// Per-sample DSA while the learner trains.
+    pub dsa: bool,
+}
+
+impl Default for ContinualSection {
+    fn default() -> Self {
+        ContinualSection {
+            stream: StreamKind::ClassIncremental,
+            tasks: 5,
+            shuffle_classes: false,
+            max_degrees: 90.0,
+            task_incremental: false,
+            protocol: Protocol::Streaming,
+            strategies: vec![
+                ClStrategy::Finetune,
+                ClStrategy::Random,
+                ClStrategy::Herding,
+                ClStrategy::Dm,
+                ClStrategy::Joint,
+            ],
+            memory_per_class: None,
+            memory_total: None,
+            replay_fraction: 0.5,
+            memory_epochs: 300,
+            dsa: false,
+        }
+    }
+}
+
+impl ContinualSection {
+    /// The memory budget (10 per class when neither field is given).
+    pub fn budget(&self) -> crate::cl::memory::Budget {
+        use crate::cl::memory::Budget;
+        match (self.memory_total, self.memory_per_class) {
+            (Some(t), _) => Budget::Total(t),
+            (None, Some(n)) => Budget::PerClass(n),
+            (None, None) => Budget::PerClass(10),
         }
     }
 }
@@ -696,15 +828,25 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     let x = s.experts_section();
     match s.kind {
         Kind::Distill => {
+            if s.continual.is_some() {
+                c.fail(
+                    "",
+                    "kind",
+                    "\"distill\"",
+                    "kind = \"continual\" when a [continual] section is given",
+                );
+            }
             validate_distill(&mut c, &s.distill_section(), &s.eval_section(), &x);
             validate_experts(&mut c, &x);
         }
         Kind::Experts => validate_experts(&mut c, &x),
+        Kind::Continual => validate_continual(&mut c, s),
         Kind::Train => {
             for (present, section) in [
                 (s.distill.is_some(), "a [distill]"),
                 (s.eval.is_some(), "an [eval]"),
                 (s.experts.is_some(), "an [experts]"),
+                (s.continual.is_some(), "a [continual]"),
             ] {
                 if present {
                     c.fail(
@@ -712,7 +854,7 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
                         "kind",
                         "\"train\"",
                         &format!(
-                            "kind = \"distill\" (or \"experts\") when {section} section is given"
+                            "kind = \"distill\", \"experts\" or \"continual\" when {section} section is given"
                         ),
                     );
                 }
@@ -723,6 +865,82 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
         Ok(())
     } else {
         Err(c.errors.join("\n"))
+    }
+}
+
+fn validate_continual(c: &mut Checker, s: &Scenario) {
+    let k = s.continual.clone().unwrap_or_default();
+    c.positive("continual", "tasks", k.tasks);
+    if k.strategies.is_empty() {
+        c.fail("continual", "strategies", "[]", "at least one strategy");
+    }
+    if let (Some(_), Some(_)) = (k.memory_total, k.memory_per_class) {
+        c.fail(
+            "continual",
+            "memory_total",
+            "(with memory_per_class)",
+            "either memory_total or memory_per_class, not both",
+        );
+    }
+    if let Some(n) = k.memory_per_class {
+        c.positive("continual", "memory_per_class", n);
+    }
+    if let Some(n) = k.memory_total {
+        c.positive("continual", "memory_total", n);
+    }
+    c.require(
+        k.replay_fraction > 0.0 && k.replay_fraction < 1.0,
+        "continual",
+        "replay_fraction",
+        k.replay_fraction,
+        "a share of the batch in (0, 1)",
+    );
+    c.positive("continual", "memory_epochs", k.memory_epochs);
+    c.require(
+        k.max_degrees.is_finite() && k.max_degrees.abs() <= 360.0,
+        "continual",
+        "max_degrees",
+        k.max_degrees,
+        "an angle from -360 to 360",
+    );
+    if k.task_incremental && k.stream != StreamKind::ClassIncremental {
+        c.fail(
+            "continual",
+            "task_incremental",
+            "true",
+            "task-incremental heads on a class_incremental stream (domain streams share all classes)",
+        );
+    }
+    if s.eval.is_some() || s.experts.is_some() {
+        c.fail(
+            "",
+            "kind",
+            "\"continual\"",
+            "no [eval] or [experts] section in a continual scenario (the learner trains with [train])",
+        );
+    }
+    if let Some(d) = &s.distill {
+        if d.method != Method::Dm {
+            c.fail(
+                "distill",
+                "method",
+                d.method.name(),
+                "\"dm\" (the distiller of continual memories; mtt would need experts per task)",
+            );
+        }
+        c.require(
+            d.lr_img() > 0.0 && d.lr_img().is_finite(),
+            "distill",
+            "lr_img",
+            d.lr_img(),
+            "a positive learning rate",
+        );
+        c.positive("distill", "batch_real", d.batch_real);
+        if let Some(st) = &d.dsa_strategy {
+            if let Err(m) = crate::distill::augment::Dsa::new(st) {
+                c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
+            }
+        }
     }
 }
 
@@ -850,6 +1068,11 @@ impl Scenario {
     /// The expert settings (defaults when the section is absent).
     pub fn experts_section(&self) -> ExpertsSection {
         self.experts.clone().unwrap_or_default()
+    }
+
+    /// The continual settings (defaults when the section is absent).
+    pub fn continual_section(&self) -> ContinualSection {
+        self.continual.clone().unwrap_or_default()
     }
 
     /// The evaluation settings (defaults when the section is absent).

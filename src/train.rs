@@ -85,7 +85,7 @@ impl TrainConfig {
     }
 
     /// True when momentum should be reset at the start of `epoch`.
-    fn resets_at(&self, epoch: usize) -> bool {
+    pub fn resets_at(&self, epoch: usize) -> bool {
         matches!(&self.schedule, LrSchedule::Step { milestones, .. } if milestones.contains(&epoch))
     }
 }
@@ -165,6 +165,19 @@ pub fn train_step<AD: AutodiffBackend>(
     onehot: Tensor<AD, 2>,
     lr: f64,
 ) -> Tensor<AD::InnerBackend, 1> {
+    train_step_masked::<AD>(model, opt, x, onehot, None, lr)
+}
+
+/// [`train_step`] with an additive logit mask (`[batch, classes]`, 0 for allowed classes and a
+/// large negative value for the others), as a task-incremental learner uses to pick its head.
+pub fn train_step_masked<AD: AutodiffBackend>(
+    model: &mut Model<AD::InnerBackend>,
+    opt: &mut Sgd<AD::InnerBackend>,
+    x: Tensor<AD, 4>,
+    onehot: Tensor<AD, 2>,
+    mask: Option<Tensor<AD, 2>>,
+    lr: f64,
+) -> Tensor<AD::InnerBackend, 1> {
     let params: Vec<Tensor<AD, 1>> = model
         .params
         .iter()
@@ -175,7 +188,10 @@ pub fn train_step<AD: AutodiffBackend>(
         .iter()
         .map(|b| Tensor::from_inner(b.clone()))
         .collect();
-    let logits = forward(&model.spec, &params, &mut bufs, x, Mode::Train);
+    let mut logits = forward(&model.spec, &params, &mut bufs, x, Mode::Train);
+    if let Some(m) = mask {
+        logits = logits + m;
+    }
     let loss = cross_entropy(logits, onehot);
     let grads = loss.backward();
     let g: Vec<_> = params
@@ -254,6 +270,18 @@ pub fn evaluate<B: Backend>(
     batch: usize,
     device: &B::Device,
 ) -> (f64, f64) {
+    evaluate_among(model, data, batch, None, device)
+}
+
+/// [`evaluate`] with the prediction restricted to the classes in `among` (a task-incremental
+/// head); all classes when `None`.
+pub fn evaluate_among<B: Backend>(
+    model: &mut Model<B>,
+    data: &Dataset,
+    batch: usize,
+    among: Option<&[usize]>,
+    device: &B::Device,
+) -> (f64, f64) {
     if data.is_empty() {
         return (0.0, 0.0);
     }
@@ -264,7 +292,12 @@ pub fn evaluate<B: Backend>(
     for chunk in idx.chunks(batch.max(1)) {
         let x = batch_images::<B>(data, chunk, device);
         let labels: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let logits = model.forward(x, Mode::Eval);
+        let mut logits = model.forward(x, Mode::Eval);
+        if let Some(allowed) = among {
+            let row = logit_mask_row(allowed, k);
+            let rows: Vec<f32> = (0..chunk.len()).flat_map(|_| row.iter().copied()).collect();
+            logits = logits + Tensor::from_data(TensorData::new(rows, [chunk.len(), k]), device);
+        }
         let onehot = one_hot::<B>(&labels, k, device);
         loss += cross_entropy(logits.clone(), onehot)
             .into_scalar()
@@ -283,4 +316,11 @@ pub fn evaluate<B: Backend>(
             .count();
     }
     (correct as f64 / data.len() as f64, loss / data.len() as f64)
+}
+
+/// The additive logit mask of a head over `allowed` classes: 0 there, -1e9 elsewhere.
+pub fn logit_mask_row(allowed: &[usize], classes: usize) -> Vec<f32> {
+    (0..classes)
+        .map(|c| if allowed.contains(&c) { 0.0 } else { -1e9 })
+        .collect()
 }

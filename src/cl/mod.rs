@@ -1,4 +1,6 @@
-//! Continual learning: task streams, memories and the forgetting metrics (in progress; the
-//! metrics come first).
+//! Continual learning: the replay memory, the learner's training with replay, and the
+//! forgetting metrics over the accuracy matrix (task streams are in [`crate::data::stream`]).
 
+pub mod learner;
+pub mod memory;
 pub mod metrics;

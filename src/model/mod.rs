@@ -130,6 +130,16 @@ impl ModelSpec {
             .collect()
     }
 
+    /// The same architecture with a head of `k` classes.
+    pub fn with_classes(&self, k: usize) -> ModelSpec {
+        let mut s = self.clone();
+        match &mut s {
+            ModelSpec::ConvNet(c) => c.num_classes = k,
+            ModelSpec::Mlp(m) => m.num_classes = k,
+        }
+        s
+    }
+
     /// Number of classes the net predicts.
     pub fn num_classes(&self) -> usize {
         match self {

@@ -1,5 +1,7 @@
 //! Result writers: CSV rows appended and flushed as a run goes, JSON summaries written atomically.
 
+pub mod plot;
+
 use crate::error::{Error, Result};
 use std::fs::File;
 use std::io::Write;

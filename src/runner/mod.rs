@@ -2,7 +2,10 @@
 //! `results/<name>-<timestamp>/` with `scenario.toml`, `metrics.csv` (a row per evaluation, written
 //! as the run goes) and `summary.json` (written at the end, atomically).
 
+mod continual;
 mod distill;
+
+pub use continual::build_stream;
 
 use crate::data::{self, cifar, Split};
 use crate::device::{self, BackendJob};
@@ -245,7 +248,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
         .unwrap_or(copy.clone());
     let mut loaded = scenario::parse(&text, &copy)?;
     loaded.path = origin;
-    if loaded.scenario.kind == Kind::Train {
+    if matches!(loaded.scenario.kind, Kind::Train | Kind::Continual) {
         return Err(Error::Other(format!(
             "{}: only distill runs checkpoint and resume; run the scenario again instead",
             dir.display()
@@ -268,6 +271,15 @@ fn execute(
         Kind::Train => device::dispatch(
             device,
             TrainJob {
+                loaded,
+                split,
+                dir: &dir,
+                quiet: opts.quiet,
+            },
+        )?,
+        Kind::Continual => device::dispatch(
+            device,
+            continual::ContinualJob {
                 loaded,
                 split,
                 dir: &dir,
