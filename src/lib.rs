@@ -8,6 +8,7 @@ pub mod data;
 pub mod device;
 pub mod distill;
 pub mod error;
+pub mod fed;
 pub mod model;
 pub mod report;
 pub mod runner;

@@ -48,6 +48,32 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Serve a federated scenario over gRPC: the server half runs here, clients connect with
+    /// `distillery client` (results land in RESULTS/<name>-<timestamp>/).
+    Serve {
+        /// The scenario (TOML, kind = "federated").
+        file: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: std::net::SocketAddr,
+        /// Folder that receives the run's results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// No per-round lines.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Run one client of a federated scenario against a `distillery serve` server.
+    Client {
+        /// The same scenario file the server runs (the client computes its own partition).
+        file: PathBuf,
+        /// The server's URL.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+        /// This client's id (0-based).
+        #[arg(long)]
+        id: usize,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).
@@ -109,6 +135,22 @@ fn main() -> ExitCode {
                 })
                 .map(|out| print_output(&out)),
         }),
+        Cmd::Serve {
+            file,
+            addr,
+            results,
+            quiet,
+        } => runner::serve(
+            &file,
+            addr,
+            &RunOptions {
+                results_root: results,
+                quiet,
+            },
+        )
+        .map(|out| print_output(&out)),
+        Cmd::Client { file, server, id } => runner::client(&file, &server, id)
+            .map(|n| println!("client {id}: {n} tasks done; the server ended the run")),
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             println!(
                 "{}: ok ({:?} scenario \"{}\")",

@@ -42,6 +42,8 @@ pub struct Scenario {
     pub experts: Option<ExpertsSection>,
     /// The task stream, memory and learner (`kind = "continual"`).
     pub continual: Option<ContinualSection>,
+    /// Clients, partition, strategies and the wire (`kind = "federated"`).
+    pub federated: Option<FederatedSection>,
 }
 
 /// The kinds of run.
@@ -56,6 +58,8 @@ pub enum Kind {
     Experts,
     /// Stream tasks to a learner with a replay memory and measure forgetting (`[continual]`).
     Continual,
+    /// Simulate federated clients and a server (`[federated]`).
+    Federated,
 }
 
 /// Distillation methods and selection baselines, by name.
@@ -213,6 +217,74 @@ impl Default for DistillSection {
             lr_teacher: 0.01,
             batch_syn: None,
             hand_written_backward: true,
+        }
+    }
+}
+
+/// The `[federated]` section. FedAvg's local training is `[train]` (epochs per round); the
+/// server's training on synthetic sets is `[eval]`'s protocol; DM clients use `[distill]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederatedSection {
+    /// Number of clients.
+    pub clients: usize,
+    /// How the training set is spread over them (`{ kind = "dirichlet", alpha = 0.1, min_size = 10 }`).
+    pub partition: crate::data::partition::Partitioning,
+    /// Strategies compared, in order.
+    pub strategies: Vec<crate::fed::strategy::StrategyKind>,
+    /// Rounds of fedavg and distilled_iterative.
+    pub rounds: usize,
+    /// Share of clients selected per round.
+    pub fraction: f64,
+    /// Fewest accepted updates for a round to count.
+    pub min_clients: usize,
+    /// Seconds the server waits for answers each round (none: until all answered).
+    pub deadline_seconds: Option<f64>,
+    /// Probability that a selected client drops out of a round.
+    pub dropout: f64,
+    /// How tensors travel: `f32`, `f16` or `u8`.
+    pub quantization: crate::fed::wire::Quantization,
+    /// Largest message accepted (bytes).
+    pub max_message_bytes: usize,
+    /// Images per class each client sends (distilled strategies).
+    pub ipc: usize,
+    /// How clients make their sets: `dm`, `random`, `herding`, `kcenter`.
+    pub distiller: crate::fed::strategy::ClientDistiller,
+    /// distilled_iterative: norm of the random perturbation of the global model.
+    pub rho: f64,
+    /// Stop fedavg once it reaches distilled_oneshot's accuracy (when that ran before it).
+    pub fedavg_until_oneshot: bool,
+    /// Shared token clients present over gRPC (also `DISTILLERY_TOKEN`).
+    pub token: Option<String>,
+    /// Worker threads for client compute (default: all cores).
+    pub workers: Option<usize>,
+    /// Injected faults, for testing robustness.
+    pub faults: crate::fed::engine::Faults,
+}
+
+impl Default for FederatedSection {
+    fn default() -> Self {
+        FederatedSection {
+            clients: 10,
+            partition: crate::data::partition::Partitioning::Iid,
+            strategies: vec![
+                crate::fed::strategy::StrategyKind::DistilledOneshot,
+                crate::fed::strategy::StrategyKind::Fedavg,
+            ],
+            rounds: 20,
+            fraction: 1.0,
+            min_clients: 1,
+            deadline_seconds: None,
+            dropout: 0.0,
+            quantization: crate::fed::wire::Quantization::F32,
+            max_message_bytes: 64 << 20,
+            ipc: 10,
+            distiller: crate::fed::strategy::ClientDistiller::Dm,
+            rho: 5.0,
+            fedavg_until_oneshot: true,
+            token: None,
+            workers: None,
+            faults: crate::fed::engine::Faults::default(),
         }
     }
 }
@@ -841,12 +913,14 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
         }
         Kind::Experts => validate_experts(&mut c, &x),
         Kind::Continual => validate_continual(&mut c, s),
+        Kind::Federated => validate_federated(&mut c, s),
         Kind::Train => {
             for (present, section) in [
                 (s.distill.is_some(), "a [distill]"),
                 (s.eval.is_some(), "an [eval]"),
                 (s.experts.is_some(), "an [experts]"),
                 (s.continual.is_some(), "a [continual]"),
+                (s.federated.is_some(), "a [federated]"),
             ] {
                 if present {
                     c.fail(
@@ -854,7 +928,7 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
                         "kind",
                         "\"train\"",
                         &format!(
-                            "kind = \"distill\", \"experts\" or \"continual\" when {section} section is given"
+                            "kind = \"distill\", \"experts\", \"continual\" or \"federated\" when {section} section is given"
                         ),
                     );
                 }
@@ -866,6 +940,102 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     } else {
         Err(c.errors.join("\n"))
     }
+}
+
+fn validate_federated(c: &mut Checker, s: &Scenario) {
+    let f = s.federated.clone().unwrap_or_default();
+    c.positive("federated", "clients", f.clients);
+    c.positive("federated", "rounds", f.rounds);
+    c.positive("federated", "ipc", f.ipc);
+    c.positive("federated", "max_message_bytes", f.max_message_bytes);
+    if f.strategies.is_empty() {
+        c.fail("federated", "strategies", "[]", "at least one strategy");
+    }
+    c.require(
+        f.fraction > 0.0 && f.fraction <= 1.0,
+        "federated",
+        "fraction",
+        f.fraction,
+        "a share of clients in (0, 1]",
+    );
+    c.require(
+        (0.0..1.0).contains(&f.dropout),
+        "federated",
+        "dropout",
+        f.dropout,
+        "a probability in [0, 1)",
+    );
+    c.require(
+        f.rho >= 0.0 && f.rho.is_finite(),
+        "federated",
+        "rho",
+        f.rho,
+        "a radius >= 0",
+    );
+    if f.min_clients > f.clients {
+        c.fail(
+            "federated",
+            "min_clients",
+            f.min_clients,
+            &format!("at most the {} clients", f.clients),
+        );
+    }
+    if let Some(d) = f.deadline_seconds {
+        c.require(
+            d > 0.0 && d.is_finite(),
+            "federated",
+            "deadline_seconds",
+            d,
+            "a positive number of seconds",
+        );
+    }
+    if let Some(w) = f.workers {
+        c.positive("federated", "workers", w);
+    }
+    let x = &f.faults;
+    for (key, ids) in [("crash", &x.crash), ("nan", &x.nan), ("slow", &x.slow)] {
+        if let Some(i) = ids.iter().find(|&&i| i >= f.clients) {
+            c.fail(
+                "federated.faults",
+                key,
+                i,
+                &format!("client ids below {}", f.clients),
+            );
+        }
+    }
+    c.require(
+        x.slow_seconds >= 0.0 && x.slow_seconds.is_finite(),
+        "federated.faults",
+        "slow_seconds",
+        x.slow_seconds,
+        "seconds >= 0",
+    );
+    if let Err(m) = crate::data::partition::check(&f.partition) {
+        c.fail("federated", "partition", format!("{:?}", f.partition), &m);
+    }
+    if s.experts.is_some() || s.continual.is_some() {
+        c.fail(
+            "",
+            "kind",
+            "\"federated\"",
+            "no [experts] or [continual] section in a federated scenario",
+        );
+    }
+    if let Some(d) = &s.distill {
+        if d.method != Method::Dm {
+            c.fail(
+                "distill",
+                "method",
+                d.method.name(),
+                "\"dm\" (the clients' distiller settings; choose selection clients with [federated] distiller)",
+            );
+        }
+        c.positive("distill", "batch_real", d.batch_real);
+    }
+    let e = s.eval_section();
+    c.positive("eval", "epochs", e.epochs);
+    c.positive("eval", "batch_size", e.batch_size);
+    c.sgd("eval", e.lr, e.momentum, e.weight_decay);
 }
 
 fn validate_continual(c: &mut Checker, s: &Scenario) {
@@ -1068,6 +1238,11 @@ impl Scenario {
     /// The expert settings (defaults when the section is absent).
     pub fn experts_section(&self) -> ExpertsSection {
         self.experts.clone().unwrap_or_default()
+    }
+
+    /// The federated settings (defaults when the section is absent).
+    pub fn federated_section(&self) -> FederatedSection {
+        self.federated.clone().unwrap_or_default()
     }
 
     /// The continual settings (defaults when the section is absent).

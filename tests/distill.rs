@@ -74,7 +74,7 @@ fn held_out_loss(cfg: &DmConfig, data: &Dataset, images: &[f32], ipc: usize) -> 
             .iter()
             .map(|idx| batch_images::<B>(data, idx, &dev))
             .collect();
-        let means = real_means(&cfg.spec, &d.params, real, &none);
+        let means = real_means(&cfg.spec, &d.params, real, &none, false);
         let syn = (0..classes.len())
             .map(|c| {
                 Tensor::<B, 4>::from_data(
@@ -83,7 +83,7 @@ fn held_out_loss(cfg: &DmConfig, data: &Dataset, images: &[f32], ipc: usize) -> 
                 )
             })
             .collect();
-        total += dm_loss(&cfg.spec, &d.params, means, syn, &none)
+        total += dm_loss(&cfg.spec, &d.params, means, syn, &none, false)
             .into_scalar()
             .elem::<f64>();
     }
@@ -139,7 +139,7 @@ fn loss_at<BK: Backend>(
         .iter()
         .map(|v| Tensor::from_data(TensorData::new(v.clone(), [v.len() / 64, 1, 8, 8]), &dev))
         .collect();
-    let means: Vec<Tensor<BK, 2>> = real_means(spec, params, r, draws)
+    let means: Vec<Tensor<BK, 2>> = real_means(spec, params, r, draws, false)
         .into_iter()
         .map(|m| m.detach())
         .collect();
@@ -151,7 +151,7 @@ fn loss_at<BK: Backend>(
             )
         })
         .collect();
-    dm_loss(spec, params, means, syn, draws)
+    dm_loss(spec, params, means, syn, draws, false)
 }
 
 fn check_gradient(norm: Norm, draws: Vec<Option<Draw>>) {
@@ -180,8 +180,8 @@ fn check_gradient(norm: Norm, draws: Vec<Option<Draw>>) {
         .iter()
         .map(|v| Tensor::from_data(TensorData::new(v.clone(), [4, 1, 8, 8]), &dev))
         .collect();
-    let means = real_means(&spec, &params, r, &draws);
-    let loss = dm_loss(&spec, &params, means, leaves.clone(), &draws);
+    let means = real_means(&spec, &params, r, &draws, false);
+    let loss = dm_loss(&spec, &params, means, leaves.clone(), &draws, false);
     let grads = loss.backward();
     let g: Vec<f32> = leaves
         .iter()

@@ -42,6 +42,24 @@ pub enum Partitioning {
     },
 }
 
+/// Checks a partitioning's own numbers (alpha positive, counts at least one).
+pub fn check(how: &Partitioning) -> Result<(), String> {
+    match how {
+        Partitioning::Dirichlet { alpha, .. } | Partitioning::QuantitySkew { alpha }
+            if !(*alpha > 0.0 && alpha.is_finite()) =>
+        {
+            Err(format!("alpha = {alpha}: a positive concentration"))
+        }
+        Partitioning::Pathological { classes_per_client: 0 } => {
+            Err("classes_per_client = 0: at least one class per client".into())
+        }
+        Partitioning::Shards { shards_per_client: 0 } => {
+            Err("shards_per_client = 0: at least one shard per client".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Client shares drawn from a symmetric Dirichlet(alpha), via normalised Gamma(alpha, 1) draws.
 fn dirichlet<R: Rng>(alpha: f64, n: usize, rng: &mut R) -> Result<Vec<f64>, String> {
     let g = Gamma::new(alpha, 1.0).map_err(|e| format!("alpha = {alpha}: {e}"))?;

@@ -18,7 +18,7 @@ use crate::train::batch_images;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::{IndexedRandom, SliceRandom};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 /// DM's settings (reference defaults from [`DmConfig::reference`]).
 #[derive(Clone, Debug)]
@@ -39,6 +39,18 @@ pub struct DmConfig {
     pub spec: ModelSpec,
     /// Candidates per class embedded for herding / k-center initialisation.
     pub pool: Option<usize>,
+    /// FedDM: embed with random perturbations of these weights instead of fresh networks.
+    pub around: Option<Around>,
+}
+
+/// FedDM's embedding networks (REFERENCE.md §3.2): a given model's parameters moved by a random
+/// direction of norm `rho`, with the loss matching mean logits as well as mean features.
+#[derive(Clone, Debug)]
+pub struct Around {
+    /// The centre (the global model's parameters, host copies in the model's order).
+    pub params: Vec<Vec<f32>>,
+    /// Norm of the random perturbation of all parameters together.
+    pub rho: f32,
 }
 
 impl DmConfig {
@@ -53,6 +65,7 @@ impl DmConfig {
             dsa,
             spec,
             pool: None,
+            around: None,
         }
     }
 }
@@ -84,6 +97,30 @@ fn embed_classes<B: Backend>(
     spec: &ModelSpec,
     params: &[Tensor<B, 1>],
     xs: Vec<Tensor<B, 4>>,
+    logits: bool,
+) -> Vec<Tensor<B, 2>> {
+    let es = embed_plain(spec, params, xs);
+    if !logits {
+        return es;
+    }
+    // [features, logits]: the squared distance of the means is the features' plus the logits'.
+    let k = spec.num_classes();
+    let w = params[params.len() - 2].clone();
+    let f = w.dims()[0] / k;
+    let w = w.reshape([k, f]).transpose();
+    let b = params[params.len() - 1].clone().reshape([1, k]);
+    es.into_iter()
+        .map(|e| {
+            let l = e.clone().matmul(w.clone()) + b.clone();
+            Tensor::cat(vec![e, l], 1)
+        })
+        .collect()
+}
+
+fn embed_plain<B: Backend>(
+    spec: &ModelSpec,
+    params: &[Tensor<B, 1>],
+    xs: Vec<Tensor<B, 4>>,
 ) -> Vec<Tensor<B, 2>> {
     let device = params[0].device();
     let mut bufs = spec.buffer_tensors::<B>(&device);
@@ -112,8 +149,9 @@ pub fn real_means<B: Backend>(
     params: &[Tensor<B, 1>],
     real: Vec<Tensor<B, 4>>,
     draws: &[Option<Draw>],
+    logits: bool,
 ) -> Vec<Tensor<B, 2>> {
-    embed_classes(spec, params, augmented(real, draws))
+    embed_classes(spec, params, augmented(real, draws), logits)
         .into_iter()
         .map(|e| e.mean_dim(0))
         .collect()
@@ -126,8 +164,9 @@ pub fn dm_loss<B: Backend>(
     means: Vec<Tensor<B, 2>>,
     syn: Vec<Tensor<B, 4>>,
     draws: &[Option<Draw>],
+    logits: bool,
 ) -> Tensor<B, 1> {
-    let es = embed_classes(spec, params, augmented(syn, draws));
+    let es = embed_classes(spec, params, augmented(syn, draws), logits);
     es.into_iter()
         .zip(means)
         .map(|(e, m)| (m - e.mean_dim(0)).powf_scalar(2.0).sum())
@@ -155,7 +194,26 @@ pub fn draw_iteration<B: Backend>(
     device: &B::Device,
 ) -> IterationDraw<B> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed, it as u64));
-    let model = cfg.spec.init::<B, _>(&mut rng, device);
+    let mut model = cfg.spec.init::<B, _>(&mut rng, device);
+    if let Some(a) = &cfg.around {
+        let normal = rand_distr::StandardNormal;
+        let dirs: Vec<Vec<f32>> = a
+            .params
+            .iter()
+            .map(|p| p.iter().map(|_| rng.sample::<f32, _>(normal)).collect())
+            .collect();
+        let norm = dirs.iter().flatten().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        model.params = a
+            .params
+            .iter()
+            .zip(&dirs)
+            .map(|(p, d)| {
+                let v: Vec<f32> = p.iter().zip(d).map(|(x, e)| x + a.rho * e / norm).collect();
+                let n = v.len();
+                Tensor::from_data(TensorData::new(v, [n]), device)
+            })
+            .collect();
+    }
     let mut real = Vec::with_capacity(classes.len());
     let mut draws = Vec::with_capacity(classes.len());
     for cls in classes {
@@ -222,14 +280,15 @@ fn step<B: AutodiffBackend>(
             .iter()
             .map(|&c| batch_images::<B::InnerBackend>(data, &d.real[c], device))
             .collect();
-        let means = real_means(&cfg.spec, &d.params, real, &draws);
+        let logits = cfg.around.is_some();
+        let means = real_means(&cfg.spec, &d.params, real, &draws, logits);
         let params: Vec<Tensor<B, 1>> = d.params.iter().cloned().map(Tensor::from_inner).collect();
         let leaves: Vec<Tensor<B, 4>> = classes
             .iter()
             .map(|&c| Tensor::from_inner(syn[c].clone()).require_grad())
             .collect();
         let means = means.into_iter().map(Tensor::from_inner).collect();
-        let loss = dm_loss(&cfg.spec, &params, means, leaves.clone(), &draws);
+        let loss = dm_loss(&cfg.spec, &params, means, leaves.clone(), &draws, logits);
         let grads = loss.backward();
         let g = leaves
             .iter()

@@ -25,7 +25,7 @@ fn shade(v: f64) -> String {
 }
 
 /// A heatmap of `cells` (rows of values in [0, 1]; a missing row entry is left blank), with row
-/// and column labels and each value printed in its cell.
+/// and column labels and each cell's `texts` entry printed in it (its value when `None`).
 pub fn heatmap_svg(
     title: &str,
     row_label: &str,
@@ -33,6 +33,7 @@ pub fn heatmap_svg(
     rows: &[String],
     cols: &[String],
     cells: &[Vec<f64>],
+    texts: Option<&[Vec<String>]>,
 ) -> String {
     let (cw, ch, left, top) = (64.0, 32.0, 110.0, 60.0);
     let w = left + cw * cols.len() as f64 + 20.0;
@@ -61,12 +62,15 @@ pub fn heatmap_svg(
         for (j, v) in cells.get(i).into_iter().flatten().enumerate() {
             let x = left + cw * j as f64;
             let fg = if *v > 0.55 { "white" } else { "black" };
+            let text = texts
+                .and_then(|t| t.get(i).and_then(|r| r.get(j)).cloned())
+                .unwrap_or_else(|| format!("{v:.3}"));
             s.push_str(&format!(
-                "<rect x=\"{x}\" y=\"{y}\" width=\"{cw}\" height=\"{ch}\" fill=\"{}\" stroke=\"white\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{fg}\">{:.3}</text>\n",
+                "<rect x=\"{x}\" y=\"{y}\" width=\"{cw}\" height=\"{ch}\" fill=\"{}\" stroke=\"white\"/>\n<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{fg}\">{}</text>\n",
                 shade(*v),
                 x + cw / 2.0,
                 y + ch / 2.0 + 4.0,
-                v
+                esc(&text)
             ));
         }
     }

@@ -156,6 +156,7 @@ impl BackendJob for ContinualJob<'_> {
             dsa: d.dsa.then(|| dsa.clone()),
             spec: spec.clone(),
             pool: d.pool,
+            around: None,
         };
         let budget = c.budget();
 
@@ -316,6 +317,7 @@ impl BackendJob for ContinualJob<'_> {
                 &task_names,
                 &task_names,
                 &m.r,
+                None,
             );
             write_atomic(
                 &self.dir.join(format!("accuracy_matrix_{name}.svg")),

@@ -356,6 +356,7 @@ impl BackendJob for DistillJob<'_> {
                                 dsa: make_dsa(d.dsa)?,
                                 spec: base.clone(),
                                 pool: d.pool,
+                                around: None,
                             },
                         }
                         .distill(&split.train, d.ipc, &mut ctx)?

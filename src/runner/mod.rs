@@ -4,6 +4,7 @@
 
 mod continual;
 mod distill;
+pub mod federated;
 
 pub use continual::build_stream;
 
@@ -224,6 +225,92 @@ pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<RunOutput> {
     execute(loaded, &split, device, dir, opts, false)
 }
 
+/// Runs a federated scenario's server half over gRPC on `addr`; its clients are separate
+/// `distillery client` processes. Writes a results folder as `run` does.
+pub fn serve(path: &Path, addr: std::net::SocketAddr, opts: &RunOptions) -> Result<RunOutput> {
+    let loaded = scenario::load(path)?;
+    if loaded.scenario.kind != Kind::Federated {
+        return Err(Error::Other(format!(
+            "{}: `serve` runs kind = \"federated\" scenarios",
+            path.display()
+        )));
+    }
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    let dir = new_run_dir(&opts.results_root, &loaded.scenario.name)?;
+    let copy = dir.join("scenario.toml");
+    std::fs::write(&copy, &loaded.text).map_err(|e| Error::io(&copy, e))?;
+    let summary = device::dispatch(
+        device,
+        federated::FederatedJob {
+            loaded: &loaded,
+            split: &split,
+            dir: &dir,
+            quiet: opts.quiet,
+            clients: federated::Clients::Grpc(addr),
+        },
+    )?;
+    write_json_atomic(&dir.join("summary.json"), &summary)?;
+    Ok(RunOutput { dir, summary })
+}
+
+/// Runs client `id` of a federated scenario against the server at `url` until the server ends
+/// the run; returns the number of tasks it did.
+pub fn client(path: &Path, url: &str, id: usize) -> Result<usize> {
+    let loaded = scenario::load(path)?;
+    if loaded.scenario.kind != Kind::Federated {
+        return Err(Error::Other(format!(
+            "{}: `client` runs kind = \"federated\" scenarios",
+            path.display()
+        )));
+    }
+    let f = loaded.scenario.federated_section();
+    if id >= f.clients {
+        return Err(Error::Other(format!(
+            "client id {id}: the scenario has clients 0..{}",
+            f.clients
+        )));
+    }
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    device::dispatch(
+        device,
+        ClientJob {
+            loaded: &loaded,
+            split: &split,
+            url,
+            id,
+        },
+    )
+}
+
+struct ClientJob<'a> {
+    loaded: &'a Loaded,
+    split: &'a Split,
+    url: &'a str,
+    id: usize,
+}
+
+impl BackendJob for ClientJob<'_> {
+    type Output = Result<usize>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &str) -> Self::Output {
+        let s = &self.loaded.scenario;
+        let f = s.federated_section();
+        let mut data = federated::client_data(s, self.split)?;
+        let settings = std::sync::Arc::new(federated::settings(s, self.split)?);
+        crate::fed::grpc::run_client::<B>(
+            self.url,
+            self.id,
+            data.swap_remove(self.id),
+            settings,
+            crate::fed::grpc::token(&f.token),
+            f.max_message_bytes,
+            device,
+        )
+    }
+}
+
 /// Continues an interrupted run in its results folder `dir` (distill runs resume from their last
 /// checkpoint; the scenario is the copy in `dir`, its relative paths resolved as the original's).
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
@@ -248,7 +335,10 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
         .unwrap_or(copy.clone());
     let mut loaded = scenario::parse(&text, &copy)?;
     loaded.path = origin;
-    if matches!(loaded.scenario.kind, Kind::Train | Kind::Continual) {
+    if matches!(
+        loaded.scenario.kind,
+        Kind::Train | Kind::Continual | Kind::Federated
+    ) {
         return Err(Error::Other(format!(
             "{}: only distill runs checkpoint and resume; run the scenario again instead",
             dir.display()
@@ -275,6 +365,16 @@ fn execute(
                 split,
                 dir: &dir,
                 quiet: opts.quiet,
+            },
+        )?,
+        Kind::Federated => device::dispatch(
+            device,
+            federated::FederatedJob {
+                loaded,
+                split,
+                dir: &dir,
+                quiet: opts.quiet,
+                clients: federated::Clients::InProcess,
             },
         )?,
         Kind::Continual => device::dispatch(

@@ -1,0 +1,403 @@
+//! The gRPC transport: `distillery serve` runs the scenario's server half behind a tonic server
+//! (the `Federation` service of proto/distillery.proto); `distillery client` processes join it,
+//! fetch each round's task, do the work and submit. A shared token (metadata
+//! `authorization: Bearer <token>`) authenticates clients; frames above the size limit are
+//! refused by tonic, and updates above `max_message_bytes` are rejected and logged by the engine.
+
+use super::engine::{Outcome, Transport};
+use super::pb;
+use super::pb::federation_client::FederationClient;
+use super::pb::federation_server::{Federation, FederationServer};
+use super::strategy::{client_app, ClientApp, ClientState, Settings, StrategyKind};
+use crate::error::{Error, Result};
+use burn::tensor::backend::AutodiffBackend;
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tonic::{Request, Response, Status};
+
+/// The token from `DISTILLERY_TOKEN`, else the scenario's.
+pub fn token(scenario: &Option<String>) -> Option<String> {
+    std::env::var("DISTILLERY_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| scenario.clone())
+}
+
+/// What the server has published: the current task and who it is for.
+#[derive(Clone, Debug, Default)]
+struct Published {
+    seq: u32,
+    task: Option<pb::RoundTask>,
+    selected: HashSet<u32>,
+    done: bool,
+}
+
+struct Shared {
+    expected: usize,
+    joined: Mutex<HashSet<u32>>,
+    joined_changed: Notify,
+    current: watch::Sender<Published>,
+    replies: Mutex<HashMap<u32, Vec<u8>>>,
+    replied: Notify,
+}
+
+struct Service(Arc<Shared>);
+
+#[tonic::async_trait]
+impl Federation for Service {
+    async fn join(&self, req: Request<pb::JoinRequest>) -> std::result::Result<Response<pb::JoinReply>, Status> {
+        let id = req.into_inner().client_id;
+        if id as usize >= self.0.expected {
+            return Err(Status::invalid_argument(format!(
+                "client id {id}: this server expects ids 0..{}",
+                self.0.expected
+            )));
+        }
+        self.0.joined.lock().map_err(|_| Status::internal("lock"))?.insert(id);
+        self.0.joined_changed.notify_waiters();
+        Ok(Response::new(pb::JoinReply {
+            clients: self.0.expected as u32,
+        }))
+    }
+
+    async fn fetch(&self, req: Request<pb::FetchRequest>) -> std::result::Result<Response<pb::RoundTask>, Status> {
+        let r = req.into_inner();
+        let mut rx = self.0.current.subscribe();
+        loop {
+            {
+                let p = rx.borrow_and_update();
+                if p.done {
+                    return Ok(Response::new(pb::RoundTask {
+                        done: true,
+                        ..Default::default()
+                    }));
+                }
+                if let Some(t) = &p.task {
+                    if p.seq >= r.next_seq && p.selected.contains(&r.client_id) {
+                        return Ok(Response::new(t.clone()));
+                    }
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(Status::unavailable("the server is shutting down"));
+            }
+        }
+    }
+
+    async fn submit(&self, req: Request<pb::ClientUpdate>) -> std::result::Result<Response<pb::SubmitReply>, Status> {
+        let u = req.into_inner();
+        let p = self.0.current.borrow().clone();
+        let current = p.task.as_ref().map(|t| t.round);
+        if p.done || current != Some(u.round) || !p.selected.contains(&u.client_id) {
+            return Ok(Response::new(pb::SubmitReply {
+                accepted: false,
+                reason: format!(
+                    "no open round {} for client {} (too late?)",
+                    u.round, u.client_id
+                ),
+            }));
+        }
+        self.0
+            .replies
+            .lock()
+            .map_err(|_| Status::internal("lock"))?
+            .insert(u.client_id, u.encode_to_vec());
+        self.0.replied.notify_waiters();
+        Ok(Response::new(pb::SubmitReply {
+            accepted: true,
+            reason: String::new(),
+        }))
+    }
+}
+
+/// A running gRPC server, used by the engine as its transport.
+pub struct GrpcServer {
+    rt: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// How long to wait for all clients to join before the first round.
+    pub join_timeout: Duration,
+    started: bool,
+}
+
+fn check_token(expected: Option<String>) -> impl Fn(Request<()>) -> std::result::Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| match &expected {
+        None => Ok(req),
+        Some(t) => {
+            let ok = req
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == format!("Bearer {t}"));
+            if ok {
+                Ok(req)
+            } else {
+                Err(Status::unauthenticated("missing or wrong token"))
+            }
+        }
+    }
+}
+
+impl GrpcServer {
+    /// Starts serving on `addr` for `expected` clients.
+    pub fn start(
+        addr: SocketAddr,
+        expected: usize,
+        token: Option<String>,
+        max_message_bytes: usize,
+    ) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
+        let (tx, _) = watch::channel(Published::default());
+        let shared = Arc::new(Shared {
+            expected,
+            joined: Mutex::new(HashSet::new()),
+            joined_changed: Notify::new(),
+            current: tx,
+            replies: Mutex::new(HashMap::new()),
+            replied: Notify::new(),
+        });
+        // Frames up to twice the limit reach the engine (which rejects and logs oversize
+        // updates with the client id); larger ones tonic refuses outright.
+        let frame = max_message_bytes.saturating_mul(2).saturating_add(1 << 20);
+        let svc = tonic::service::interceptor::InterceptedService::new(
+            FederationServer::new(Service(shared.clone()))
+                .max_decoding_message_size(frame)
+                .max_encoding_message_size(frame),
+            check_token(token),
+        );
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| Error::Other(format!("cannot listen on {addr}: {e}")))?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener);
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        Ok(GrpcServer {
+            rt,
+            shared,
+            shutdown: Some(stop_tx),
+            join_timeout: Duration::from_secs(600),
+            started: false,
+        })
+    }
+
+    fn wait_for_clients(&mut self) {
+        let shared = self.shared.clone();
+        let timeout = self.join_timeout;
+        self.rt.block_on(async move {
+            let until = tokio::time::Instant::now() + timeout;
+            loop {
+                let notified = shared.joined_changed.notified();
+                if shared.joined.lock().map(|j| j.len()).unwrap_or(0) >= shared.expected {
+                    return;
+                }
+                if tokio::time::timeout_at(until, notified).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+impl Transport for GrpcServer {
+    fn round(
+        &mut self,
+        _round: usize,
+        selected: &[usize],
+        task: &[u8],
+        deadline: Option<Duration>,
+    ) -> Vec<(usize, Outcome)> {
+        if !self.started {
+            self.wait_for_clients();
+            self.started = true;
+        }
+        let Ok(t) = pb::RoundTask::decode(task) else {
+            return selected.iter().map(|&c| (c, Outcome::Unreachable)).collect();
+        };
+        let joined = self.shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
+        let sel: HashSet<u32> = selected
+            .iter()
+            .map(|&c| c as u32)
+            .filter(|c| joined.contains(c))
+            .collect();
+        if let Ok(mut r) = self.shared.replies.lock() {
+            r.clear();
+        }
+        let shared = self.shared.clone();
+        let seq = t.seq;
+        shared.current.send_replace(Published {
+            seq,
+            task: Some(t),
+            selected: sel.clone(),
+            done: false,
+        });
+        let wait = deadline.unwrap_or(Duration::from_secs(3600));
+        let replies = self.rt.block_on(async move {
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                let notified = shared.replied.notified();
+                let n = shared.replies.lock().map(|r| r.len()).unwrap_or(0);
+                if n >= sel.len() {
+                    break;
+                }
+                if tokio::time::timeout_at(until, notified).await.is_err() {
+                    break;
+                }
+            }
+            // Close the round: later submissions are refused as late.
+            shared.current.send_modify(|p| p.selected.clear());
+            std::mem::take(&mut *shared.replies.lock().expect("replies lock"))
+        });
+        selected
+            .iter()
+            .map(|&c| {
+                let o = if !joined.contains(&(c as u32)) {
+                    Outcome::Unreachable
+                } else {
+                    match replies.get(&(c as u32)) {
+                        Some(b) => Outcome::Reply(b.clone()),
+                        None => Outcome::Late,
+                    }
+                };
+                (c, o)
+            })
+            .collect()
+    }
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        self.shared.current.send_modify(|p| p.done = true);
+        // Let waiting clients fetch `done` before the server goes away.
+        self.rt
+            .block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Runs one client process: joins `url`, then fetches, works and submits until the server says
+/// the run is over. Returns the number of tasks done.
+pub fn run_client<B: AutodiffBackend>(
+    url: &str,
+    id: usize,
+    data: crate::data::Dataset,
+    settings: Arc<Settings>,
+    token: Option<String>,
+    max_message_bytes: usize,
+    device: B::Device,
+) -> Result<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
+    let frame = max_message_bytes.saturating_mul(2).saturating_add(1 << 20);
+    rt.block_on(async move {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| Error::Other(format!("server address {url:?}: {e}")))?;
+        // The server may still be starting: retry for a minute.
+        let mut tries = 0;
+        let channel = loop {
+            match endpoint.connect().await {
+                Ok(c) => break c,
+                Err(e) if tries >= 120 => {
+                    return Err(Error::Other(format!("cannot reach {url}: {e}")))
+                }
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut client = FederationClient::with_interceptor(channel, move |mut req: Request<()>| {
+            if let Some(b) = &bearer {
+                let v = b
+                    .parse()
+                    .map_err(|_| Status::invalid_argument("token is not valid metadata"))?;
+                req.metadata_mut().insert("authorization", v);
+            }
+            Ok(req)
+        })
+        .max_decoding_message_size(frame)
+        .max_encoding_message_size(frame);
+        let st = |e: Status| Error::Other(format!("client {id}: {}: {}", url, e.message()));
+        client
+            .join(pb::JoinRequest { client_id: id as u32 })
+            .await
+            .map_err(st)?;
+        let mut apps: HashMap<String, Arc<dyn ClientApp<B>>> = HashMap::new();
+        let mut states: HashMap<String, ClientState> = HashMap::new();
+        let mut next = 0u32;
+        let mut done = 0usize;
+        loop {
+            let task = client
+                .fetch(pb::FetchRequest {
+                    client_id: id as u32,
+                    next_seq: next,
+                })
+                .await
+                .map_err(st)?
+                .into_inner();
+            if task.done {
+                return Ok(done);
+            }
+            next = task.seq + 1;
+            let kind = match task.strategy.as_str() {
+                "fedavg" => StrategyKind::Fedavg,
+                "distilled_oneshot" => StrategyKind::DistilledOneshot,
+                "distilled_iterative" => StrategyKind::DistilledIterative,
+                other => {
+                    return Err(Error::Other(format!(
+                        "client {id}: unknown strategy {other:?} from the server"
+                    )))
+                }
+            };
+            let app = apps
+                .entry(task.strategy.clone())
+                .or_insert_with(|| client_app::<B>(kind, settings.clone()))
+                .clone();
+            let mut state = states.remove(&task.strategy).unwrap_or_else(|| ClientState {
+                id,
+                data: data.clone(),
+                syn: None,
+            });
+            let dev = device.clone();
+            let strategy = task.strategy.clone();
+            let round = task.round;
+            let (state, result) = tokio::task::spawn_blocking(move || {
+                let r = app.work(&task, &mut state, &dev);
+                (state, r)
+            })
+            .await
+            .map_err(|e| Error::Other(format!("client {id}: work panicked: {e}")))?;
+            states.insert(strategy, state);
+            let update = match result {
+                Ok(u) => u,
+                Err(e) => pb::ClientUpdate {
+                    client_id: id as u32,
+                    round,
+                    num_samples: 0,
+                    payload: Some(pb::client_update::Payload::Error(e.to_string())),
+                },
+            };
+            client.submit(update).await.map_err(st)?;
+            done += 1;
+        }
+    })
+}

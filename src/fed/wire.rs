@@ -1,0 +1,227 @@
+//! Tensors, weights and synthetic sets to and from the wire messages, with optional quantization
+//! (f16, or u8 with a per-tensor scale and offset), and the checks a server applies to whatever a
+//! client sends before it touches its own state.
+
+use super::pb;
+use crate::data::Dataset;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// How tensors travel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    /// 4 bytes per value, exact.
+    #[default]
+    F32,
+    /// 2 bytes per value (IEEE half precision).
+    F16,
+    /// 1 byte per value: min + (max - min) / 255 * byte, per tensor.
+    U8,
+}
+
+impl Quantization {
+    /// The name used in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantization::F32 => "f32",
+            Quantization::F16 => "f16",
+            Quantization::U8 => "u8",
+        }
+    }
+}
+
+/// Encodes `values` of `shape` as a wire tensor.
+pub fn encode_tensor(values: &[f32], shape: &[usize], q: Quantization) -> pb::Tensor {
+    let shape: Vec<u32> = shape.iter().map(|&d| d as u32).collect();
+    match q {
+        Quantization::F32 => pb::Tensor {
+            shape,
+            encoding: pb::Encoding::F32 as i32,
+            scale: 0.0,
+            offset: 0.0,
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        },
+        Quantization::F16 => pb::Tensor {
+            shape,
+            encoding: pb::Encoding::F16 as i32,
+            scale: 0.0,
+            offset: 0.0,
+            data: values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+        },
+        Quantization::U8 => {
+            let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
+            let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+                (lo, hi)
+            } else {
+                (0.0, 0.0)
+            };
+            let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+            pb::Tensor {
+                shape,
+                encoding: pb::Encoding::U8 as i32,
+                scale,
+                offset: lo,
+                data: values
+                    .iter()
+                    .map(|&v| {
+                        if v.is_finite() {
+                            ((v - lo) / scale).round().clamp(0.0, 255.0) as u8
+                        } else {
+                            0
+                        }
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// The values and shape of a wire tensor; errors say what is wrong with it.
+pub fn decode_tensor(t: &pb::Tensor) -> Result<(Vec<f32>, Vec<usize>), String> {
+    let shape: Vec<usize> = t.shape.iter().map(|&d| d as usize).collect();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} overflows"))?;
+    let (width, enc) = match pb::Encoding::try_from(t.encoding) {
+        Ok(pb::Encoding::F32) => (4, pb::Encoding::F32),
+        Ok(pb::Encoding::F16) => (2, pb::Encoding::F16),
+        Ok(pb::Encoding::U8) => (1, pb::Encoding::U8),
+        Err(_) => return Err(format!("unknown tensor encoding {}", t.encoding)),
+    };
+    if t.data.len() != n * width {
+        return Err(format!(
+            "shape {shape:?} needs {} bytes of {enc:?}, got {}",
+            n * width,
+            t.data.len()
+        ));
+    }
+    let values: Vec<f32> = match enc {
+        pb::Encoding::F32 => t
+            .data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        pb::Encoding::F16 => t
+            .data
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        pb::Encoding::U8 => t
+            .data
+            .iter()
+            .map(|&b| t.offset + t.scale * b as f32)
+            .collect(),
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(format!("value {} at index {i} is not finite", values[i]));
+    }
+    Ok((values, shape))
+}
+
+/// A network's parameters and buffers (host copies with their shapes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostWeights {
+    /// Parameter values, in the model's order.
+    pub params: Vec<Vec<f32>>,
+    /// Buffer values (batch-norm statistics).
+    pub buffers: Vec<Vec<f32>>,
+}
+
+/// Encodes weights; each tensor is sent flat (its shape is fixed by the architecture).
+pub fn encode_weights(w: &HostWeights, q: Quantization) -> pb::Weights {
+    pb::Weights {
+        params: w
+            .params
+            .iter()
+            .map(|p| encode_tensor(p, &[p.len()], q))
+            .collect(),
+        buffers: w
+            .buffers
+            .iter()
+            .map(|b| encode_tensor(b, &[b.len()], Quantization::F32))
+            .collect(),
+    }
+}
+
+/// Decodes weights and checks them against the expected `like` (same count and sizes).
+pub fn decode_weights(w: &pb::Weights, like: &HostWeights) -> Result<HostWeights, String> {
+    let part = |ts: &[pb::Tensor], want: &[Vec<f32>], what: &str| -> Result<Vec<Vec<f32>>, String> {
+        if ts.len() != want.len() {
+            return Err(format!("{} {what} tensors, expected {}", ts.len(), want.len()));
+        }
+        ts.iter()
+            .zip(want)
+            .enumerate()
+            .map(|(i, (t, w))| {
+                let (v, _) = decode_tensor(t).map_err(|e| format!("{what} {i}: {e}"))?;
+                if v.len() != w.len() {
+                    return Err(format!(
+                        "{what} {i} has {} values, expected {}",
+                        v.len(),
+                        w.len()
+                    ));
+                }
+                Ok(v)
+            })
+            .collect()
+    };
+    Ok(HostWeights {
+        params: part(&w.params, &like.params, "parameter")?,
+        buffers: part(&w.buffers, &like.buffers, "buffer")?,
+    })
+}
+
+/// Encodes a synthetic set (images NCHW, labels).
+pub fn encode_set(d: &Dataset, syn_lr: Option<f32>, q: Quantization) -> pb::SyntheticSet {
+    let [c, h, w] = d.shape;
+    pb::SyntheticSet {
+        images: Some(encode_tensor(&d.images, &[d.len(), c, h, w], q)),
+        labels: d.labels.iter().map(|&y| y as u32).collect(),
+        syn_lr,
+    }
+}
+
+/// Decodes a synthetic set and checks it: images of `shape`, one label per image, labels below
+/// the number of `classes`, finite values.
+pub fn decode_set(
+    s: &pb::SyntheticSet,
+    shape: [usize; 3],
+    classes: &[String],
+) -> Result<Dataset, String> {
+    let t = s.images.as_ref().ok_or("a synthetic set without images")?;
+    let (images, dims) = decode_tensor(t)?;
+    if dims.len() != 4 || dims[1..] != shape[..] {
+        return Err(format!(
+            "images of shape {dims:?}, expected [n, {}, {}, {}]",
+            shape[0], shape[1], shape[2]
+        ));
+    }
+    if s.labels.len() != dims[0] {
+        return Err(format!("{} labels for {} images", s.labels.len(), dims[0]));
+    }
+    if let Some(y) = s.labels.iter().find(|&&y| y as usize >= classes.len()) {
+        return Err(format!("label {y} outside 0..{}", classes.len()));
+    }
+    if let Some(lr) = s.syn_lr {
+        if !lr.is_finite() || lr <= 0.0 {
+            return Err(format!("step size {lr} is not a positive number"));
+        }
+    }
+    Ok(Dataset {
+        images,
+        labels: s.labels.iter().map(|&y| y as usize).collect(),
+        shape,
+        classes: classes.to_vec(),
+    })
+}
+
+/// The exact number of bytes a message takes on the wire (its protobuf encoding).
+pub fn wire_len<M: Message>(m: &M) -> usize {
+    m.encoded_len()
+}
