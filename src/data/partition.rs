@@ -50,12 +50,12 @@ pub fn check(how: &Partitioning) -> Result<(), String> {
         {
             Err(format!("alpha = {alpha}: a positive concentration"))
         }
-        Partitioning::Pathological { classes_per_client: 0 } => {
-            Err("classes_per_client = 0: at least one class per client".into())
-        }
-        Partitioning::Shards { shards_per_client: 0 } => {
-            Err("shards_per_client = 0: at least one shard per client".into())
-        }
+        Partitioning::Pathological {
+            classes_per_client: 0,
+        } => Err("classes_per_client = 0: at least one class per client".into()),
+        Partitioning::Shards {
+            shards_per_client: 0,
+        } => Err("shards_per_client = 0: at least one shard per client".into()),
         _ => Ok(()),
     }
 }

@@ -202,7 +202,13 @@ pub fn draw_iteration<B: Backend>(
             .iter()
             .map(|p| p.iter().map(|_| rng.sample::<f32, _>(normal)).collect())
             .collect();
-        let norm = dirs.iter().flatten().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        let norm = dirs
+            .iter()
+            .flatten()
+            .map(|v| v * v)
+            .sum::<f32>()
+            .sqrt()
+            .max(1e-12);
         model.params = a
             .params
             .iter()

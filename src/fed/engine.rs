@@ -131,6 +131,7 @@ pub struct Logs<'a> {
 /// Runs `strategy` to the end over `transport`, testing the global model on `test` after every
 /// round. A round with fewer than `min_clients` accepted updates changes nothing (it is logged).
 /// `seq` counts rounds over consecutive runs (each task carries it).
+#[allow(clippy::too_many_arguments)]
 pub fn run_rounds<B: AutodiffBackend>(
     strategy: &mut dyn Strategy<B>,
     transport: &mut dyn Transport,
@@ -236,7 +237,9 @@ pub fn run_rounds<B: AutodiffBackend>(
                 Outcome::Unreachable => ("unreachable", "the client is gone".to_string()),
             };
             if what != "accepted" {
-                (logs.print)(format!("{name} round {round}: client {client} {what} {why}"));
+                (logs.print)(format!(
+                    "{name} round {round}: client {client} {what} {why}"
+                ));
             }
             logs.clients.row(&[
                 name.to_string(),

@@ -49,7 +49,10 @@ struct Service(Arc<Shared>);
 
 #[tonic::async_trait]
 impl Federation for Service {
-    async fn join(&self, req: Request<pb::JoinRequest>) -> std::result::Result<Response<pb::JoinReply>, Status> {
+    async fn join(
+        &self,
+        req: Request<pb::JoinRequest>,
+    ) -> std::result::Result<Response<pb::JoinReply>, Status> {
         let id = req.into_inner().client_id;
         if id as usize >= self.0.expected {
             return Err(Status::invalid_argument(format!(
@@ -57,14 +60,21 @@ impl Federation for Service {
                 self.0.expected
             )));
         }
-        self.0.joined.lock().map_err(|_| Status::internal("lock"))?.insert(id);
+        self.0
+            .joined
+            .lock()
+            .map_err(|_| Status::internal("lock"))?
+            .insert(id);
         self.0.joined_changed.notify_waiters();
         Ok(Response::new(pb::JoinReply {
             clients: self.0.expected as u32,
         }))
     }
 
-    async fn fetch(&self, req: Request<pb::FetchRequest>) -> std::result::Result<Response<pb::RoundTask>, Status> {
+    async fn fetch(
+        &self,
+        req: Request<pb::FetchRequest>,
+    ) -> std::result::Result<Response<pb::RoundTask>, Status> {
         let r = req.into_inner();
         let mut rx = self.0.current.subscribe();
         loop {
@@ -88,7 +98,10 @@ impl Federation for Service {
         }
     }
 
-    async fn submit(&self, req: Request<pb::ClientUpdate>) -> std::result::Result<Response<pb::SubmitReply>, Status> {
+    async fn submit(
+        &self,
+        req: Request<pb::ClientUpdate>,
+    ) -> std::result::Result<Response<pb::SubmitReply>, Status> {
         let u = req.into_inner();
         let p = self.0.current.borrow().clone();
         let current = p.task.as_ref().map(|t| t.round);
@@ -124,7 +137,9 @@ pub struct GrpcServer {
     started: bool,
 }
 
-fn check_token(expected: Option<String>) -> impl Fn(Request<()>) -> std::result::Result<Request<()>, Status> + Clone {
+fn check_token(
+    expected: Option<String>,
+) -> impl Fn(Request<()>) -> std::result::Result<Request<()>, Status> + Clone {
     move |req: Request<()>| match &expected {
         None => Ok(req),
         Some(t) => {
@@ -226,9 +241,17 @@ impl Transport for GrpcServer {
             self.started = true;
         }
         let Ok(t) = pb::RoundTask::decode(task) else {
-            return selected.iter().map(|&c| (c, Outcome::Unreachable)).collect();
+            return selected
+                .iter()
+                .map(|&c| (c, Outcome::Unreachable))
+                .collect();
         };
-        let joined = self.shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
+        let joined = self
+            .shared
+            .joined
+            .lock()
+            .map(|j| j.clone())
+            .unwrap_or_default();
         let sel: HashSet<u32> = selected
             .iter()
             .map(|&c| c as u32)
@@ -338,7 +361,9 @@ pub fn run_client<B: AutodiffBackend>(
         .max_encoding_message_size(frame);
         let st = |e: Status| Error::Other(format!("client {id}: {}: {}", url, e.message()));
         client
-            .join(pb::JoinRequest { client_id: id as u32 })
+            .join(pb::JoinRequest {
+                client_id: id as u32,
+            })
             .await
             .map_err(st)?;
         let mut apps: HashMap<String, Arc<dyn ClientApp<B>>> = HashMap::new();
@@ -372,11 +397,13 @@ pub fn run_client<B: AutodiffBackend>(
                 .entry(task.strategy.clone())
                 .or_insert_with(|| client_app::<B>(kind, settings.clone()))
                 .clone();
-            let mut state = states.remove(&task.strategy).unwrap_or_else(|| ClientState {
-                id,
-                data: data.clone(),
-                syn: None,
-            });
+            let mut state = states
+                .remove(&task.strategy)
+                .unwrap_or_else(|| ClientState {
+                    id,
+                    data: data.clone(),
+                    syn: None,
+                });
             let dev = device.clone();
             let strategy = task.strategy.clone();
             let round = task.round;

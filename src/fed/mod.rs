@@ -7,7 +7,7 @@ pub mod pb {
     tonic::include_proto!("distillery.fed.v1");
 }
 
-pub mod strategy;
-pub mod wire;
 pub mod engine;
 pub mod grpc;
+pub mod strategy;
+pub mod wire;

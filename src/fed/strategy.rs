@@ -172,7 +172,10 @@ pub fn build<B: AutodiffBackend>(
 }
 
 /// The client half of strategy `kind` (what a `distillery client` process runs).
-pub fn client_app<B: AutodiffBackend>(kind: StrategyKind, s: Arc<Settings>) -> Arc<dyn ClientApp<B>> {
+pub fn client_app<B: AutodiffBackend>(
+    kind: StrategyKind,
+    s: Arc<Settings>,
+) -> Arc<dyn ClientApp<B>> {
     Arc::new(Client { kind, s })
 }
 
@@ -271,7 +274,8 @@ impl<B: AutodiffBackend> Strategy<B> for Server<B> {
                         }
                     }
                 }
-                self.global = Model::from_host(self.s.spec.clone(), &acc.params, &acc.buffers, device);
+                self.global =
+                    Model::from_host(self.s.spec.clone(), &acc.params, &acc.buffers, device);
             }
             _ => {
                 let mut union: Option<Dataset> = None;
@@ -287,8 +291,10 @@ impl<B: AutodiffBackend> Strategy<B> for Server<B> {
                     }
                 }
                 let Some(union) = union else { return Ok(()) };
-                let mut rng =
-                    rand::rngs::StdRng::seed_from_u64(step_seed(self.s.seed ^ 0x5e7e, round as u64));
+                let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(
+                    self.s.seed ^ 0x5e7e,
+                    round as u64,
+                ));
                 if self.kind == StrategyKind::DistilledOneshot {
                     self.global = self.s.spec.init::<B::InnerBackend, _>(&mut rng, device);
                 }

@@ -151,26 +151,31 @@ pub fn encode_weights(w: &HostWeights, q: Quantization) -> pb::Weights {
 
 /// Decodes weights and checks them against the expected `like` (same count and sizes).
 pub fn decode_weights(w: &pb::Weights, like: &HostWeights) -> Result<HostWeights, String> {
-    let part = |ts: &[pb::Tensor], want: &[Vec<f32>], what: &str| -> Result<Vec<Vec<f32>>, String> {
-        if ts.len() != want.len() {
-            return Err(format!("{} {what} tensors, expected {}", ts.len(), want.len()));
-        }
-        ts.iter()
-            .zip(want)
-            .enumerate()
-            .map(|(i, (t, w))| {
-                let (v, _) = decode_tensor(t).map_err(|e| format!("{what} {i}: {e}"))?;
-                if v.len() != w.len() {
-                    return Err(format!(
-                        "{what} {i} has {} values, expected {}",
-                        v.len(),
-                        w.len()
-                    ));
-                }
-                Ok(v)
-            })
-            .collect()
-    };
+    let part =
+        |ts: &[pb::Tensor], want: &[Vec<f32>], what: &str| -> Result<Vec<Vec<f32>>, String> {
+            if ts.len() != want.len() {
+                return Err(format!(
+                    "{} {what} tensors, expected {}",
+                    ts.len(),
+                    want.len()
+                ));
+            }
+            ts.iter()
+                .zip(want)
+                .enumerate()
+                .map(|(i, (t, w))| {
+                    let (v, _) = decode_tensor(t).map_err(|e| format!("{what} {i}: {e}"))?;
+                    if v.len() != w.len() {
+                        return Err(format!(
+                            "{what} {i} has {} values, expected {}",
+                            v.len(),
+                            w.len()
+                        ));
+                    }
+                    Ok(v)
+                })
+                .collect()
+        };
     Ok(HostWeights {
         params: part(&w.params, &like.params, "parameter")?,
         buffers: part(&w.buffers, &like.buffers, "buffer")?,

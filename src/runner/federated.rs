@@ -151,7 +151,10 @@ impl BackendJob for FederatedJob<'_> {
             )
             .map_err(Error::Other)?,
         );
-        write_atomic(&self.dir.join("partition.csv"), counts_csv(&counts).as_bytes())?;
+        write_atomic(
+            &self.dir.join("partition.csv"),
+            counts_csv(&counts).as_bytes(),
+        )?;
         if f.clients <= 100 {
             let shares: Vec<Vec<f64>> = counts
                 .iter()
@@ -170,7 +173,9 @@ impl BackendJob for FederatedJob<'_> {
                     &format!("{}: samples per client and class", s.name),
                     "client",
                     "class",
-                    &(0..f.clients).map(|c| format!("client {c}")).collect::<Vec<_>>(),
+                    &(0..f.clients)
+                        .map(|c| format!("client {c}"))
+                        .collect::<Vec<_>>(),
                     &split.train.classes,
                     &shares,
                     Some(&texts),
