@@ -942,6 +942,32 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// The `[distill]` section where it only configures DM (continual memories, federated clients).
+fn validate_dm_settings(c: &mut Checker, s: &Scenario, role: &str) {
+    let Some(d) = &s.distill else { return };
+    if d.method != Method::Dm {
+        c.fail(
+            "distill",
+            "method",
+            d.method.name(),
+            &format!("\"dm\" ({role})"),
+        );
+    }
+    c.require(
+        d.lr_img() > 0.0 && d.lr_img().is_finite(),
+        "distill",
+        "lr_img",
+        d.lr_img(),
+        "a positive learning rate",
+    );
+    c.positive("distill", "batch_real", d.batch_real);
+    if let Some(st) = &d.dsa_strategy {
+        if let Err(m) = crate::distill::augment::Dsa::new(st) {
+            c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
+        }
+    }
+}
+
 fn validate_federated(c: &mut Checker, s: &Scenario) {
     let f = s.federated.clone().unwrap_or_default();
     c.positive("federated", "clients", f.clients);
@@ -1021,17 +1047,11 @@ fn validate_federated(c: &mut Checker, s: &Scenario) {
             "no [experts] or [continual] section in a federated scenario",
         );
     }
-    if let Some(d) = &s.distill {
-        if d.method != Method::Dm {
-            c.fail(
-                "distill",
-                "method",
-                d.method.name(),
-                "\"dm\" (the clients' distiller settings; choose selection clients with [federated] distiller)",
-            );
-        }
-        c.positive("distill", "batch_real", d.batch_real);
-    }
+    validate_dm_settings(
+        c,
+        s,
+        "the clients' distiller settings; choose selection clients with [federated] distiller",
+    );
     let e = s.eval_section();
     c.positive("eval", "epochs", e.epochs);
     c.positive("eval", "batch_size", e.batch_size);
@@ -1089,29 +1109,11 @@ fn validate_continual(c: &mut Checker, s: &Scenario) {
             "no [eval] or [experts] section in a continual scenario (the learner trains with [train])",
         );
     }
-    if let Some(d) = &s.distill {
-        if d.method != Method::Dm {
-            c.fail(
-                "distill",
-                "method",
-                d.method.name(),
-                "\"dm\" (the distiller of continual memories; mtt would need experts per task)",
-            );
-        }
-        c.require(
-            d.lr_img() > 0.0 && d.lr_img().is_finite(),
-            "distill",
-            "lr_img",
-            d.lr_img(),
-            "a positive learning rate",
-        );
-        c.positive("distill", "batch_real", d.batch_real);
-        if let Some(st) = &d.dsa_strategy {
-            if let Err(m) = crate::distill::augment::Dsa::new(st) {
-                c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
-            }
-        }
-    }
+    validate_dm_settings(
+        c,
+        s,
+        "the distiller of continual memories; mtt would need experts per task",
+    );
 }
 
 fn validate_experts(c: &mut Checker, x: &ExpertsSection) {

@@ -172,38 +172,29 @@ pub fn run_rounds<B: AutodiffBackend>(
         let mut accepted = Vec::new();
         let (mut r_up, mut r_down) = (0u64, 0u64);
         for (client, outcome) in outcomes {
-            if outcome != Outcome::Unreachable {
-                r_down += task.len() as u64;
+            let mut book = |direction: &'static str, bytes: usize| -> Result<()> {
                 rec.ledger.push(LedgerRow {
                     round,
                     client,
-                    direction: "down",
-                    bytes: task.len(),
+                    direction,
+                    bytes,
                 });
                 logs.comm.row(&[
                     name.to_string(),
                     round.to_string(),
                     client.to_string(),
-                    "down".into(),
-                    task.len().to_string(),
-                ])?;
+                    direction.into(),
+                    bytes.to_string(),
+                ])
+            };
+            if outcome != Outcome::Unreachable {
+                r_down += task.len() as u64;
+                book("down", task.len())?;
             }
             let (what, why) = match outcome {
                 Outcome::Reply(bytes) => {
                     r_up += bytes.len() as u64;
-                    rec.ledger.push(LedgerRow {
-                        round,
-                        client,
-                        direction: "up",
-                        bytes: bytes.len(),
-                    });
-                    logs.comm.row(&[
-                        name.to_string(),
-                        round.to_string(),
-                        client.to_string(),
-                        "up".into(),
-                        bytes.len().to_string(),
-                    ])?;
+                    book("up", bytes.len())?;
                     let verdict = if bytes.len() > cfg.max_message_bytes {
                         Err(format!(
                             "oversize: {} bytes, above max_message_bytes = {}",
@@ -401,15 +392,8 @@ impl InProcess {
                     // A panic closes the channel: the client is dead, as a crashed process is.
                     let Ok((st, result)) = done.await else { break };
                     state = Some(st);
-                    let mut update = match result {
-                        Ok(u) => u,
-                        Err(e) => pb::ClientUpdate {
-                            client_id: id as u32,
-                            round,
-                            num_samples: 0,
-                            payload: Some(pb::client_update::Payload::Error(e.to_string())),
-                        },
-                    };
+                    let mut update = result
+                        .unwrap_or_else(|e| failed_update(id, round, &e.to_string()));
                     if faults.nan.contains(&id) {
                         poison(&mut update);
                     }
@@ -421,6 +405,16 @@ impl InProcess {
             });
         }
         Ok(InProcess { rt, inboxes })
+    }
+}
+
+/// The update a client sends when its work failed: why, in place of a payload.
+pub fn failed_update(id: usize, round: u32, why: &str) -> pb::ClientUpdate {
+    pb::ClientUpdate {
+        client_id: id as u32,
+        round,
+        num_samples: 0,
+        payload: Some(pb::client_update::Payload::Error(why.to_string())),
     }
 }
 

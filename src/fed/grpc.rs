@@ -414,15 +414,8 @@ pub fn run_client<B: AutodiffBackend>(
             .await
             .map_err(|e| Error::Other(format!("client {id}: work panicked: {e}")))?;
             states.insert(strategy, state);
-            let update = match result {
-                Ok(u) => u,
-                Err(e) => pb::ClientUpdate {
-                    client_id: id as u32,
-                    round,
-                    num_samples: 0,
-                    payload: Some(pb::client_update::Payload::Error(e.to_string())),
-                },
-            };
+            let update =
+                result.unwrap_or_else(|e| super::engine::failed_update(id, round, &e.to_string()));
             client.submit(update).await.map_err(st)?;
             done += 1;
         }
