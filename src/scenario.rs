@@ -360,6 +360,9 @@ pub struct ContinualSection {
     pub tasks: usize,
     /// Class-incremental: shuffle the class order with the seed (else 0, 1, 2, ...).
     pub shuffle_classes: bool,
+    /// Class-incremental: explicit groups of classes, one task each (instead of `tasks` equal
+    /// groups), e.g. `[[0, 1, 2], [3, 4], [5, 6, 7, 8, 9]]`.
+    pub class_groups: Option<Vec<Vec<usize>>>,
     /// Rotated: task t is rotated by t * max_degrees / (tasks - 1) degrees.
     pub max_degrees: f64,
     /// Task-incremental evaluation and training: a task's own classes form its head.
@@ -386,6 +389,7 @@ impl Default for ContinualSection {
             stream: StreamKind::ClassIncremental,
             tasks: 5,
             shuffle_classes: false,
+            class_groups: None,
             max_degrees: 90.0,
             task_incremental: false,
             protocol: Protocol::Streaming,
@@ -1093,6 +1097,14 @@ fn validate_continual(c: &mut Checker, s: &Scenario) {
         k.max_degrees,
         "an angle from -360 to 360",
     );
+    if k.class_groups.is_some() && k.stream != StreamKind::ClassIncremental {
+        c.fail(
+            "continual",
+            "class_groups",
+            "(given)",
+            "class groups on a class_incremental stream",
+        );
+    }
     if k.task_incremental && k.stream != StreamKind::ClassIncremental {
         c.fail(
             "continual",

@@ -577,7 +577,9 @@ fn distill_sections_are_validated_with_field_names() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("kind = \"distill\" (or \"experts\") when a [distill] section"),
+        e.contains(
+            "kind = \"distill\", \"experts\", \"continual\" or \"federated\" when a [distill] section"
+        ),
         "{e}"
     );
     let text = scenario_text(10, 5).replace("batch_real = 16", "batch_real = 16\nlr_imgs = 3");

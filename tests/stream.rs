@@ -78,3 +78,20 @@ fn rotation_is_exact_for_quarter_turns_and_identity_at_zero() {
     let quarter = rotate(split.test.image(0), split.test.shape, 90.0);
     assert_eq!(tasks[2].test.image(0), quarter.as_slice());
 }
+
+#[test]
+fn explicit_class_groups_make_one_task_each_and_bad_groups_are_named() {
+    let split = distillery::data::embedded::digits_split(0);
+    let tasks =
+        distillery::data::stream::class_groups(&split, &[vec![3, 0, 1], vec![2], vec![9, 4]])
+            .unwrap();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0].classes, vec![0, 1, 3]);
+    assert!(tasks[0].train.labels.iter().all(|y| [0, 1, 3].contains(y)));
+    let n: usize = split.train.labels.iter().filter(|&&y| y == 2).count();
+    assert_eq!(tasks[1].train.len(), n);
+    let err = distillery::data::stream::class_groups(&split, &[vec![1, 2], vec![2]]).unwrap_err();
+    assert!(err.contains("class 2 is in two groups"), "{err}");
+    let err = distillery::data::stream::class_groups(&split, &[vec![10]]).unwrap_err();
+    assert!(err.contains("class 10"), "{err}");
+}

@@ -61,6 +61,41 @@ pub fn class_incremental(
         .collect())
 }
 
+/// One task per group of classes, in the order given (any sizes; no class in two groups).
+pub fn class_groups(split: &Split, groups: &[Vec<usize>]) -> Result<Vec<Task>, String> {
+    let k = split.train.num_classes();
+    let mut seen = vec![false; k];
+    for (t, g) in groups.iter().enumerate() {
+        if g.is_empty() {
+            return Err(format!("group {t} is empty"));
+        }
+        for &c in g {
+            if c >= k {
+                return Err(format!(
+                    "class {c} in group {t}: the data has classes 0..{k}"
+                ));
+            }
+            if std::mem::replace(&mut seen[c], true) {
+                return Err(format!("class {c} is in two groups"));
+            }
+        }
+    }
+    Ok(groups
+        .iter()
+        .enumerate()
+        .map(|(id, g)| {
+            let mut classes = g.clone();
+            classes.sort_unstable();
+            Task {
+                id,
+                train: class_subset(&split.train, &classes),
+                test: class_subset(&split.test, &classes),
+                classes,
+            }
+        })
+        .collect())
+}
+
 fn map_images(d: &Dataset, f: &impl Fn(&[f32]) -> Vec<f32>) -> Dataset {
     let l = d.image_len();
     Dataset {

@@ -392,8 +392,8 @@ impl InProcess {
                     // A panic closes the channel: the client is dead, as a crashed process is.
                     let Ok((st, result)) = done.await else { break };
                     state = Some(st);
-                    let mut update = result
-                        .unwrap_or_else(|e| failed_update(id, round, &e.to_string()));
+                    let mut update =
+                        result.unwrap_or_else(|e| failed_update(id, round, &e.to_string()));
                     if faults.nan.contains(&id) {
                         poison(&mut update);
                     }

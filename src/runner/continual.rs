@@ -38,9 +38,10 @@ pub fn build_stream(
 ) -> std::result::Result<Vec<Task>, String> {
     let c = s.continual_section();
     match c.stream {
-        StreamKind::ClassIncremental => {
-            stream::class_incremental(split, c.tasks, c.shuffle_classes, s.seed)
-        }
+        StreamKind::ClassIncremental => match &c.class_groups {
+            Some(g) => stream::class_groups(split, g),
+            None => stream::class_incremental(split, c.tasks, c.shuffle_classes, s.seed),
+        },
         StreamKind::Permuted => Ok(stream::permuted(split, c.tasks, s.seed)),
         StreamKind::Rotated => Ok(stream::rotated(split, c.tasks, c.max_degrees)),
     }
