@@ -104,6 +104,8 @@ pub fn lines_svg(
     let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
         (a.min(x), b.max(x))
     });
+    // Non-negative data (steps, bytes) start at 0, so one-point series stay visible.
+    let x0 = if x0 >= 0.0 { 0.0 } else { x0 };
     let (x0, x1) = if x0.is_finite() && x1 > x0 {
         (x0, x1)
     } else {
@@ -124,24 +126,37 @@ pub fn lines_svg(
             yy + 4.0
         ));
     }
-    let ticks: Vec<f64> =
-        series
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|q| q.0))
-            .fold(Vec::new(), |mut v, x| {
-                if !v.contains(&x) {
-                    v.push(x);
-                }
-                v
-            });
-    if ticks.len() <= 20 {
-        for x in ticks {
-            s.push_str(&format!(
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x}</text>\n",
-                px(x),
-                top + ph + 16.0
-            ));
-        }
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .collect();
+    let integral = xs.iter().all(|x| x.fract() == 0.0) && x1 - x0 <= 20.0;
+    let ticks: Vec<(f64, String)> = if integral {
+        (x0 as i64..=x1 as i64)
+            .map(|k| (k as f64, k.to_string()))
+            .collect()
+    } else {
+        let span = x1 - x0;
+        let digits = if span >= 10.0 {
+            0
+        } else if span >= 1.0 {
+            1
+        } else {
+            3
+        };
+        (0..=5)
+            .map(|k| {
+                let x = x0 + span * k as f64 / 5.0;
+                (x, format!("{x:.digits$}"))
+            })
+            .collect()
+    };
+    for (x, label) in ticks {
+        s.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",
+            px(x),
+            top + ph + 16.0
+        ));
     }
     s.push_str(&format!(
         "<rect x=\"{left}\" y=\"{top}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"black\"/>\n"
