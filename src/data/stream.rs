@@ -45,20 +45,8 @@ pub fn class_incremental(
     if shuffle {
         order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
     }
-    Ok(order
-        .chunks(k / tasks)
-        .enumerate()
-        .map(|(id, cls)| {
-            let mut classes = cls.to_vec();
-            classes.sort_unstable();
-            Task {
-                id,
-                train: class_subset(&split.train, &classes),
-                test: class_subset(&split.test, &classes),
-                classes,
-            }
-        })
-        .collect())
+    let groups: Vec<Vec<usize>> = order.chunks(k / tasks).map(<[usize]>::to_vec).collect();
+    class_groups(split, &groups)
 }
 
 /// One task per group of classes, in the order given (any sizes; no class in two groups).
