@@ -77,6 +77,12 @@ pub fn fit<AD: AutodiffBackend, R: Rng>(
     let mut order: Vec<usize> = (0..current.len()).collect();
     let mut mem_order: Vec<usize> = Vec::new();
     let mut last = 0.0;
+    let empty = Dataset {
+        images: Vec::new(),
+        labels: Vec::new(),
+        shape: current.shape,
+        classes: Vec::new(),
+    };
     for epoch in 0..fit.train.epochs {
         if fit.train.resets_at(epoch) {
             opt.reset();
@@ -96,12 +102,6 @@ pub fn fit<AD: AutodiffBackend, R: Rng>(
                     mem_idx.push(mem_order.pop().unwrap_or(0));
                 }
             }
-            let empty = Dataset {
-                images: Vec::new(),
-                labels: Vec::new(),
-                shape: current.shape,
-                classes: Vec::new(),
-            };
             let (x, labels) =
                 stack::<AD::InnerBackend>(current, idx, replay.unwrap_or(&empty), &mem_idx, device);
             let x = match fit.dsa {

@@ -2,7 +2,7 @@
 //! initial network) train task after task, fill the memory, test on every task after each one,
 //! and write the accuracy matrices, the forgetting metrics and their plots.
 
-use super::distill::default_strategy;
+use super::distill::{dm_config, dsa_of};
 use super::{model_spec, progress};
 use crate::cl::learner::{accuracy_row, fit, Fit};
 use crate::cl::memory::{globalise, localise, Budget, Memory};
@@ -10,7 +10,6 @@ use crate::cl::metrics::AccuracyMatrix;
 use crate::data::stream::{self, Task};
 use crate::data::{Dataset, Split};
 use crate::device::BackendJob;
-use crate::distill::augment::Dsa;
 use crate::distill::{step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selection};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
@@ -134,11 +133,7 @@ impl BackendJob for ContinualJob<'_> {
             },
             ..train_cfg.clone()
         };
-        let strategy = d
-            .dsa_strategy
-            .clone()
-            .unwrap_or_else(|| default_strategy(&split.name).to_string());
-        let dsa = Dsa::new(&strategy).map_err(Error::Other)?;
+        let (_, dsa) = dsa_of(&d, &split.name)?;
         let heads: Option<Vec<Vec<usize>>> = c.task_incremental.then(|| {
             let mut h = vec![Vec::new(); split.train.num_classes()];
             for t in &tasks {
@@ -148,17 +143,7 @@ impl BackendJob for ContinualJob<'_> {
             }
             h
         });
-        let dm_cfg = DmConfig {
-            iterations: d.iterations.unwrap_or(1000),
-            lr_img: d.lr_img(),
-            momentum: d.momentum,
-            batch_real: d.batch_real,
-            init: d.init,
-            dsa: d.dsa.then(|| dsa.clone()),
-            spec: spec.clone(),
-            pool: d.pool,
-            around: None,
-        };
+        let dm_cfg = dm_config(&d, d.iterations.unwrap_or(1000), spec.clone(), &dsa);
         let budget = c.budget();
 
         let mut log = CsvLog::create(&self.dir.join("metrics.csv"), HEADER)?;

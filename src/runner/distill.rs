@@ -28,6 +28,52 @@ pub fn default_strategy(dataset: &str) -> &'static str {
     }
 }
 
+/// The DSA strategy of a `[distill]` section (the dataset's reference default when absent), by
+/// name and built.
+pub fn dsa_of(d: &crate::scenario::DistillSection, dataset: &str) -> Result<(String, Dsa)> {
+    let name = d
+        .dsa_strategy
+        .clone()
+        .unwrap_or_else(|| default_strategy(dataset).to_string());
+    let dsa = Dsa::new(&name).map_err(Error::Other)?;
+    Ok((name, dsa))
+}
+
+/// The evaluation protocol's training from an `[eval]` section (lr / 10 at epochs / 2 + 1).
+pub fn eval_train_config(e: &crate::scenario::EvalSection) -> TrainConfig {
+    TrainConfig {
+        epochs: e.epochs,
+        batch_size: e.batch_size,
+        lr: e.lr,
+        momentum: e.momentum,
+        weight_decay: e.weight_decay,
+        schedule: LrSchedule::Step {
+            milestones: vec![e.epochs / 2 + 1],
+            gamma: 0.1,
+        },
+    }
+}
+
+/// DM's settings from a `[distill]` section, for `iterations` iterations with network `spec`.
+pub fn dm_config(
+    d: &crate::scenario::DistillSection,
+    iterations: usize,
+    spec: ModelSpec,
+    dsa: &Dsa,
+) -> DmConfig {
+    DmConfig {
+        iterations,
+        lr_img: d.lr_img(),
+        momentum: d.momentum,
+        batch_real: d.batch_real,
+        init: d.init,
+        dsa: d.dsa.then(|| dsa.clone()),
+        spec,
+        pool: d.pool,
+        around: None,
+    }
+}
+
 /// The evaluation settings for `set`: its learned step size as the learning rate, if it has
 /// one (as the MTT reference evaluates).
 fn eval_config(base: &EvalConfig, set: &SyntheticSet) -> EvalConfig {
@@ -136,29 +182,10 @@ impl BackendJob for DistillJob<'_> {
                     .ok_or_else(|| Error::Other(format!("unknown architecture {name:?}")))
             })
             .collect::<Result<_>>()?;
-        let strategy = d
-            .dsa_strategy
-            .clone()
-            .unwrap_or_else(|| default_strategy(&split.name).to_string());
-        let make_dsa = |on: bool| -> Result<Option<Dsa>> {
-            if on {
-                Dsa::new(&strategy).map(Some).map_err(Error::Other)
-            } else {
-                Ok(None)
-            }
-        };
+        let (strategy, dsa) = dsa_of(&d, &split.name)?;
+        let make_dsa = |on: bool| -> Result<Option<Dsa>> { Ok(on.then(|| dsa.clone())) };
         let eval_cfg = EvalConfig {
-            train: TrainConfig {
-                epochs: e.epochs,
-                batch_size: e.batch_size,
-                lr: e.lr,
-                momentum: e.momentum,
-                weight_decay: e.weight_decay,
-                schedule: LrSchedule::Step {
-                    milestones: vec![e.epochs / 2 + 1],
-                    gamma: 0.1,
-                },
-            },
+            train: eval_train_config(&e),
             dsa: make_dsa(e.dsa)?,
             repeats: e.repeats,
         };
@@ -347,17 +374,7 @@ impl BackendJob for DistillJob<'_> {
                     };
                     let set = if m == Method::Dm {
                         Dm {
-                            cfg: DmConfig {
-                                iterations,
-                                lr_img: d.lr_img(),
-                                momentum: d.momentum,
-                                batch_real: d.batch_real,
-                                init: d.init,
-                                dsa: make_dsa(d.dsa)?,
-                                spec: base.clone(),
-                                pool: d.pool,
-                                around: None,
-                            },
+                            cfg: dm_config(&d, iterations, base.clone(), &dsa),
                         }
                         .distill(&split.train, d.ipc, &mut ctx)?
                     } else {

@@ -4,20 +4,17 @@
 //! client did each round), `metrics.csv` (accuracy and bytes per round) and
 //! `accuracy_vs_bytes.svg`.
 
-use super::distill::default_strategy;
+use super::distill::{dm_config, dsa_of, eval_train_config};
 use super::model_spec;
 use crate::data::partition::{class_counts, counts_csv, partition};
 use crate::data::{Dataset, Split};
 use crate::device::{worker_threads, BackendJob};
-use crate::distill::augment::Dsa;
-use crate::distill::DmConfig;
 use crate::error::{Error, Result};
 use crate::fed::engine::{run_rounds, EngineConfig, InProcess, Logs, Transport, WorkerPool};
 use crate::fed::strategy::{build, ClientState, Settings, StrategyKind};
 use crate::report::plot::{heatmap_svg, lines_svg};
 use crate::report::{write_atomic, CsvLog};
 use crate::scenario::{Loaded, Scenario};
-use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
 use std::path::Path;
@@ -46,42 +43,18 @@ pub fn settings(s: &Scenario, split: &Split) -> Result<Settings> {
     let d = s.distill_section();
     let e = s.eval_section();
     let spec = model_spec(s, split);
-    let strategy = d
-        .dsa_strategy
-        .clone()
-        .unwrap_or_else(|| default_strategy(&split.name).to_string());
-    let dsa = Dsa::new(&strategy).map_err(Error::Other)?;
+    let (_, dsa) = dsa_of(&d, &split.name)?;
     Ok(Settings {
         spec: spec.clone(),
         seed: s.seed,
         rounds: f.rounds,
         quantization: f.quantization,
         local: s.train_config(),
-        server: TrainConfig {
-            epochs: e.epochs,
-            batch_size: e.batch_size,
-            lr: e.lr,
-            momentum: e.momentum,
-            weight_decay: e.weight_decay,
-            schedule: LrSchedule::Step {
-                milestones: vec![e.epochs / 2 + 1],
-                gamma: 0.1,
-            },
-        },
+        server: eval_train_config(&e),
         dsa: e.dsa.then(|| dsa.clone()),
         ipc: f.ipc,
         distiller: f.distiller,
-        dm: DmConfig {
-            iterations: d.iterations.unwrap_or(1000),
-            lr_img: d.lr_img(),
-            momentum: d.momentum,
-            batch_real: d.batch_real,
-            init: d.init,
-            dsa: d.dsa.then_some(dsa),
-            spec,
-            pool: d.pool,
-            around: None,
-        },
+        dm: dm_config(&d, d.iterations.unwrap_or(1000), spec, &dsa),
         rho: f.rho as f32,
         embed_epochs: d.embed_epochs,
         dataset: split.name.clone(),
@@ -90,18 +63,25 @@ pub fn settings(s: &Scenario, split: &Split) -> Result<Settings> {
     })
 }
 
-/// Each client's partition of the training set (global labels), as the scenario's seed makes it.
-pub fn client_data(s: &Scenario, split: &Split) -> Result<Vec<Dataset>> {
+/// Each client's sample indices into the training set, as the scenario's seed makes them.
+fn client_indices(s: &Scenario, split: &Split) -> Result<Vec<Vec<usize>>> {
     let f = s.federated_section();
-    let parts = partition(
+    partition(
         &split.train.labels,
         split.train.num_classes(),
         f.clients,
         &f.partition,
         s.seed,
     )
-    .map_err(|m| Error::Other(format!("[federated] partition: {m}")))?;
-    Ok(parts.iter().map(|p| split.train.subset(p)).collect())
+    .map_err(|m| Error::Other(format!("[federated] partition: {m}")))
+}
+
+/// Each client's partition of the training set (global labels), as the scenario's seed makes it.
+pub fn client_data(s: &Scenario, split: &Split) -> Result<Vec<Dataset>> {
+    Ok(client_indices(s, split)?
+        .iter()
+        .map(|p| split.train.subset(p))
+        .collect())
 }
 
 /// The engine settings of a scenario.
@@ -138,19 +118,9 @@ impl BackendJob for FederatedJob<'_> {
         let s = &self.loaded.scenario;
         let f = s.federated_section();
         let split = self.split;
-        let data = client_data(s, split)?;
-        let counts = class_counts(
-            &split.train.labels,
-            split.train.num_classes(),
-            &partition(
-                &split.train.labels,
-                split.train.num_classes(),
-                f.clients,
-                &f.partition,
-                s.seed,
-            )
-            .map_err(Error::Other)?,
-        );
+        let parts = client_indices(s, split)?;
+        let data: Vec<Dataset> = parts.iter().map(|p| split.train.subset(p)).collect();
+        let counts = class_counts(&split.train.labels, split.train.num_classes(), &parts);
         write_atomic(
             &self.dir.join("partition.csv"),
             counts_csv(&counts).as_bytes(),
