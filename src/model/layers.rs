@@ -49,7 +49,15 @@ pub fn instance_norm<B: Backend>(
     let centered = flat - mean;
     let var = centered.clone().powi_scalar(2).mean_dim(2);
     let xhat = centered / (var + EPS).sqrt();
-    xhat.reshape([n, c, h, w]) * g.reshape([1, c, 1, 1]) + b.reshape([1, c, 1, 1])
+    xhat.reshape([n, c, h, w]) * per_channel(g, n) + per_channel(b, n)
+}
+
+/// A per-channel vector `[c]` laid out as a contiguous `[n, c, 1, 1]` tensor, so multiplying or
+/// adding it to `[n, c, h, w]` takes the CPU backend's per-row broadcast fast path (a `[1, c, 1, 1]`
+/// view walks an element-by-element strided iterator, several times slower).
+pub fn per_channel<B: Backend>(v: Tensor<B, 1>, n: usize) -> Tensor<B, 4> {
+    let [c] = v.dims();
+    v.reshape([1, c]).repeat_dim(0, n).reshape([n, c, 1, 1])
 }
 
 /// Layer norm over (C, H, W) per sample with element-wise affine of shape (C, H, W).

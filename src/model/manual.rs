@@ -3,7 +3,7 @@
 //! from ordinary differentiable ops, so an unrolled inner loop can run on one level of autodiff
 //! (BURN_NOTES.md "Hand-written backward"). Tests compare it with autodiff's gradient.
 
-use super::layers::{avg_pool2, conv3x3, linear};
+use super::layers::{avg_pool2, conv3x3, linear, per_channel};
 use super::{ConvNetSpec, Norm, Pooling};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
@@ -73,8 +73,7 @@ pub fn loss_and_grads<B: Backend>(
                 .sqrt()
                 .recip();
             let xhat = (centered * inv.clone()).reshape([n, c, h, w]);
-            let y = xhat.clone() * p[2].clone().reshape([1, c, 1, 1])
-                + p[3].clone().reshape([1, c, 1, 1]);
+            let y = xhat.clone() * per_channel(p[2].clone(), n) + per_channel(p[3].clone(), n);
             (y, Some((xhat, inv.reshape([n, c, 1, 1]))))
         } else {
             (z, None)
@@ -112,7 +111,7 @@ pub fn loss_and_grads<B: Backend>(
     for d in (0..spec.depth).rev() {
         let b = blocks.pop().expect("one per block");
         let p = &params[d * k..(d + 1) * k];
-        let [_, c, h, w] = b.y.dims();
+        let [n, c, h, w] = b.y.dims();
         let dr = match spec.pooling {
             Pooling::Avg => avg_pool2_backward(da, h, w),
             _ => da,
@@ -128,7 +127,7 @@ pub fn loss_and_grads<B: Backend>(
                         .reshape([c]),
                 );
                 grads[d * k + 3] = Some(dy.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]));
-                let dxhat = dy * p[2].clone().reshape([1, c, 1, 1]);
+                let dxhat = dy * per_channel(p[2].clone(), n);
                 let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
                 let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
                 (dxhat - m1 - xhat * m2) * inv
