@@ -74,12 +74,12 @@ fn one(width: usize, steps: usize, iters: usize, ipc: usize, manual: bool) {
         on_iteration: &mut on,
         resume: None,
     };
-    Mtt {
+    Mtt::new(
         cfg,
-        experts: Experts::Loaded(vec![Trajectory {
+        Experts::Loaded(vec![Trajectory {
             params: vec![p0, p1],
         }]),
-    }
+    )
     .distill(&d, ipc, &mut ctx)
     .expect("MTT runs");
     times.sort_by(|a, b| a.total_cmp(b));

@@ -70,6 +70,8 @@ pub enum Method {
     Dm,
     /// Matching training trajectories.
     Mtt,
+    /// SelMatch: MTT from a difficulty window with partial updates.
+    Selmatch,
     /// Random real images per class.
     Random,
     /// Herding in a ConvNet's embedding.
@@ -84,6 +86,7 @@ impl Method {
         match self {
             Method::Dm => "dm",
             Method::Mtt => "mtt",
+            Method::Selmatch => "selmatch",
             Method::Random => "random",
             Method::Herding => "herding",
             Method::Kcenter => "kcenter",
@@ -140,6 +143,21 @@ pub struct DistillSection {
     /// MTT: unroll with the hand-written ConvNet backward (one autodiff level) where supported;
     /// false: nested autodiff. Same gradient either way.
     pub hand_written_backward: bool,
+    /// SelMatch: the fraction of each class's images that is distilled (the easier ones).
+    pub alpha: f64,
+    /// SelMatch: the window start (skip `floor(ipc * beta)` hardest per class); absent: search
+    /// `beta_grid` and keep the window whose images train the best network.
+    pub beta: Option<f64>,
+    /// SelMatch: the window starts the search tries.
+    pub beta_grid: Vec<f64>,
+    /// SelMatch: evaluation networks trained on each candidate window.
+    pub window_repeats: usize,
+    /// SelMatch: difficulty scores computed in-house, `forgetting` or `el2n`.
+    pub difficulty: crate::distill::scores::ScoreKind,
+    /// SelMatch: epochs of the training run that scores difficulty.
+    pub difficulty_epochs: usize,
+    /// SelMatch: precomputed scores instead (CSV `index,score`, higher is harder).
+    pub scores_csv: Option<PathBuf>,
 }
 
 impl DistillSection {
@@ -147,6 +165,7 @@ impl DistillSection {
     pub fn iterations(&self) -> usize {
         self.iterations.unwrap_or(match self.method {
             Method::Mtt => 5000,
+            Method::Selmatch => 10000,
             Method::Dm => 20000,
             _ => 0,
         })
@@ -155,7 +174,7 @@ impl DistillSection {
     /// The image learning rate, or the method's reference default.
     pub fn lr_img(&self) -> f64 {
         self.lr_img.unwrap_or(match self.method {
-            Method::Mtt => 1000.0,
+            Method::Mtt | Method::Selmatch => 1000.0,
             _ => 1.0,
         })
     }
@@ -217,6 +236,13 @@ impl Default for DistillSection {
             lr_teacher: 0.01,
             batch_syn: None,
             hand_written_backward: true,
+            alpha: 0.5,
+            beta: None,
+            beta_grid: (0..10).map(|i| i as f64 / 10.0).collect(),
+            window_repeats: 1,
+            difficulty: crate::distill::scores::ScoreKind::Forgetting,
+            difficulty_epochs: 10,
+            scores_csv: None,
         }
     }
 }
@@ -442,6 +468,27 @@ pub struct EvalSection {
     /// Architectures: `convnet` (the `[model]` net), `convnet_bn`, `convnet_nonorm`,
     /// `convnet_maxpool`, `convnet_wide`, `mlp`.
     pub models: Vec<String>,
+    /// Learning-rate schedule: `step` (x0.1 at epochs / 2 + 1, the reference) or `cosine`
+    /// (to zero, SelMatch's evaluation).
+    pub schedule: EvalSchedule,
+    /// Train with a set's learned step size when it has one (MTT's evaluation); false: `lr`.
+    pub learned_lr: bool,
+    /// Plain augmentation of selected real images (SelMatch's combined augmentation): largest
+    /// shift in pixels.
+    pub plain_pad: usize,
+    /// Plain augmentation: mirror half of the images (default: yes, except for digits).
+    pub plain_flip: Option<bool>,
+}
+
+/// The evaluation's learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalSchedule {
+    /// x0.1 at epochs / 2 + 1.
+    #[default]
+    Step,
+    /// Cosine decay to zero.
+    Cosine,
 }
 
 impl Default for EvalSection {
@@ -455,6 +502,10 @@ impl Default for EvalSection {
             repeats: 5,
             dsa: true,
             models: vec!["convnet".into()],
+            schedule: EvalSchedule::Step,
+            learned_lr: true,
+            plain_pad: 4,
+            plain_flip: None,
         }
     }
 }
@@ -1147,7 +1198,38 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection, x: &Ex
         d.lr_img(),
         "a positive learning rate",
     );
-    if d.method == Method::Mtt {
+    if d.method == Method::Selmatch {
+        c.require(
+            (0.0..=1.0).contains(&d.alpha),
+            "distill",
+            "alpha",
+            d.alpha,
+            "a fraction in [0, 1]",
+        );
+        let betas_ok = d
+            .beta
+            .iter()
+            .chain(&d.beta_grid)
+            .all(|b| (0.0..=100.0).contains(b));
+        c.require(
+            betas_ok,
+            "distill",
+            "beta_grid",
+            format!("{:?} / {:?}", d.beta, d.beta_grid),
+            "window starts in [0, 100] (multiples of ipc)",
+        );
+        c.require(
+            d.beta.is_some() || !d.beta_grid.is_empty(),
+            "distill",
+            "beta_grid",
+            "[]",
+            "a beta or a non-empty grid",
+        );
+        if d.scores_csv.is_none() {
+            c.positive("distill", "difficulty_epochs", d.difficulty_epochs);
+        }
+    }
+    if matches!(d.method, Method::Mtt | Method::Selmatch) {
         c.positive("distill", "syn_steps", d.syn_steps);
         c.positive("distill", "expert_epochs", d.expert_epochs);
         c.positive("distill", "max_start_epoch", d.max_start_epoch);

@@ -2,7 +2,7 @@
 //! decay (PyTorch semantics), step or cosine learning-rate schedules, test accuracy.
 
 use crate::data::Dataset;
-use crate::distill::augment::Dsa;
+use crate::distill::augment::{BatchAug, Dsa};
 use crate::error::{Error, Result};
 use crate::model::layers::{cross_entropy, one_hot};
 use crate::model::{forward, Mode, Model};
@@ -215,6 +215,22 @@ pub fn train<AD: AutodiffBackend, R: Rng>(
     aug: Option<&Dsa>,
     rng: &mut R,
     device: &AD::Device,
+    on_step: impl FnMut(),
+    on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
+) -> Result<()> {
+    train_augmented::<AD, R, Dsa>(model, data, cfg, aug, rng, device, on_step, on_epoch)
+}
+
+/// [`train`] with any minibatch augmentation (for example SelMatch's combined augmentation,
+/// which treats selected and distilled rows differently).
+#[allow(clippy::too_many_arguments)]
+pub fn train_augmented<AD: AutodiffBackend, R: Rng, A: BatchAug>(
+    model: &mut Model<AD::InnerBackend>,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    aug: Option<&A>,
+    rng: &mut R,
+    device: &AD::Device,
     mut on_step: impl FnMut(),
     mut on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
 ) -> Result<()> {
@@ -231,9 +247,9 @@ pub fn train<AD: AutodiffBackend, R: Rng>(
         let mut batches = 0usize;
         for idx in order.chunks(cfg.batch_size.max(1)) {
             let x = match aug {
-                Some(dsa) => Tensor::from_inner(dsa.augment(
+                Some(a) => Tensor::from_inner(a.apply(
                     batch_images::<AD::InnerBackend>(data, idx, device),
-                    false,
+                    idx,
                     rng,
                 )),
                 None => batch_images::<AD>(data, idx, device),

@@ -278,6 +278,7 @@ fn sample_set() -> SyntheticSet {
         labels: vec![2, 0, 1],
         soft_labels: Some((0..9).map(|i| i as f32 / 9.0).collect()),
         syn_lr: Some(0.0123),
+        fixed: Some(vec![true, false, true]),
         provenance: Provenance {
             method: "dm".into(),
             ipc: 1,

@@ -114,12 +114,9 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
         }
         Ok(())
     };
-    let set = Mtt {
-        cfg: c.clone(),
-        experts: Experts::Loaded(experts.clone()),
-    }
-    .distill(&d, 2, &mut ctx(&mut on, None))
-    .unwrap();
+    let set = Mtt::new(c.clone(), Experts::Loaded(experts.clone()))
+        .distill(&d, 2, &mut ctx(&mut on, None))
+        .unwrap();
     // The starting set: the same real selection with the initial step size.
     let mut start = set.clone();
     let init = distillery::distill::Selection {
@@ -145,12 +142,9 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
 fn resumed_mtt_equals_the_uninterrupted_run() {
     let (d, experts) = setup();
     let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
-    let full = Mtt {
-        cfg: cfg(6),
-        experts: Experts::Loaded(experts.clone()),
-    }
-    .distill(&d, 2, &mut ctx(&mut none, None))
-    .unwrap();
+    let full = Mtt::new(cfg(6), Experts::Loaded(experts.clone()))
+        .distill(&d, 2, &mut ctx(&mut none, None))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("ck.safetensors");
     let mut stop = |it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
@@ -160,10 +154,7 @@ fn resumed_mtt_equals_the_uninterrupted_run() {
         }
         Ok(())
     };
-    let mtt = Mtt {
-        cfg: cfg(6),
-        experts: Experts::Loaded(experts),
-    };
+    let mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
     assert!(mtt
         .clone()
         .distill(&d, 2, &mut ctx(&mut stop, None))
@@ -184,13 +175,10 @@ fn experts_too_short_for_the_settings_are_an_error() {
     let mut c = cfg(3);
     c.max_start_epoch = 6;
     let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
-    let e = Mtt {
-        cfg: c,
-        experts: Experts::Loaded(experts),
-    }
-    .distill(&d, 2, &mut ctx(&mut none, None))
-    .unwrap_err()
-    .to_string();
+    let e = Mtt::new(c, Experts::Loaded(experts))
+        .distill(&d, 2, &mut ctx(&mut none, None))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("the experts have 6 epochs") && e.contains("need 7"),
         "{e}"

@@ -293,3 +293,101 @@ impl Draw {
         }
     }
 }
+
+/// Plain augmentation, torchvision's `RandomCrop(size, padding = pad)` then
+/// `RandomHorizontalFlip()`: an integer shift of up to `pad` pixels with zero fill and, when `flip`,
+/// a mirror with probability 1/2, both drawn per image and both applied (DSA applies one family).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plain {
+    /// Largest shift in pixels (4).
+    pub pad: usize,
+    /// Mirror half of the images (off for digits).
+    pub flip: bool,
+}
+
+impl Plain {
+    /// Shifts (and mirrors) every image of the batch with its own draw.
+    pub fn augment<B: Backend, R: Rng>(&self, x: Tensor<B, 4>, rng: &mut R) -> Tensor<B, 4> {
+        let n = x.dims()[0];
+        let p = self.pad as i64;
+        let shifts = (0..n)
+            .map(|_| (rng.random_range(-p..=p), rng.random_range(-p..=p)))
+            .collect();
+        let x = Draw::Crop(shifts).apply(x);
+        if self.flip {
+            Draw::Flip((0..n).map(|_| rng.random_bool(0.5)).collect()).apply(x)
+        } else {
+            x
+        }
+    }
+}
+
+/// SelMatch's combined augmentation: DSA on the distilled images and plain augmentation on the
+/// images selected from the real set (`fixed[i]` for training row `i`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Combined {
+    /// DSA for the distilled rows.
+    pub dsa: Dsa,
+    /// Plain augmentation for the selected rows.
+    pub plain: Plain,
+    /// Which training rows are selected real images.
+    pub fixed: Vec<bool>,
+}
+
+/// How a training minibatch is augmented: the trainer hands over the batch and its row indices.
+pub trait BatchAug {
+    /// The augmented batch (rows `rows` of the training set, in that order).
+    fn apply<B: Backend>(
+        &self,
+        x: Tensor<B, 4>,
+        rows: &[usize],
+        rng: &mut dyn rand::RngCore,
+    ) -> Tensor<B, 4>;
+}
+
+impl BatchAug for Dsa {
+    fn apply<B: Backend>(
+        &self,
+        x: Tensor<B, 4>,
+        _: &[usize],
+        rng: &mut dyn rand::RngCore,
+    ) -> Tensor<B, 4> {
+        let mut r = rng;
+        self.augment(x, false, &mut r)
+    }
+}
+
+impl BatchAug for Combined {
+    fn apply<B: Backend>(
+        &self,
+        x: Tensor<B, 4>,
+        rows: &[usize],
+        rng: &mut dyn rand::RngCore,
+    ) -> Tensor<B, 4> {
+        let mut r = rng;
+        let (sel, dis): (Vec<usize>, Vec<usize>) =
+            (0..rows.len()).partition(|&i| self.fixed.get(rows[i]).copied().unwrap_or(false));
+        if sel.is_empty() {
+            return self.dsa.augment(x, false, &mut r);
+        }
+        if dis.is_empty() {
+            return self.plain.augment(x, &mut r);
+        }
+        let device = x.device();
+        let take = |v: &[usize]| {
+            let idx: Vec<i64> = v.iter().map(|&i| i as i64).collect();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [v.len()]), &device)
+        };
+        let a = self
+            .dsa
+            .augment(x.clone().select(0, take(&dis)), false, &mut r);
+        let b = self.plain.augment(x.select(0, take(&sel)), &mut r);
+        // Back to the batch's row order: position p of the concatenation holds row order[p].
+        let order: Vec<usize> = dis.iter().chain(&sel).copied().collect();
+        let mut back = vec![0usize; order.len()];
+        for (p, &i) in order.iter().enumerate() {
+            back[i] = p;
+        }
+        Tensor::cat(vec![a, b], 0).select(0, take(&back))
+    }
+}

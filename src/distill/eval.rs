@@ -2,13 +2,13 @@
 //! on a synthetic set (SGD lr 0.01, momentum 0.9, weight decay 5e-4, lr x0.1 at half, batch 256,
 //! DSA with one draw per sample), test each on the real test set, report mean and std.
 
-use super::augment::Dsa;
+use super::augment::{Combined, Dsa, Plain};
 use super::step_seed;
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::Result;
 use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling};
-use crate::train::{evaluate, train, TrainConfig};
+use crate::train::{evaluate, train, train_augmented, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 
@@ -21,6 +21,9 @@ pub struct EvalConfig {
     pub dsa: Option<Dsa>,
     /// Number of fresh networks per architecture.
     pub repeats: usize,
+    /// SelMatch's combined augmentation: plain augmentation for the rows flagged in `fixed`
+    /// (selected real images), DSA for the others. None: DSA (or nothing) for every row.
+    pub combined: Option<(Plain, Vec<bool>)>,
 }
 
 /// The architectures of the cross-architecture table, by name.
@@ -71,16 +74,35 @@ pub fn evaluate_set<B: AutodiffBackend>(
     let run = |r: usize| -> Result<f64> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed ^ 0xe7a1, r as u64));
         let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
-        train::<B, _>(
-            &mut model,
-            set,
-            &cfg.train,
-            cfg.dsa.as_ref(),
-            &mut rng,
-            device,
-            &on_step,
-            |_, _, _| Ok(()),
-        )?;
+        match (&cfg.dsa, &cfg.combined) {
+            (Some(dsa), Some((plain, fixed))) => {
+                let aug = Combined {
+                    dsa: dsa.clone(),
+                    plain: plain.clone(),
+                    fixed: fixed.clone(),
+                };
+                train_augmented::<B, _, _>(
+                    &mut model,
+                    set,
+                    &cfg.train,
+                    Some(&aug),
+                    &mut rng,
+                    device,
+                    &on_step,
+                    |_, _, _| Ok(()),
+                )?
+            }
+            _ => train::<B, _>(
+                &mut model,
+                set,
+                &cfg.train,
+                cfg.dsa.as_ref(),
+                &mut rng,
+                device,
+                &on_step,
+                |_, _, _| Ok(()),
+            )?,
+        }
         Ok(evaluate(&mut model, test, 500, device).0)
     };
     par_map(cfg.repeats, run).into_iter().collect()

@@ -7,6 +7,8 @@ pub mod dm;
 pub mod eval;
 pub mod init;
 pub mod mtt;
+pub mod scores;
+pub mod selmatch;
 pub mod synthetic_set;
 pub mod tensor_file;
 pub mod trajectory;

@@ -85,6 +85,24 @@ pub struct Mtt {
     pub cfg: MttConfig,
     /// The experts (each with at least `max_start_epoch - 1 + expert_epochs` epochs).
     pub experts: Experts,
+    /// Training-set indices of the starting images (grouped by class, `ipc` each), instead of
+    /// `cfg.init` (SelMatch's selection-based initialisation).
+    pub start: Option<Vec<usize>>,
+    /// Which images the matching updates (SelMatch's partial update); None: all of them. The
+    /// loss is always computed on the whole set.
+    pub trainable: Option<Vec<bool>>,
+}
+
+impl Mtt {
+    /// Plain MTT over `experts`: `cfg.init` start, every image updated.
+    pub fn new(cfg: MttConfig, experts: Experts) -> Self {
+        Mtt {
+            cfg,
+            experts,
+            start: None,
+            trainable: None,
+        }
+    }
 }
 
 /// What one iteration draws: the expert, the start epoch and the inner minibatches.
@@ -223,8 +241,23 @@ impl Distiller for Mtt {
     ) -> Result<SyntheticSet> {
         self.check_experts()?;
         let start = starting_checkpoint(data, ipc, ctx, |ctx| {
-            let mut ck =
-                initial_checkpoint(data, ipc, self.cfg.init, &self.cfg.spec, None, "mtt", ctx)?;
+            let mut ck = match &self.start {
+                Some(idx) => {
+                    let set = SyntheticSet::from_dataset(
+                        &data.subset(idx),
+                        ctx.provenance(data, "mtt", ipc, 0),
+                    );
+                    let momentum = vec![0.0; set.images.len()];
+                    Checkpoint {
+                        set,
+                        momentum,
+                        lr_momentum: 0.0,
+                    }
+                }
+                None => {
+                    initial_checkpoint(data, ipc, self.cfg.init, &self.cfg.spec, None, "mtt", ctx)?
+                }
+            };
             ck.set.syn_lr = Some(self.cfg.lr_init as f32);
             Ok(ck)
         })?;
@@ -242,6 +275,22 @@ impl Distiller for Mtt {
             TensorData::new(start.momentum.clone(), shape),
             &device,
         );
+        let mask = match &self.trainable {
+            Some(t) if t.len() != n => {
+                return Err(Error::Other(format!(
+                    "{} update flags for {n} synthetic images",
+                    t.len()
+                )))
+            }
+            Some(t) => {
+                let v: Vec<f32> = t.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+                Some(Tensor::<B::InnerBackend, 4>::from_data(
+                    TensorData::new(v, [n, 1, 1, 1]),
+                    &device,
+                ))
+            }
+            None => None,
+        };
         let mut syn_lr = start.set.syn_lr.unwrap_or(self.cfg.lr_init as f32);
         let mut lr_mom = start.lr_momentum;
         let cfg = &self.cfg;
@@ -257,6 +306,11 @@ impl Distiller for Mtt {
                     it + 1
                 )));
             }
+            // Partial update: fixed images get no gradient, so they never move.
+            let gx = match &mask {
+                Some(m) => gx * m.clone(),
+                None => gx,
+            };
             mom = mom * cfg.momentum + gx;
             images = images - mom.clone() * cfg.lr_img;
             lr_mom = lr_mom * cfg.momentum as f32 + glr;

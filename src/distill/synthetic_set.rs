@@ -48,6 +48,9 @@ pub struct SyntheticSet {
     pub soft_labels: Option<Vec<f32>>,
     /// Optional learned step size (trajectory matching).
     pub syn_lr: Option<f32>,
+    /// Which images are real images kept as selected (SelMatch's D_select, never distilled);
+    /// evaluation augments those plainly. None: all images are of one kind.
+    pub fixed: Option<Vec<bool>>,
     /// Where it came from.
     pub provenance: Provenance,
 }
@@ -64,6 +67,7 @@ impl SyntheticSet {
             labels: data.labels.clone(),
             soft_labels: None,
             syn_lr: None,
+            fixed: None,
             provenance,
         }
     }
@@ -124,6 +128,16 @@ impl SyntheticSet {
         }
         if let Some(lr) = self.syn_lr {
             owned.push(("syn_lr".into(), Dtype::F32, vec![1], f32_bytes(&[lr])));
+        }
+        if let Some(f) = &self.fixed {
+            if f.len() != n {
+                return Err(Error::Other(format!(
+                    "synthetic set: {} selected-image flags for {n} images",
+                    f.len()
+                )));
+            }
+            let v: Vec<f32> = f.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
+            owned.push(("fixed".into(), Dtype::F32, vec![n], f32_bytes(&v)));
         }
         for (name, shape, v) in extras {
             owned.push((name.clone(), Dtype::F32, shape.clone(), f32_bytes(v)));
@@ -229,7 +243,19 @@ impl SyntheticSet {
             Ok(_) => Some(f32s("syn_lr")?.1.first().copied().unwrap_or(f32::NAN)),
             Err(_) => None,
         };
-        let known = ["images", "labels", "soft_labels", "syn_lr"];
+        let fixed = match st.tensor("fixed") {
+            Ok(_) => {
+                let (s, v) = f32s("fixed")?;
+                if s != [n] || v.iter().any(|&x| x != 0.0 && x != 1.0) {
+                    return Err(format!(
+                        "`fixed` must be [{n}] zeros and ones, got shape {s:?}"
+                    ));
+                }
+                Some(v.iter().map(|&x| x == 1.0).collect())
+            }
+            Err(_) => None,
+        };
+        let known = ["images", "labels", "soft_labels", "syn_lr", "fixed"];
         let mut extras = Vec::new();
         let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
         names.sort();
@@ -246,6 +272,7 @@ impl SyntheticSet {
                 labels,
                 soft_labels,
                 syn_lr,
+                fixed,
                 provenance,
             },
             extras,

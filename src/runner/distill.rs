@@ -5,7 +5,7 @@
 use super::{model_spec, progress};
 use crate::data::Split;
 use crate::device::BackendJob;
-use crate::distill::augment::{Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
+use crate::distill::augment::{Dsa, Plain, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
 use crate::distill::mtt::{Mtt, MttConfig};
 use crate::distill::trajectory::{train_experts, Experts, Manifest};
@@ -13,7 +13,7 @@ use crate::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selecti
 use crate::error::{Error, Result};
 use crate::model::{ConvNetSpec, ModelSpec};
 use crate::report::{mean_std, CsvLog};
-use crate::scenario::{Loaded, Method};
+use crate::scenario::{EvalSchedule, Loaded, Method};
 use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::json;
@@ -47,9 +47,12 @@ pub fn eval_train_config(e: &crate::scenario::EvalSection) -> TrainConfig {
         lr: e.lr,
         momentum: e.momentum,
         weight_decay: e.weight_decay,
-        schedule: LrSchedule::Step {
-            milestones: vec![e.epochs / 2 + 1],
-            gamma: 0.1,
+        schedule: match e.schedule {
+            EvalSchedule::Step => LrSchedule::Step {
+                milestones: vec![e.epochs / 2 + 1],
+                gamma: 0.1,
+            },
+            EvalSchedule::Cosine => LrSchedule::Cosine { min_factor: 0.0 },
         },
     }
 }
@@ -75,11 +78,21 @@ pub fn dm_config(
 }
 
 /// The evaluation settings for `set`: its learned step size as the learning rate, if it has
-/// one (as the MTT reference evaluates).
-fn eval_config(base: &EvalConfig, set: &SyntheticSet) -> EvalConfig {
+/// one and `learned_lr` (as the MTT reference evaluates), and combined augmentation when it
+/// holds selected real images.
+fn eval_config(
+    base: &EvalConfig,
+    set: &SyntheticSet,
+    learned_lr: bool,
+    plain: &Plain,
+) -> EvalConfig {
     let mut c = base.clone();
-    if let Some(lr) = set.syn_lr {
+    if let (Some(lr), true) = (set.syn_lr, learned_lr) {
         c.train.lr = lr as f64;
+    }
+    // SelMatch's combined augmentation: plain for the selected real images, DSA for the rest.
+    if let Some(f) = &set.fixed {
+        c.combined = Some((plain.clone(), f.clone()));
     }
     c
 }
@@ -188,6 +201,13 @@ impl BackendJob for DistillJob<'_> {
             train: eval_train_config(&e),
             dsa: make_dsa(e.dsa)?,
             repeats: e.repeats,
+            combined: None,
+        };
+        let plain = Plain {
+            pad: e.plain_pad,
+            flip: e
+                .plain_flip
+                .unwrap_or(default_strategy(&split.name) != STRATEGY_DIGITS),
         };
         let iterations = d.iterations();
         let experts_only = s.kind == crate::scenario::Kind::Experts;
@@ -209,10 +229,11 @@ impl BackendJob for DistillJob<'_> {
         };
         let n_syn = split.train.num_classes() * d.ipc;
         let per_net = e.epochs * n_syn.div_ceil(e.batch_size);
-        let optimises = matches!(d.method, Method::Dm | Method::Mtt) && !experts_only;
+        let optimises =
+            matches!(d.method, Method::Dm | Method::Mtt | Method::Selmatch) && !experts_only;
         let distill_steps = if optimises { iterations } else { 0 };
         let x = s.experts_section();
-        let needs_experts = experts_only || (d.method == Method::Mtt);
+        let needs_experts = experts_only || matches!(d.method, Method::Mtt | Method::Selmatch);
         let expert_steps = if needs_experts {
             x.count * x.epochs * split.train.len().div_ceil(x.batch_size)
         } else {
@@ -303,7 +324,7 @@ impl BackendJob for DistillJob<'_> {
                 .dir
                 .join(format!("{}.checkpoint.safetensors", m.name()));
             let set = match m {
-                Method::Dm | Method::Mtt => {
+                Method::Dm | Method::Mtt | Method::Selmatch => {
                     let resume = if self.resuming && ck_path.exists() {
                         let ck = Checkpoint::load(&ck_path)?;
                         pb.inc(ck.set.provenance.iterations as u64);
@@ -318,6 +339,22 @@ impl BackendJob for DistillJob<'_> {
                         None
                     };
                     let first = resume.as_ref().map_or(0, |c| c.set.provenance.iterations);
+                    // SelMatch: the window (scores cached, beta searched) and the partial-update mask.
+                    let selection = if m == Method::Selmatch {
+                        let te = Instant::now();
+                        let sel = self.selmatch_window::<B>(
+                            &eval_cfg,
+                            &plain,
+                            &models[0].1,
+                            &mut log,
+                            &started,
+                            &device,
+                        )?;
+                        mid_eval_secs += te.elapsed().as_secs_f64();
+                        Some(sel)
+                    } else {
+                        None
+                    };
                     let (first_model, first_spec) = (&models[0].0, &models[0].1);
                     let mut on_iter = |it: usize,
                                        loss: f64,
@@ -348,7 +385,7 @@ impl BackendJob for DistillJob<'_> {
                                 &ck.set.to_dataset(),
                                 &split.test,
                                 first_spec,
-                                &eval_config(&eval_cfg, &ck.set),
+                                &eval_config(&eval_cfg, &ck.set, e.learned_lr, &plain),
                                 s.seed,
                                 &device,
                                 || pb.inc(1),
@@ -378,7 +415,11 @@ impl BackendJob for DistillJob<'_> {
                         }
                         .distill(&split.train, d.ipc, &mut ctx)?
                     } else {
-                        Mtt {
+                        let (start, trainable) = match &selection {
+                            Some((idx, mask)) => (Some(idx.clone()), Some(mask.clone())),
+                            None => (None, None),
+                        };
+                        let mut set = Mtt {
                             cfg: MttConfig {
                                 iterations,
                                 syn_steps: d.syn_steps,
@@ -395,8 +436,15 @@ impl BackendJob for DistillJob<'_> {
                                 hand_written: d.hand_written_backward,
                             },
                             experts: experts.clone().unwrap_or(Experts::Loaded(Vec::new())),
+                            start,
+                            trainable,
                         }
-                        .distill(&split.train, d.ipc, &mut ctx)?
+                        .distill(&split.train, d.ipc, &mut ctx)?;
+                        if let Some((_, mask)) = &selection {
+                            set.fixed = Some(mask.iter().map(|&t| !t).collect());
+                            set.provenance.method = m.name().into();
+                        }
+                        set
                     };
                     iters_timed += iterations.saturating_sub(first);
                     set
@@ -439,6 +487,8 @@ impl BackendJob for DistillJob<'_> {
         let mut results = serde_json::Map::new();
         let mut report = Vec::new();
         let mut headline = (f64::NAN, f64::NAN);
+        // The learned step size each trajectory-matching set was evaluated with.
+        let mut syn_lrs = serde_json::Map::new();
         for (m, set) in &sets {
             let mut per_model = serde_json::Map::new();
             let data = set.to_dataset();
@@ -447,7 +497,7 @@ impl BackendJob for DistillJob<'_> {
                     &data,
                     &split.test,
                     spec,
-                    &eval_config(&eval_cfg, set),
+                    &eval_config(&eval_cfg, set, e.learned_lr, &plain),
                     s.seed,
                     &device,
                     || pb.inc(1),
@@ -481,6 +531,9 @@ impl BackendJob for DistillJob<'_> {
                     json!({ "test_acc": accs, "mean": mu, "std": sd }),
                 );
             }
+            if let Some(lr) = set.syn_lr {
+                syn_lrs.insert(m.name().to_string(), json!(lr));
+            }
             results.insert(m.name().to_string(), serde_json::Value::Object(per_model));
         }
         pb.finish_and_clear();
@@ -502,6 +555,7 @@ impl BackendJob for DistillJob<'_> {
             "dsa_strategy": strategy,
             "eval": e,
             "results": results,
+            "syn_lr": syn_lrs,
             "report": report,
             "test_acc_mean": headline.0,
             "test_acc_std": headline.1,

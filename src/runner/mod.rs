@@ -5,6 +5,7 @@
 mod continual;
 mod distill;
 pub mod federated;
+mod selmatch;
 
 pub use continual::build_stream;
 

@@ -1,0 +1,120 @@
+//! SelMatch's selection step inside a distill run: difficulty scores (from a CSV, the cache, or a
+//! training run), the beta search over windows (every window's accuracy to `windows.csv`), and
+//! the chosen window with its partial-update mask.
+
+use super::distill::DistillJob;
+use crate::distill::augment::Plain;
+use crate::distill::difficulty::window_select;
+use crate::distill::eval::{evaluate_set, EvalConfig};
+use crate::distill::scores;
+use crate::distill::selmatch::{distilled_mask, search_beta};
+use crate::error::{Error, Result};
+use crate::model::ModelSpec;
+use crate::report::CsvLog;
+use crate::train::TrainConfig;
+use burn::tensor::backend::AutodiffBackend;
+use std::time::Instant;
+
+impl DistillJob<'_> {
+    /// The SelMatch window (training-set indices, grouped by class, hardest first) and which of
+    /// its images are distilled. Scores: `scores_csv`, else computed once and cached under
+    /// `<results>/scores/`. Beta: the scenario's, else the best of `beta_grid` (every window is
+    /// trained on with the evaluation protocol, plain augmentation, `window_repeats` networks).
+    pub(super) fn selmatch_window<B: AutodiffBackend>(
+        &self,
+        eval: &EvalConfig,
+        plain: &Plain,
+        spec: &ModelSpec,
+        log: &mut CsvLog,
+        started: &Instant,
+        device: &B::Device,
+    ) -> Result<(Vec<usize>, Vec<bool>)> {
+        let s = &self.loaded.scenario;
+        let d = s.distill_section();
+        let train = &self.split.train;
+        let k = train.num_classes();
+        let scores = match &d.scores_csv {
+            Some(p) => scores::load_csv(&self.loaded.resolve(p), train.len())?,
+            None => {
+                let m = &s.model;
+                let file = format!(
+                    "{}-{}-{:?}-w{}-d{}-e{}-s{}.csv",
+                    self.split.name,
+                    d.difficulty.name(),
+                    m.arch,
+                    m.width,
+                    m.depth,
+                    d.difficulty_epochs,
+                    s.seed
+                );
+                let path = self.experts_root.with_file_name("scores").join(file);
+                if !self.quiet {
+                    eprintln!("difficulty scores: {}", path.display());
+                }
+                let cfg = TrainConfig {
+                    batch_size: 256,
+                    ..TrainConfig::reference(d.difficulty_epochs)
+                };
+                scores::cached(&path, train.len(), || {
+                    scores::compute::<B>(train, spec, d.difficulty, &cfg, s.seed, device, |_| {})
+                })?
+            }
+        };
+        let labels = &train.labels;
+        let beta = match d.beta {
+            Some(b) => b,
+            None => {
+                let path = self.dir.join("windows.csv");
+                let mut rows = CsvLog::create(&path, &["beta", "repeat", "test_acc"])?;
+                let cfg = EvalConfig {
+                    repeats: d.window_repeats.max(1),
+                    combined: None,
+                    ..eval.clone()
+                };
+                let (best, all) =
+                    search_beta(labels, &scores, k, d.ipc, &d.beta_grid, |beta, idx| {
+                        let window = train.subset(idx);
+                        // Real images only: plain augmentation for all of them.
+                        let cfg = EvalConfig {
+                            combined: Some((plain.clone(), vec![true; window.len()])),
+                            ..cfg.clone()
+                        };
+                        let accs = evaluate_set::<B>(
+                            &window,
+                            &self.split.test,
+                            spec,
+                            &cfg,
+                            s.seed,
+                            device,
+                            || {},
+                        )?;
+                        for (r, a) in accs.iter().enumerate() {
+                            rows.row(&[format!("{beta}"), r.to_string(), format!("{a:.6}")])?;
+                            log.row(&[
+                                "window".to_string(),
+                                "selmatch".into(),
+                                "convnet".into(),
+                                format!("{beta}"),
+                                r.to_string(),
+                                String::new(),
+                                format!("{a:.6}"),
+                                format!("{:.3}", started.elapsed().as_secs_f64()),
+                            ])?;
+                        }
+                        if !self.quiet {
+                            let mu = accs.iter().sum::<f64>() / accs.len().max(1) as f64;
+                            eprintln!("window beta {beta:.2}: test acc {mu:.4}");
+                        }
+                        Ok(accs)
+                    })?;
+                if !self.quiet {
+                    eprintln!("SelMatch window: beta {best} of {} tried", all.len());
+                }
+                best
+            }
+        };
+        let idx = window_select(labels, &scores, k, d.ipc, beta)
+            .map_err(|e| Error::Other(format!("SelMatch window at beta {beta}: {e}")))?;
+        Ok((idx, distilled_mask(k, d.ipc, d.alpha)))
+    }
+}

@@ -1,0 +1,354 @@
+//! SelMatch: partial updates (alpha = 0 never changes the set, alpha = 1 is MTT's update, in
+//! between only the easier images move), the distilled/selected split, the beta search, combined
+//! augmentation, difficulty-score files, and a whole scenario run.
+
+use burn::backend::{Autodiff, Flex};
+use burn::prelude::*;
+use distillery::data::{self, Dataset};
+use distillery::distill::augment::{BatchAug, Combined, Dsa, Plain};
+use distillery::distill::mtt::{Mtt, MttConfig};
+use distillery::distill::scores::{self, ScoreKind};
+use distillery::distill::selmatch::{distilled_mask, distilled_per_class, search_beta};
+use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
+use distillery::distill::{Checkpoint, Ctx, Distiller, SyntheticSet};
+use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
+use distillery::train::{LrSchedule, TrainConfig};
+use rand::SeedableRng;
+
+type AD = Autodiff<Flex>;
+
+fn spec() -> ModelSpec {
+    ModelSpec::ConvNet(ConvNetSpec {
+        input: [1, 8, 8],
+        num_classes: 3,
+        width: 8,
+        depth: 2,
+        norm: Norm::Instance,
+        pooling: Pooling::Avg,
+    })
+}
+
+fn setup() -> (Dataset, Vec<Trajectory>) {
+    let mut d = data::synthetic::generate(150, [1, 8, 8], 3, 0.4, 3);
+    let norm = d.channel_stats();
+    d.normalize(&norm);
+    let m = Manifest {
+        spec: spec(),
+        dataset: "synthetic".into(),
+        train_images: d.len(),
+        train: TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            lr: 0.05,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+        },
+        dsa: None,
+        seed: 1,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Default::default();
+    train_experts::<AD>(&d, &m, None, 1, dir.path(), &dev, || {}, |_| Ok(())).unwrap();
+    let t = Trajectory::load(&m.spec, 3, &expert_path(dir.path(), 0)).unwrap();
+    (d, vec![t])
+}
+
+fn cfg() -> MttConfig {
+    MttConfig {
+        iterations: 4,
+        syn_steps: 3,
+        expert_epochs: 1,
+        max_start_epoch: 2,
+        lr_img: 100.0,
+        lr_lr: 1e-4,
+        lr_init: 0.05,
+        ..MttConfig::reference(spec(), Some(Dsa::new("color_crop").unwrap()))
+    }
+}
+
+/// Runs MTT from the first `ipc` images of each class with update flags `trainable`.
+fn run(
+    d: &Dataset,
+    experts: &[Trajectory],
+    ipc: usize,
+    trainable: Option<Vec<bool>>,
+) -> SyntheticSet {
+    let start: Vec<usize> = d
+        .class_indices()
+        .iter()
+        .flat_map(|c| c[..ipc].to_vec())
+        .collect();
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut ctx = Ctx::<AD> {
+        device: Default::default(),
+        seed: 2,
+        dataset: "synthetic".into(),
+        normalization: None,
+        on_iteration: &mut none,
+        resume: None,
+    };
+    Mtt {
+        cfg: cfg(),
+        experts: Experts::Loaded(experts.to_vec()),
+        start: Some(start),
+        trainable,
+    }
+    .distill(d, ipc, &mut ctx)
+    .unwrap()
+}
+
+#[test]
+fn partial_updates_move_only_the_distilled_images() {
+    let (d, experts) = setup();
+    let ipc = 4;
+    let start: Vec<usize> = d
+        .class_indices()
+        .iter()
+        .flat_map(|c| c[..ipc].to_vec())
+        .collect();
+    let original = d.subset(&start).images;
+    let l = d.image_len();
+    // alpha = 0: nothing is distilled, the set never changes.
+    let frozen = run(&d, &experts, ipc, Some(distilled_mask(3, ipc, 0.0)));
+    assert_eq!(frozen.images, original);
+    // alpha = 1 is exactly MTT's update of the whole set.
+    let all = run(&d, &experts, ipc, Some(distilled_mask(3, ipc, 1.0)));
+    let plain = run(&d, &experts, ipc, None);
+    assert_eq!(all.images, plain.images);
+    assert_ne!(all.images, original);
+    // alpha = 0.5: per class the first (hardest) two stay, the other two move.
+    let half = run(&d, &experts, ipc, Some(distilled_mask(3, ipc, 0.5)));
+    for i in 0..3 * ipc {
+        let (a, b) = (
+            &half.images[i * l..(i + 1) * l],
+            &original[i * l..(i + 1) * l],
+        );
+        if i % ipc < 2 {
+            assert_eq!(a, b, "selected image {i} moved");
+        } else {
+            assert_ne!(a, b, "distilled image {i} did not move");
+        }
+    }
+}
+
+#[test]
+fn the_split_follows_the_reference_counts() {
+    // cpc = floor(ipc * alpha) distilled per class, the harder ipc - cpc first.
+    assert_eq!(distilled_per_class(10, 0.6), 6);
+    assert_eq!(distilled_per_class(250, 0.6), 150);
+    assert_eq!(distilled_per_class(5, 0.3), 1);
+    let m = distilled_mask(2, 5, 0.6);
+    assert_eq!(
+        m,
+        vec![false, false, true, true, true, false, false, true, true, true]
+    );
+}
+
+#[test]
+fn the_beta_search_keeps_the_best_window_and_scores_every_fitting_one() {
+    // 2 classes x 10 samples; score = index, so class c's ranking is its indices descending.
+    let labels: Vec<usize> = (0..20).map(|i| i % 2).collect();
+    let scores: Vec<f64> = (0..20).map(|i| i as f64).collect();
+    let mut seen = Vec::new();
+    let (best, rows) = search_beta(
+        &labels,
+        &scores,
+        2,
+        3,
+        &[0.0, 1.0, 2.0, 3.0],
+        |beta, idx| {
+            seen.push((beta, idx.to_vec()));
+            // A made-up accuracy peaking at beta = 1.
+            Ok(vec![1.0 - (beta - 1.0).abs() * 0.1])
+        },
+    )
+    .unwrap();
+    assert_eq!(best, 1.0);
+    // beta = 3 skips 9 of a class's 10: the window does not fit and is skipped.
+    assert_eq!(rows.len(), 3);
+    // beta = 1 skips the 3 hardest (highest index) of each class and takes the next 3.
+    assert_eq!(seen[1].1, vec![12, 10, 8, 13, 11, 9]);
+    assert!(search_beta(&labels, &scores, 2, 3, &[5.0], |_, _| Ok(vec![1.0])).is_err());
+}
+
+#[test]
+fn combined_augmentation_treats_selected_and_distilled_rows_apart() {
+    let dev = Default::default();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let v: Vec<f32> = (0..6 * 16).map(|i| (i as f32 * 0.7).sin()).collect();
+    let x = Tensor::<Flex, 4>::from_data(TensorData::new(v.clone(), [6, 1, 4, 4]), &dev);
+    // Plain augmentation with no shift and no flip is the identity, DSA colour never is.
+    let aug = Combined {
+        dsa: Dsa::new("color").unwrap(),
+        plain: Plain {
+            pad: 0,
+            flip: false,
+        },
+        fixed: vec![
+            true, false, true, false, false, true, false, false, false, false,
+        ],
+    };
+    // Batch rows are training rows 5, 1, 0, 3, 2, 4.
+    let rows = [5, 1, 0, 3, 2, 4];
+    let out = aug
+        .apply(x, &rows, &mut rng)
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap();
+    for (p, &r) in rows.iter().enumerate() {
+        let (a, b) = (&out[p * 16..(p + 1) * 16], &v[p * 16..(p + 1) * 16]);
+        if aug.fixed[r] {
+            assert_eq!(a, b, "selected row {r} (batch position {p}) was changed");
+        } else {
+            assert_ne!(a, b, "distilled row {r} (batch position {p}) got no DSA");
+        }
+    }
+    // A shift by up to 1 px with zero fill: every output pixel is 0 or an input pixel.
+    let shift = Plain { pad: 1, flip: true };
+    let y = Tensor::<Flex, 4>::from_data(TensorData::new(v.clone(), [6, 1, 4, 4]), &dev);
+    let out = shift
+        .augment(y, &mut rng)
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap();
+    assert!(out.iter().all(|o| *o == 0.0 || v.contains(o)));
+    assert_ne!(out, v);
+}
+
+#[test]
+fn score_files_round_trip_and_bad_ones_are_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s.csv");
+    scores::save_csv(&p, &[0.5, 2.0, -1.0]).unwrap();
+    assert_eq!(scores::load_csv(&p, 3).unwrap(), vec![0.5, 2.0, -1.0]);
+    for (text, needle) in [
+        ("index,score\n0,1\n1,2\n", "no score for sample 2"),
+        ("0,1\n1,2\n1,3\n", "appears twice"),
+        ("0,1\n1,nan\n2,3\n", "not finite"),
+        ("0,1\n7,2\n2,3\n", "outside the 3"),
+        ("0,1\n1,x\n2,3\n", "expected `index,score`"),
+    ] {
+        std::fs::write(&p, text).unwrap();
+        let e = scores::load_csv(&p, 3).unwrap_err().to_string();
+        assert!(e.contains(needle) && e.contains("s.csv"), "{text:?}: {e}");
+    }
+    // The cache computes once, then reads the file.
+    let c = dir.path().join("cache/c.csv");
+    let first = scores::cached(&c, 2, || Ok(vec![3.0, 4.0])).unwrap();
+    let again = scores::cached(&c, 2, || panic!("recomputed")).unwrap();
+    assert_eq!(first, again);
+}
+
+#[test]
+fn forgetting_and_el2n_scores_rank_mislabelled_samples_hard() {
+    // Well-separated classes with 10 labels flipped: those samples are the hard ones.
+    let mut d = data::synthetic::generate(120, [1, 8, 8], 3, 0.2, 5);
+    let norm = d.channel_stats();
+    d.normalize(&norm);
+    let flipped: Vec<usize> = (0..10).map(|i| i * 12).collect();
+    for &i in &flipped {
+        d.labels[i] = (d.labels[i] + 1) % 3;
+    }
+    let cfg = TrainConfig {
+        batch_size: 16,
+        lr: 0.05,
+        ..TrainConfig::reference(8)
+    };
+    for kind in [ScoreKind::Forgetting, ScoreKind::El2n] {
+        let s =
+            scores::compute::<AD>(&d, &spec(), kind, &cfg, 0, &Default::default(), |_| {}).unwrap();
+        assert_eq!(s.len(), d.len());
+        let mean = |idx: &mut dyn Iterator<Item = usize>| {
+            let v: Vec<f64> = idx.map(|i| s[i]).collect();
+            v.iter().sum::<f64>() / v.len() as f64
+        };
+        let hard = mean(&mut flipped.iter().copied());
+        let rest = mean(&mut (0..d.len()).filter(|i| !flipped.contains(i)));
+        assert!(
+            hard > 2.0 * rest,
+            "{kind:?}: flipped {hard:.3} vs rest {rest:.3}"
+        );
+    }
+}
+
+#[test]
+fn selmatch_scenario_searches_the_window_and_keeps_the_selected_images() {
+    let text = r#"
+name = "tiny-selmatch"
+kind = "distill"
+seed = 4
+[data]
+source = "synthetic"
+train = 150
+test = 90
+size = 8
+classes = 3
+[model]
+width = 8
+depth = 2
+[experts]
+count = 1
+epochs = 3
+lr = 0.05
+batch_size = 32
+[distill]
+method = "selmatch"
+ipc = 4
+iterations = 3
+syn_steps = 3
+expert_epochs = 1
+max_start_epoch = 2
+lr_img = 100.0
+lr_lr = 1e-4
+lr_teacher = 0.05
+alpha = 0.5
+beta_grid = [0.0, 1.0, 2.0]
+difficulty = "forgetting"
+difficulty_epochs = 3
+baselines = ["random"]
+[eval]
+epochs = 20
+batch_size = 16
+repeats = 1
+"#;
+    let root = tempfile::tempdir().unwrap();
+    let opts = distillery::runner::RunOptions {
+        results_root: root.path().to_path_buf(),
+        quiet: true,
+    };
+    let l = distillery::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
+    let out = distillery::runner::run(&l, &opts).unwrap();
+    let windows = std::fs::read_to_string(out.dir.join("windows.csv")).unwrap();
+    assert_eq!(windows.lines().count(), 1 + 3, "{windows}");
+    let set = SyntheticSet::load(&out.dir.join("selmatch.safetensors")).unwrap();
+    let fixed = set.fixed.clone().expect("selected flags");
+    assert_eq!(
+        fixed,
+        distilled_mask(3, 4, 0.5)
+            .iter()
+            .map(|t| !t)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(set.provenance.method, "selmatch");
+    // The selected images are real training images, untouched.
+    let train = out_train_images(&l);
+    let len = 64;
+    for i in (0..12).filter(|&i| fixed[i]) {
+        let img = &set.images[i * len..(i + 1) * len];
+        assert!(
+            train.chunks_exact(len).any(|t| t == img),
+            "selected image {i} is not a training image"
+        );
+    }
+    let scores_dir = root.path().join("scores");
+    assert_eq!(std::fs::read_dir(&scores_dir).unwrap().count(), 1);
+    let acc = out.summary["results"]["selmatch"]["convnet"]["mean"]
+        .as_f64()
+        .unwrap();
+    assert!(acc > 0.6, "selmatch: {acc} (chance is 1/3)");
+}
+
+fn out_train_images(l: &distillery::scenario::Loaded) -> Vec<f32> {
+    distillery::runner::load_data(l).unwrap().train.images
+}
