@@ -478,6 +478,12 @@ pub struct EvalSection {
     pub plain_pad: usize,
     /// Plain augmentation: mirror half of the images (default: yes, except for digits).
     pub plain_flip: Option<bool>,
+    /// Report every set's coverage (SelMatch's diagnostic) in the summary.
+    pub coverage: bool,
+    /// Epochs the coverage network trains on the real data.
+    pub coverage_epochs: usize,
+    /// Real training samples (a seeded random subset) that set the coverage radius.
+    pub coverage_sample: usize,
 }
 
 /// The evaluation's learning-rate schedule.
@@ -506,6 +512,9 @@ impl Default for EvalSection {
             learned_lr: true,
             plain_pad: 4,
             plain_flip: None,
+            coverage: true,
+            coverage_epochs: 1,
+            coverage_sample: 2000,
         }
     }
 }
@@ -1287,12 +1296,18 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection, x: &Ex
             c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
         }
     }
-    if d.baselines.contains(&Method::Dm) || d.baselines.contains(&Method::Mtt) {
+    // Plain MTT may stand beside SelMatch (same experts, settings and iterations).
+    let optimising_baseline = d.baselines.iter().any(|b| match b {
+        Method::Dm | Method::Selmatch => true,
+        Method::Mtt => d.method != Method::Selmatch,
+        _ => false,
+    });
+    if optimising_baseline {
         c.fail(
             "distill",
             "baselines",
             format!("{:?}", d.baselines),
-            "selection baselines only (random, herding, kcenter)",
+            "selection baselines only (random, herding, kcenter), plus mtt beside selmatch",
         );
     }
     if d.init == crate::distill::InitKind::Noise && !matches!(d.method, Method::Dm | Method::Mtt) {

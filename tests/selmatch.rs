@@ -343,6 +343,20 @@ repeats = 1
     }
     let scores_dir = root.path().join("scores");
     assert_eq!(std::fs::read_dir(&scores_dir).unwrap().count(), 1);
+    // Every set's coverage is in the summary: fractions, the overall one between the halves.
+    for m in ["selmatch", "random"] {
+        let c = &out.summary["coverage"][m];
+        let f = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
+        assert!(f("radius") > 0.0, "{m}: {c}");
+        for k in ["overall", "easy", "hard"] {
+            assert!((0.0..=1.0).contains(&f(k)), "{m}: {c}");
+        }
+        let (lo, hi) = (f("easy").min(f("hard")), f("easy").max(f("hard")));
+        assert!(
+            f("overall") >= lo - 1e-9 && f("overall") <= hi + 1e-9,
+            "{m}: {c}"
+        );
+    }
     let acc = out.summary["results"]["selmatch"]["convnet"]["mean"]
         .as_f64()
         .unwrap();

@@ -2,6 +2,7 @@
 //! and later MTT and SelMatch), the [`SyntheticSet`] they produce, DSA, and the evaluation protocol.
 
 pub mod augment;
+pub mod coverage;
 pub mod difficulty;
 pub mod dm;
 pub mod eval;

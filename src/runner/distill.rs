@@ -252,6 +252,8 @@ impl BackendJob for DistillJob<'_> {
         // Intermediate evaluations (eval_every) are not distillation time.
         let mut mid_eval_secs = 0.0;
         let mut iters_timed = 0usize;
+        // SelMatch's difficulty scores and window search (not in distill_seconds).
+        let mut selection_secs = 0.0;
 
         let experts = if needs_experts {
             let dir = match &x.dir {
@@ -350,7 +352,8 @@ impl BackendJob for DistillJob<'_> {
                             &started,
                             &device,
                         )?;
-                        mid_eval_secs += te.elapsed().as_secs_f64();
+                        selection_secs = te.elapsed().as_secs_f64();
+                        mid_eval_secs += selection_secs;
                         Some(sel)
                     } else {
                         None
@@ -446,7 +449,9 @@ impl BackendJob for DistillJob<'_> {
                         }
                         set
                     };
-                    iters_timed += iterations.saturating_sub(first);
+                    if m == d.method {
+                        iters_timed += iterations.saturating_sub(first);
+                    }
                     set
                 }
                 sel => {
@@ -484,6 +489,16 @@ impl BackendJob for DistillJob<'_> {
             sets.push((m, set));
         }
 
+        let coverage = if e.coverage && !sets.is_empty() {
+            self.coverage::<B>(&base, &sets, &device)?
+        } else {
+            serde_json::Map::new()
+        };
+        if !self.quiet {
+            for (m, c) in &coverage {
+                pb.println(format!("{m:<8} coverage {}", c));
+            }
+        }
         let mut results = serde_json::Map::new();
         let mut report = Vec::new();
         let mut headline = (f64::NAN, f64::NAN);
@@ -556,6 +571,7 @@ impl BackendJob for DistillJob<'_> {
             "eval": e,
             "results": results,
             "syn_lr": syn_lrs,
+            "coverage": coverage,
             "report": report,
             "test_acc_mean": headline.0,
             "test_acc_std": headline.1,
@@ -565,6 +581,7 @@ impl BackendJob for DistillJob<'_> {
             },
             "experts_seconds": experts_secs,
             "distill_seconds": distill_secs,
+            "selection_seconds": selection_secs,
             "eval_during_distill_seconds": mid_eval_secs,
             "seconds_per_iteration": if iters_timed > 0 { distill_secs / iters_timed as f64 } else { 0.0 },
             "wall_seconds": started.elapsed().as_secs_f64(),

@@ -1,18 +1,25 @@
-//! SelMatch's selection step inside a distill run: difficulty scores (from a CSV, the cache, or a
-//! training run), the beta search over windows (every window's accuracy to `windows.csv`), and
-//! the chosen window with its partial-update mask.
+//! SelMatch's parts of a distill run: the selection step (difficulty scores from a CSV, the cache
+//! or a training run; the beta search over windows, every window's accuracy to `windows.csv`; the
+//! chosen window with its partial-update mask) and the coverage of every set.
 
 use super::distill::DistillJob;
 use crate::distill::augment::Plain;
+use crate::distill::coverage::{embed, FeatureSpace};
 use crate::distill::difficulty::window_select;
 use crate::distill::eval::{evaluate_set, EvalConfig};
 use crate::distill::scores;
 use crate::distill::selmatch::{distilled_mask, search_beta};
+use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::report::CsvLog;
+use crate::scenario::Method;
+use crate::train::train;
 use crate::train::TrainConfig;
 use burn::tensor::backend::AutodiffBackend;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use serde_json::json;
 use std::time::Instant;
 
 impl DistillJob<'_> {
@@ -116,5 +123,44 @@ impl DistillJob<'_> {
         let idx = window_select(labels, &scores, k, d.ipc, beta)
             .map_err(|e| Error::Other(format!("SelMatch window at beta {beta}: {e}")))?;
         Ok((idx, distilled_mask(k, d.ipc, d.alpha)))
+    }
+
+    /// Every set's coverage: a `spec` network trained on the real data for `coverage_epochs`
+    /// (seeded), r from `coverage_sample` real training images, the whole test set queried.
+    pub(super) fn coverage<B: AutodiffBackend>(
+        &self,
+        spec: &ModelSpec,
+        sets: &[(Method, SyntheticSet)],
+        device: &B::Device,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let s = &self.loaded.scenario;
+        let e = s.eval_section();
+        let train_set = &self.split.train;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed ^ 0xc0e7);
+        let mut net = spec.init::<B::InnerBackend, _>(&mut rng, device);
+        let cfg = TrainConfig::reference(e.coverage_epochs.max(1));
+        train::<B, _>(
+            &mut net,
+            train_set,
+            &cfg,
+            None,
+            &mut rng,
+            device,
+            || {},
+            |_, _, _| Ok(()),
+        )?;
+        let n = e
+            .coverage_sample
+            .clamp(2, train_set.len().max(2))
+            .min(train_set.len());
+        let mut idx = sample(&mut rng, train_set.len(), n).into_vec();
+        idx.sort_unstable();
+        let space = FeatureSpace::new(&mut net, &train_set.subset(&idx), &self.split.test, device);
+        let mut out = serde_json::Map::new();
+        for (m, set) in sets {
+            let (f, _) = embed(&mut net, &set.to_dataset(), device);
+            out.insert(m.name().to_string(), json!(space.coverage(&f)));
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,105 @@
+//! SelMatch's coverage diagnostic for any synthetic set: in the feature space of a network
+//! trained on the real data, the fraction of real test samples within radius r of some synthetic
+//! sample, r being the mean nearest-neighbour distance among real training samples; overall and
+//! for the easy and hard halves of the test samples (by EL2N under the same network).
+
+use super::difficulty::{coverage, el2n, mean_nn_distance};
+use crate::data::Dataset;
+use crate::model::{Mode, Model};
+use crate::train::batch_images;
+use burn::prelude::*;
+use serde::Serialize;
+
+/// A set's coverage figures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Coverage {
+    /// The radius r (mean nearest-neighbour distance among the real training samples used).
+    pub radius: f64,
+    /// Fraction of all test samples covered.
+    pub overall: f64,
+    /// Fraction of the easier half covered.
+    pub easy: f64,
+    /// Fraction of the harder half covered.
+    pub hard: f64,
+}
+
+/// The feature space: a trained network's embeddings of the real training subset (for r) and of
+/// the test set, with each test sample's difficulty.
+pub struct FeatureSpace {
+    radius: f64,
+    easy: Vec<Vec<f32>>,
+    hard: Vec<Vec<f32>>,
+}
+
+/// Every image's embedding (evaluation mode) and logits.
+pub fn embed<B: Backend>(
+    model: &mut Model<B>,
+    data: &Dataset,
+    device: &B::Device,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let idx: Vec<usize> = (0..data.len()).collect();
+    let (mut feats, mut logits) = (Vec::new(), Vec::new());
+    let rows = |t: Tensor<B, 2>| -> Vec<Vec<f32>> {
+        let [n, d] = t.dims();
+        let v = t
+            .into_data()
+            .convert::<f32>()
+            .into_vec::<f32>()
+            .expect("f32");
+        (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
+    };
+    for chunk in idx.chunks(500) {
+        let x = batch_images::<B>(data, chunk, device);
+        feats.extend(rows(model.embed(x.clone(), Mode::Eval)));
+        logits.extend(rows(model.forward(x, Mode::Eval)));
+    }
+    (feats, logits)
+}
+
+impl FeatureSpace {
+    /// Builds the space from `model`: r over `train_sample` (a subset of the real training
+    /// set), the test set split at its median EL2N into easy and hard halves.
+    pub fn new<B: Backend>(
+        model: &mut Model<B>,
+        train_sample: &Dataset,
+        test: &Dataset,
+        device: &B::Device,
+    ) -> Self {
+        let (train_f, _) = embed(model, train_sample, device);
+        let radius = mean_nn_distance(&train_f);
+        let (test_f, test_l) = embed(model, test, device);
+        let score: Vec<f64> = test_l
+            .iter()
+            .zip(&test.labels)
+            .map(|(l, &y)| el2n(l, y))
+            .collect();
+        let mut order: Vec<usize> = (0..test.len()).collect();
+        order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
+        let half = order.len() / 2;
+        let pick = |o: &[usize]| o.iter().map(|&i| test_f[i].clone()).collect();
+        FeatureSpace {
+            radius,
+            easy: pick(&order[..half]),
+            hard: pick(&order[half..]),
+        }
+    }
+
+    /// The coverage of a set whose embeddings are `centres`.
+    pub fn coverage(&self, centres: &[Vec<f32>]) -> Coverage {
+        let (e, h) = (
+            coverage(&self.easy, centres, self.radius),
+            coverage(&self.hard, centres, self.radius),
+        );
+        let (ne, nh) = (self.easy.len() as f64, self.hard.len() as f64);
+        Coverage {
+            radius: self.radius,
+            overall: if ne + nh > 0.0 {
+                (e * ne + h * nh) / (ne + nh)
+            } else {
+                0.0
+            },
+            easy: e,
+            hard: h,
+        }
+    }
+}
