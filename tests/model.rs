@@ -367,3 +367,52 @@ fn lr_schedules() {
     };
     assert_eq!([c.lr_at(1), c.lr_at(2), c.lr_at(4)], [0.01, 0.005, 0.0025]);
 }
+
+#[test]
+fn resnet18_has_the_reference_shape_and_learns() {
+    use distillery::model::ResNetSpec;
+    // torchvision-style CIFAR ResNet-18 (kuangliu/pytorch-cifar): 11,173,962 parameters.
+    let r = ModelSpec::ResNet18(ResNetSpec::reference([3, 32, 32], 10));
+    assert_eq!(r.num_params(), 11_173_962);
+    // 20 batch norms (stem, 16 in blocks, 3 shortcuts), each a running mean and variance.
+    assert_eq!(r.buffers().len(), 40);
+    // A narrow one on 1x28x28 (28 -> 28 -> 14 -> 7 -> 4) gives logits and 8 x width features.
+    let spec = ModelSpec::ResNet18(ResNetSpec {
+        input: [1, 28, 28],
+        num_classes: 3,
+        width: 4,
+    });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut m = spec.init::<B, _>(&mut rng, &dev());
+    let x = t4(&rand_vec(2 * 784, 1), [2, 1, 28, 28]);
+    assert_eq!(m.embed(x.clone(), Mode::Eval).dims(), [2, 32]);
+    assert_eq!(m.forward(x, Mode::Train).dims(), [2, 3]);
+    // It trains: well above chance on easy procedural 8x8 data.
+    let mut d = distillery::data::synthetic::generate(150, [1, 8, 8], 3, 0.3, 2);
+    let norm = d.channel_stats();
+    d.normalize(&norm);
+    let spec = ModelSpec::ResNet18(ResNetSpec {
+        input: [1, 8, 8],
+        num_classes: 3,
+        width: 4,
+    });
+    let mut m = spec.init::<B, _>(&mut rng, &dev());
+    let cfg = TrainConfig {
+        batch_size: 32,
+        lr: 0.05,
+        ..TrainConfig::reference(15)
+    };
+    distillery::train::train::<AD, _>(
+        &mut m,
+        &d,
+        &cfg,
+        None,
+        &mut rng,
+        &dev(),
+        || {},
+        |_, _, _| Ok(()),
+    )
+    .unwrap();
+    let (acc, _) = distillery::train::evaluate(&mut m, &d, 64, &dev());
+    assert!(acc > 0.8, "training accuracy {acc} (chance 1/3)");
+}

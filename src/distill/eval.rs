@@ -7,7 +7,7 @@ use super::step_seed;
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::Result;
-use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling};
+use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling, ResNetSpec};
 use crate::train::{evaluate, train, train_augmented, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
@@ -34,10 +34,12 @@ pub const ARCHITECTURES: &[&str] = &[
     "convnet_maxpool",
     "convnet_wide",
     "mlp",
+    "resnet18_bn",
 ];
 
 /// The network `name` derived from the base ConvNet: `convnet` (as is), `convnet_bn` (batch
-/// norm), `convnet_nonorm`, `convnet_maxpool`, `convnet_wide` (twice the width), `mlp`.
+/// norm), `convnet_nonorm`, `convnet_maxpool`, `convnet_wide` (twice the width), `mlp`,
+/// `resnet18_bn` (ResNet-18, batch norm, CIFAR stem, width 64).
 pub fn architecture(base: &ConvNetSpec, name: &str) -> Option<ModelSpec> {
     let c = |f: &dyn Fn(&mut ConvNetSpec)| {
         let mut s = base.clone();
@@ -50,6 +52,10 @@ pub fn architecture(base: &ConvNetSpec, name: &str) -> Option<ModelSpec> {
         "convnet_nonorm" => c(&|s| s.norm = Norm::None),
         "convnet_maxpool" => c(&|s| s.pooling = Pooling::Max),
         "convnet_wide" => c(&|s| s.width *= 2),
+        "resnet18_bn" => Some(ModelSpec::ResNet18(ResNetSpec::reference(
+            base.input,
+            base.num_classes,
+        ))),
         "mlp" => Some(ModelSpec::Mlp(MlpSpec {
             input: base.input,
             hidden: 128,

@@ -9,6 +9,7 @@ pub mod convnet;
 pub mod layers;
 pub mod manual;
 pub mod mlp;
+pub mod resnet;
 
 use burn::prelude::*;
 use rand::Rng;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use convnet::ConvNetSpec;
 pub use mlp::MlpSpec;
+pub use resnet::ResNetSpec;
 
 /// Normalisation layer after each convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,8 @@ pub enum ModelSpec {
     ConvNet(ConvNetSpec),
     /// A 3-layer perceptron.
     Mlp(MlpSpec),
+    /// ResNet-18 with batch norm and the CIFAR stem.
+    ResNet18(ResNetSpec),
 }
 
 /// Shape and initialisation of one parameter tensor.
@@ -100,6 +104,7 @@ impl ModelSpec {
         match self {
             ModelSpec::ConvNet(s) => s.params(),
             ModelSpec::Mlp(s) => s.params(),
+            ModelSpec::ResNet18(s) => s.params(),
         }
     }
 
@@ -116,6 +121,7 @@ impl ModelSpec {
         match self {
             ModelSpec::ConvNet(s) => s.buffers(),
             ModelSpec::Mlp(_) => Vec::new(),
+            ModelSpec::ResNet18(s) => s.buffers(),
         }
     }
 
@@ -136,6 +142,7 @@ impl ModelSpec {
         match &mut s {
             ModelSpec::ConvNet(c) => c.num_classes = k,
             ModelSpec::Mlp(m) => m.num_classes = k,
+            ModelSpec::ResNet18(r) => r.num_classes = k,
         }
         s
     }
@@ -145,6 +152,7 @@ impl ModelSpec {
         match self {
             ModelSpec::ConvNet(s) => s.num_classes,
             ModelSpec::Mlp(s) => s.num_classes,
+            ModelSpec::ResNet18(s) => s.num_classes,
         }
     }
 
@@ -220,6 +228,7 @@ pub fn forward<B: Backend>(
     match spec {
         ModelSpec::ConvNet(s) => s.forward(params, buffers, x, mode),
         ModelSpec::Mlp(s) => s.forward(params, x),
+        ModelSpec::ResNet18(s) => s.forward(params, buffers, x, mode),
     }
 }
 
@@ -234,5 +243,6 @@ pub fn embed<B: Backend>(
     match spec {
         ModelSpec::ConvNet(s) => s.embed(params, buffers, x, mode),
         ModelSpec::Mlp(s) => s.embed(params, x),
+        ModelSpec::ResNet18(s) => s.embed(params, buffers, x, mode),
     }
 }
