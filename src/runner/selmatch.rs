@@ -73,11 +73,18 @@ impl DistillJob<'_> {
             None => {
                 let path = self.dir.join("windows.csv");
                 let mut rows = CsvLog::create(&path, &["beta", "repeat", "test_acc"])?;
-                let cfg = EvalConfig {
+                let mut cfg = EvalConfig {
                     repeats: d.window_repeats.max(1),
                     combined: None,
                     ..eval.clone()
                 };
+                if let Some(ep) = d.window_epochs {
+                    cfg.train =
+                        crate::runner::distill::eval_train_config(&crate::scenario::EvalSection {
+                            epochs: ep,
+                            ..s.eval_section()
+                        });
+                }
                 let (best, all) =
                     search_beta(labels, &scores, k, d.ipc, &d.beta_grid, |beta, idx| {
                         let window = train.subset(idx);
