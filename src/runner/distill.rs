@@ -8,6 +8,7 @@ use crate::device::BackendJob;
 use crate::distill::augment::{Dsa, Plain, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
 use crate::distill::mtt::{Mtt, MttConfig};
+use crate::distill::selmatch::distilled_mask;
 use crate::distill::trajectory::{train_experts, Experts, Manifest};
 use crate::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selection, SyntheticSet};
 use crate::error::{Error, Result};
@@ -342,7 +343,11 @@ impl BackendJob for DistillJob<'_> {
                     };
                     let first = resume.as_ref().map_or(0, |c| c.set.provenance.iterations);
                     // SelMatch: the window (scores cached, beta searched) and the partial-update mask.
-                    let selection = if m == Method::Selmatch {
+                    let selection = if m == Method::Selmatch && resume.is_some() {
+                        // The checkpoint holds the window already; only the split is needed.
+                        let k = split.train.num_classes();
+                        Some((None, distilled_mask(k, d.ipc, d.alpha)))
+                    } else if m == Method::Selmatch {
                         let te = Instant::now();
                         let sel = self.selmatch_window::<B>(
                             &eval_cfg,
@@ -354,7 +359,7 @@ impl BackendJob for DistillJob<'_> {
                         )?;
                         selection_secs = te.elapsed().as_secs_f64();
                         mid_eval_secs += selection_secs;
-                        Some(sel)
+                        Some((Some(sel.0), sel.1))
                     } else {
                         None
                     };
@@ -419,7 +424,7 @@ impl BackendJob for DistillJob<'_> {
                         .distill(&split.train, d.ipc, &mut ctx)?
                     } else {
                         let (start, trainable) = match &selection {
-                            Some((idx, mask)) => (Some(idx.clone()), Some(mask.clone())),
+                            Some((idx, mask)) => (idx.clone(), Some(mask.clone())),
                             None => (None, None),
                         };
                         let mut set = Mtt {
