@@ -4,6 +4,7 @@
 //! for the easy and hard halves of the test samples (by EL2N under the same network).
 
 use super::difficulty::{coverage, el2n, mean_nn_distance};
+use super::scores::logits;
 use crate::data::Dataset;
 use crate::model::{Mode, Model};
 use crate::train::batch_images;
@@ -31,29 +32,25 @@ pub struct FeatureSpace {
     hard: Vec<Vec<f32>>,
 }
 
-/// Every image's embedding (evaluation mode) and logits.
+/// Every image's embedding (evaluation mode).
 pub fn embed<B: Backend>(
     model: &mut Model<B>,
     data: &Dataset,
     device: &B::Device,
-) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+) -> Vec<Vec<f32>> {
     let idx: Vec<usize> = (0..data.len()).collect();
-    let (mut feats, mut logits) = (Vec::new(), Vec::new());
-    let rows = |t: Tensor<B, 2>| -> Vec<Vec<f32>> {
+    let mut feats = Vec::with_capacity(data.len());
+    for chunk in idx.chunks(500) {
+        let t = model.embed(batch_images::<B>(data, chunk, device), Mode::Eval);
         let [n, d] = t.dims();
         let v = t
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()
             .expect("f32");
-        (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
-    };
-    for chunk in idx.chunks(500) {
-        let x = batch_images::<B>(data, chunk, device);
-        feats.extend(rows(model.embed(x.clone(), Mode::Eval)));
-        logits.extend(rows(model.forward(x, Mode::Eval)));
+        feats.extend((0..n).map(|i| v[i * d..(i + 1) * d].to_vec()));
     }
-    (feats, logits)
+    feats
 }
 
 impl FeatureSpace {
@@ -65,11 +62,12 @@ impl FeatureSpace {
         test: &Dataset,
         device: &B::Device,
     ) -> Self {
-        let (train_f, _) = embed(model, train_sample, device);
-        let radius = mean_nn_distance(&train_f);
-        let (test_f, test_l) = embed(model, test, device);
-        let score: Vec<f64> = test_l
-            .iter()
+        let radius = mean_nn_distance(&embed(model, train_sample, device));
+        let test_f = embed(model, test, device);
+        // Only the test images need logits (their EL2N splits them into halves).
+        let k = model.spec.num_classes();
+        let score: Vec<f64> = logits(model, test, device)
+            .chunks_exact(k)
             .zip(&test.labels)
             .map(|(l, &y)| el2n(l, y))
             .collect();

@@ -2,7 +2,7 @@
 //! conv3x3 -> norm -> ReLU -> 2x2 pool, then one linear classifier.
 
 use super::layers::{avg_pool2, batch_norm, conv3x3, instance_norm, layer_norm, linear, max_pool2};
-use super::{Init, Mode, Norm, ParamInfo, Pooling};
+use super::{classifier_params, Init, Mode, Norm, ParamInfo, Pooling};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use serde::{Deserialize, Serialize};
@@ -109,17 +109,7 @@ impl ConvNetSpec {
             }
             c_in = self.width;
         }
-        let f = self.feature_dim();
-        out.push(ParamInfo {
-            name: "classifier.weight".into(),
-            shape: vec![self.num_classes, f],
-            init: Init::FanIn(f),
-        });
-        out.push(ParamInfo {
-            name: "classifier.bias".into(),
-            shape: vec![self.num_classes],
-            init: Init::FanIn(f),
-        });
+        out.extend(classifier_params(self.feature_dim(), self.num_classes));
         out
     }
 

@@ -78,6 +78,22 @@ pub enum Init {
     Zeros,
 }
 
+/// The linear classifier's weight `[classes, features]` and bias, PyTorch's initialisation.
+pub fn classifier_params(features: usize, classes: usize) -> Vec<ParamInfo> {
+    vec![
+        ParamInfo {
+            name: "classifier.weight".into(),
+            shape: vec![classes, features],
+            init: Init::FanIn(features),
+        },
+        ParamInfo {
+            name: "classifier.bias".into(),
+            shape: vec![classes],
+            init: Init::FanIn(features),
+        },
+    ]
+}
+
 /// Whether a forward pass trains (batch statistics) or evaluates (running statistics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {

@@ -4,7 +4,7 @@
 //! 1x1 projection shortcuts where the shape changes, global average pooling, a linear classifier.
 
 use super::layers::{batch_norm, linear};
-use super::{Init, Mode, ParamInfo};
+use super::{classifier_params, Init, Mode, ParamInfo};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d;
@@ -113,17 +113,7 @@ impl ResNetSpec {
                 bn(&mut out, format!("{p}.shortcut.1"), b.c_out);
             }
         }
-        let f = self.feature_dim();
-        out.push(ParamInfo {
-            name: "classifier.weight".into(),
-            shape: vec![self.num_classes, f],
-            init: Init::FanIn(f),
-        });
-        out.push(ParamInfo {
-            name: "classifier.bias".into(),
-            shape: vec![self.num_classes],
-            init: Init::FanIn(f),
-        });
+        out.extend(classifier_params(self.feature_dim(), self.num_classes));
         out
     }
 

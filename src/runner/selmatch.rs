@@ -165,7 +165,7 @@ impl DistillJob<'_> {
         let space = FeatureSpace::new(&mut net, &train_set.subset(&idx), &self.split.test, device);
         let mut out = serde_json::Map::new();
         for (m, set) in sets {
-            let (f, _) = embed(&mut net, &set.to_dataset(), device);
+            let f = embed(&mut net, &set.to_dataset(), device);
             out.insert(m.name().to_string(), json!(space.coverage(&f)));
         }
         Ok(out)
