@@ -342,26 +342,29 @@ impl BackendJob for DistillJob<'_> {
                         None
                     };
                     let first = resume.as_ref().map_or(0, |c| c.set.provenance.iterations);
-                    // SelMatch: the window (scores cached, beta searched) and the partial-update mask.
-                    let selection = if m == Method::Selmatch && resume.is_some() {
-                        // The checkpoint holds the window already; only the split is needed.
-                        let k = split.train.num_classes();
-                        Some((None, distilled_mask(k, d.ipc, d.alpha)))
-                    } else if m == Method::Selmatch {
-                        let te = Instant::now();
-                        let sel = self.selmatch_window::<B>(
-                            &eval_cfg,
-                            &plain,
-                            &models[0].1,
-                            &mut log,
-                            &started,
-                            &device,
-                        )?;
-                        selection_secs = te.elapsed().as_secs_f64();
-                        mid_eval_secs += selection_secs;
-                        Some((Some(sel.0), sel.1))
+                    // SelMatch: the window (scores cached, beta searched; a checkpoint already
+                    // holds it, so a resumed run skips this) and the partial-update mask.
+                    let (start, trainable) = if m != Method::Selmatch {
+                        (None, None)
                     } else {
-                        None
+                        let window = if resume.is_some() {
+                            None
+                        } else {
+                            let te = Instant::now();
+                            let w = self.selmatch_window::<B>(
+                                &eval_cfg,
+                                &plain,
+                                &models[0].1,
+                                &mut log,
+                                &started,
+                                &device,
+                            )?;
+                            selection_secs = te.elapsed().as_secs_f64();
+                            mid_eval_secs += selection_secs;
+                            Some(w)
+                        };
+                        let k = split.train.num_classes();
+                        (window, Some(distilled_mask(k, d.ipc, d.alpha)))
                     };
                     let (first_model, first_spec) = (&models[0].0, &models[0].1);
                     let mut on_iter = |it: usize,
@@ -423,10 +426,9 @@ impl BackendJob for DistillJob<'_> {
                         }
                         .distill(&split.train, d.ipc, &mut ctx)?
                     } else {
-                        let (start, trainable) = match &selection {
-                            Some((idx, mask)) => (idx.clone(), Some(mask.clone())),
-                            None => (None, None),
-                        };
+                        // Selected (never updated) images, recorded for combined augmentation.
+                        let fixed: Option<Vec<bool>> =
+                            trainable.as_ref().map(|t| t.iter().map(|&u| !u).collect());
                         let mut set = Mtt {
                             cfg: MttConfig {
                                 iterations,
@@ -448,8 +450,8 @@ impl BackendJob for DistillJob<'_> {
                             trainable,
                         }
                         .distill(&split.train, d.ipc, &mut ctx)?;
-                        if let Some((_, mask)) = &selection {
-                            set.fixed = Some(mask.iter().map(|&t| !t).collect());
+                        if fixed.is_some() {
+                            set.fixed = fixed;
                             set.provenance.method = m.name().into();
                         }
                         set

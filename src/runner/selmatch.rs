@@ -8,11 +8,13 @@ use crate::distill::coverage::{embed, FeatureSpace};
 use crate::distill::difficulty::window_select;
 use crate::distill::eval::{evaluate_set, EvalConfig};
 use crate::distill::scores;
-use crate::distill::selmatch::{distilled_mask, search_beta};
+use crate::distill::selmatch::search_beta;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::report::CsvLog;
+use crate::runner::distill::eval_train_config;
+use crate::scenario::EvalSection;
 use crate::scenario::Method;
 use crate::train::train;
 use crate::train::TrainConfig;
@@ -23,8 +25,7 @@ use serde_json::json;
 use std::time::Instant;
 
 impl DistillJob<'_> {
-    /// The SelMatch window (training-set indices, grouped by class, hardest first) and which of
-    /// its images are distilled. Scores: `scores_csv`, else computed once and cached under
+    /// The SelMatch window: training-set indices, grouped by class, hardest first. Scores: `scores_csv`, else computed once and cached under
     /// `<results>/scores/`. Beta: the scenario's, else the best of `beta_grid` (every window is
     /// trained on with the evaluation protocol, plain augmentation, `window_repeats` networks).
     pub(super) fn selmatch_window<B: AutodiffBackend>(
@@ -35,7 +36,7 @@ impl DistillJob<'_> {
         log: &mut CsvLog,
         started: &Instant,
         device: &B::Device,
-    ) -> Result<(Vec<usize>, Vec<bool>)> {
+    ) -> Result<Vec<usize>> {
         let s = &self.loaded.scenario;
         let d = s.distill_section();
         let train = &self.split.train;
@@ -79,11 +80,10 @@ impl DistillJob<'_> {
                     ..eval.clone()
                 };
                 if let Some(ep) = d.window_epochs {
-                    cfg.train =
-                        crate::runner::distill::eval_train_config(&crate::scenario::EvalSection {
-                            epochs: ep,
-                            ..s.eval_section()
-                        });
+                    cfg.train = eval_train_config(&EvalSection {
+                        epochs: ep,
+                        ..s.eval_section()
+                    });
                 }
                 let (best, all) =
                     search_beta(labels, &scores, k, d.ipc, &d.beta_grid, |beta, idx| {
@@ -127,9 +127,8 @@ impl DistillJob<'_> {
                 best
             }
         };
-        let idx = window_select(labels, &scores, k, d.ipc, beta)
-            .map_err(|e| Error::Other(format!("SelMatch window at beta {beta}: {e}")))?;
-        Ok((idx, distilled_mask(k, d.ipc, d.alpha)))
+        window_select(labels, &scores, k, d.ipc, beta)
+            .map_err(|e| Error::Other(format!("SelMatch window at beta {beta}: {e}")))
     }
 
     /// Every set's coverage: a `spec` network trained on the real data for `coverage_epochs`
