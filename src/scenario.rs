@@ -122,6 +122,9 @@ pub struct DistillSection {
     pub checkpoint_every: usize,
     /// Evaluate the set every this many iterations (0: only at the end).
     pub eval_every: usize,
+    /// Measure the set's coverage every this many iterations into `coverage.csv` (0: only at
+    /// the end); needs `[eval] coverage`.
+    pub coverage_every: usize,
     /// Candidates per class embedded by herding / k-center (all when absent).
     pub pool: Option<usize>,
     /// Epochs the herding / k-center embedding net trains on real data first (0: random init).
@@ -228,6 +231,7 @@ impl Default for DistillSection {
             log_every: 10,
             checkpoint_every: 100,
             eval_every: 0,
+            coverage_every: 0,
             pool: None,
             embed_epochs: 0,
             baselines: vec![Method::Random, Method::Herding, Method::Kcenter],
@@ -1285,6 +1289,13 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection, x: &Ex
     c.positive("distill", "batch_real", d.batch_real);
     c.positive("distill", "log_every", d.log_every);
     c.positive("distill", "checkpoint_every", d.checkpoint_every);
+    c.require(
+        d.coverage_every == 0 || e.coverage,
+        "distill",
+        "coverage_every",
+        d.coverage_every,
+        "0 while [eval] coverage = false",
+    );
     if let Some(p) = d.pool {
         c.require(
             p >= d.ipc,

@@ -588,4 +588,15 @@ fn distill_sections_are_validated_with_field_names() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("lr_imgs"), "{e}");
+    // Coverage during distillation needs coverage switched on.
+    let text = scenario_text(10, 5)
+        .replace("batch_real = 16", "batch_real = 16\ncoverage_every = 5")
+        .replace("[eval]", "[eval]\ncoverage = false");
+    let e = distillery::scenario::parse(&text, Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("distill.coverage_every = 5") && e.contains("[eval] coverage = false"),
+        "{e}"
+    );
 }

@@ -307,6 +307,7 @@ beta_grid = [0.0, 1.0, 2.0]
 difficulty = "forgetting"
 difficulty_epochs = 3
 baselines = ["random"]
+coverage_every = 2
 [eval]
 epochs = 20
 batch_size = 16
@@ -357,6 +358,36 @@ repeats = 1
             "{m}: {c}"
         );
     }
+    // coverage.csv: SelMatch at iteration 2 (coverage_every) and at the end (3), random once;
+    // the final rows are the summary's figures.
+    let csv = std::fs::read_to_string(out.dir.join("coverage.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let keys: Vec<(&str, &str)> = rows.iter().map(|r| (r[0], r[1])).collect();
+    assert_eq!(
+        keys,
+        [("selmatch", "2"), ("selmatch", "3"), ("random", "0")],
+        "{csv}"
+    );
+    for r in &rows[1..] {
+        let c = &out.summary["coverage"][r[0]];
+        for (col, k) in [(2, "overall"), (3, "easy"), (4, "hard"), (5, "radius")] {
+            let v: f64 = r[col].parse().unwrap();
+            assert!(
+                (v - c[k].as_f64().unwrap()).abs() < 1e-6,
+                "{k}: {csv} vs {c}"
+            );
+        }
+    }
+    // Resuming the finished run measures the same coverage again (the same seeded probe).
+    std::fs::remove_file(out.dir.join("summary.json")).unwrap();
+    let again = distillery::runner::resume(&out.dir, &opts).unwrap();
+    assert_eq!(again.summary["coverage"], out.summary["coverage"]);
+    let csv2 = std::fs::read_to_string(out.dir.join("coverage.csv")).unwrap();
+    assert_eq!(csv2.lines().count(), csv.lines().count() + 2, "{csv2}");
     let acc = out.summary["results"]["selmatch"]["convnet"]["mean"]
         .as_f64()
         .unwrap();

@@ -24,6 +24,16 @@ pub struct Coverage {
     pub hard: f64,
 }
 
+impl std::fmt::Display for Coverage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.4} (easy {:.4}, hard {:.4}, r {:.3})",
+            self.overall, self.easy, self.hard, self.radius
+        )
+    }
+}
+
 /// The feature space: a trained network's embeddings of the real training subset (for r) and of
 /// the test set, with each test sample's difficulty.
 pub struct FeatureSpace {

@@ -6,6 +6,7 @@ use super::{model_spec, progress};
 use crate::data::Split;
 use crate::device::BackendJob;
 use crate::distill::augment::{Dsa, Plain, STRATEGY_DEFAULT, STRATEGY_DIGITS};
+use crate::distill::coverage::Coverage;
 use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
 use crate::distill::mtt::{Mtt, MttConfig};
 use crate::distill::selmatch::distilled_mask;
@@ -153,6 +154,21 @@ pub(super) struct DistillJob<'a> {
     pub resuming: bool,
     /// Where expert folders go by default (`<results root>/experts`).
     pub experts_root: std::path::PathBuf,
+}
+
+/// The columns of `coverage.csv`.
+const COVERAGE_HEADER: &[&str] = &["method", "iteration", "overall", "easy", "hard", "radius"];
+
+/// One coverage measurement as a row of `coverage.csv`.
+fn coverage_row(log: &mut CsvLog, m: Method, it: usize, c: &Coverage) -> Result<()> {
+    log.row(&[
+        m.name().to_string(),
+        it.to_string(),
+        format!("{:.6}", c.overall),
+        format!("{:.6}", c.easy),
+        format!("{:.6}", c.hard),
+        format!("{:.6}", c.radius),
+    ])
 }
 
 const HEADER: &[&str] = &[
@@ -315,6 +331,22 @@ impl BackendJob for DistillJob<'_> {
         };
         let experts_secs = started.elapsed().as_secs_f64();
 
+        // Coverage (SelMatch's diagnostic): one feature network per run, built when first
+        // needed; every measurement is a row of coverage.csv.
+        let mut probe = None;
+        let mut cov_log = if !e.coverage || methods.is_empty() {
+            None
+        } else if self.resuming {
+            Some(CsvLog::append(
+                &self.dir.join("coverage.csv"),
+                COVERAGE_HEADER,
+            )?)
+        } else {
+            Some(CsvLog::create(
+                &self.dir.join("coverage.csv"),
+                COVERAGE_HEADER,
+            )?)
+        };
         let mut sets: Vec<(Method, SyntheticSet)> = Vec::new();
         for &m in &methods {
             let path = self.dir.join(format!("{}.safetensors", m.name()));
@@ -388,6 +420,23 @@ impl BackendJob for DistillJob<'_> {
                         }
                         if it.is_multiple_of(d.checkpoint_every) && it < iterations {
                             snap().save(&ck_path)?;
+                        }
+                        if d.coverage_every > 0
+                            && it.is_multiple_of(d.coverage_every)
+                            && it < iterations
+                        {
+                            let c = self.measure_coverage::<B>(
+                                &mut probe,
+                                &base,
+                                &snap().set,
+                                &device,
+                            )?;
+                            if let Some(l) = cov_log.as_mut() {
+                                coverage_row(l, m, it, &c)?;
+                            }
+                            if !self.quiet {
+                                pb.println(format!("iteration {it:>6}: {} coverage {c}", m.name()));
+                            }
                         }
                         if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && it < iterations {
                             let te = Instant::now();
@@ -496,14 +545,15 @@ impl BackendJob for DistillJob<'_> {
             sets.push((m, set));
         }
 
-        let coverage = if e.coverage && !sets.is_empty() {
-            self.coverage::<B>(&base, &sets, &device)?
-        } else {
-            serde_json::Map::new()
-        };
-        if !self.quiet {
-            for (m, c) in &coverage {
-                pb.println(format!("{m:<8} coverage {}", c));
+        let mut coverage = serde_json::Map::new();
+        if let Some(l) = cov_log.as_mut() {
+            for (m, set) in &sets {
+                let c = self.measure_coverage::<B>(&mut probe, &base, set, &device)?;
+                coverage_row(l, *m, set.provenance.iterations, &c)?;
+                if !self.quiet {
+                    pb.println(format!("{:<8} coverage {c}", m.name()));
+                }
+                coverage.insert(m.name().to_string(), json!(c));
             }
         }
         let mut results = serde_json::Map::new();

@@ -4,24 +4,22 @@
 
 use super::distill::DistillJob;
 use crate::distill::augment::Plain;
-use crate::distill::coverage::{embed, FeatureSpace};
+use crate::distill::coverage::{embed, Coverage, FeatureSpace};
 use crate::distill::difficulty::window_select;
 use crate::distill::eval::{evaluate_set, EvalConfig};
 use crate::distill::scores;
 use crate::distill::selmatch::search_beta;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
-use crate::model::ModelSpec;
+use crate::model::{Model, ModelSpec};
 use crate::report::CsvLog;
 use crate::runner::distill::eval_train_config;
 use crate::scenario::EvalSection;
-use crate::scenario::Method;
 use crate::train::train;
 use crate::train::TrainConfig;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::seq::index::sample;
 use rand::SeedableRng;
-use serde_json::json;
 use std::time::Instant;
 
 impl DistillJob<'_> {
@@ -131,14 +129,28 @@ impl DistillJob<'_> {
             .map_err(|e| Error::Other(format!("SelMatch window at beta {beta}: {e}")))
     }
 
-    /// Every set's coverage: a `spec` network trained on the real data for `coverage_epochs`
+    /// The coverage of `set`, building the probe on first use.
+    pub(super) fn measure_coverage<B: AutodiffBackend>(
+        &self,
+        probe: &mut Option<CoverageProbe<B::InnerBackend>>,
+        spec: &ModelSpec,
+        set: &SyntheticSet,
+        device: &B::Device,
+    ) -> Result<Coverage> {
+        let p = match probe {
+            Some(p) => p,
+            None => probe.insert(self.coverage_probe::<B>(spec, device)?),
+        };
+        Ok(p.measure(set, device))
+    }
+
+    /// The coverage probe: a `spec` network trained on the real data for `coverage_epochs`
     /// (seeded), r from `coverage_sample` real training images, the whole test set queried.
-    pub(super) fn coverage<B: AutodiffBackend>(
+    pub(super) fn coverage_probe<B: AutodiffBackend>(
         &self,
         spec: &ModelSpec,
-        sets: &[(Method, SyntheticSet)],
         device: &B::Device,
-    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+    ) -> Result<CoverageProbe<B::InnerBackend>> {
         let s = &self.loaded.scenario;
         let e = s.eval_section();
         let train_set = &self.split.train;
@@ -162,11 +174,21 @@ impl DistillJob<'_> {
         let mut idx = sample(&mut rng, train_set.len(), n).into_vec();
         idx.sort_unstable();
         let space = FeatureSpace::new(&mut net, &train_set.subset(&idx), &self.split.test, device);
-        let mut out = serde_json::Map::new();
-        for (m, set) in sets {
-            let f = embed(&mut net, &set.to_dataset(), device);
-            out.insert(m.name().to_string(), json!(space.coverage(&f)));
-        }
-        Ok(out)
+        Ok(CoverageProbe { net, space })
+    }
+}
+
+/// A trained feature network and its coverage space, built once per run and asked for the
+/// coverage of each set (at the end, and every `coverage_every` iterations while distilling).
+pub(super) struct CoverageProbe<B: Backend> {
+    net: Model<B>,
+    space: FeatureSpace,
+}
+
+impl<B: Backend> CoverageProbe<B> {
+    /// The coverage of `set` in the probe's feature space.
+    pub(super) fn measure(&mut self, set: &SyntheticSet, device: &B::Device) -> Coverage {
+        let f = embed(&mut self.net, &set.to_dataset(), device);
+        self.space.coverage(&f)
     }
 }
