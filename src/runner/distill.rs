@@ -425,6 +425,8 @@ impl BackendJob for DistillJob<'_> {
                             && it.is_multiple_of(d.coverage_every)
                             && it < iterations
                         {
+                            // Like the evaluations, not distillation time.
+                            let te = Instant::now();
                             let c = self.measure_coverage::<B>(
                                 &mut probe,
                                 &base,
@@ -434,6 +436,7 @@ impl BackendJob for DistillJob<'_> {
                             if let Some(l) = cov_log.as_mut() {
                                 coverage_row(l, m, it, &c)?;
                             }
+                            mid_eval_secs += te.elapsed().as_secs_f64();
                             if !self.quiet {
                                 pb.println(format!("iteration {it:>6}: {} coverage {c}", m.name()));
                             }
