@@ -563,20 +563,23 @@ fn distill_shortcut_builds_a_valid_scenario() {
     assert!(e.contains("found neither MNIST IDX files"), "{e}");
 }
 
+/// The message of a scenario that must not parse.
+fn parse_err(text: &str) -> String {
+    distillery::scenario::parse(text, Path::new("t.toml"))
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn distill_sections_are_validated_with_field_names() {
     let text = scenario_text(10, 5)
         .replace("ipc = 2", "ipc = 0")
         .replace("models = [\"convnet\", \"mlp\"]", "models = [\"resnet\"]");
-    let e = distillery::scenario::parse(&text, Path::new("t.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = parse_err(&text);
     assert!(e.contains("distill.ipc = 0"), "{e}");
     assert!(e.contains("eval.models = \"resnet\""), "{e}");
     let text = scenario_text(10, 5).replace("kind = \"distill\"", "kind = \"train\"");
-    let e = distillery::scenario::parse(&text, Path::new("t.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = parse_err(&text);
     assert!(
         e.contains(
             "kind = \"distill\", \"experts\", \"continual\" or \"federated\" when a [distill] section"
@@ -584,17 +587,13 @@ fn distill_sections_are_validated_with_field_names() {
         "{e}"
     );
     let text = scenario_text(10, 5).replace("batch_real = 16", "batch_real = 16\nlr_imgs = 3");
-    let e = distillery::scenario::parse(&text, Path::new("t.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = parse_err(&text);
     assert!(e.contains("lr_imgs"), "{e}");
     // Coverage during distillation needs coverage switched on.
     let text = scenario_text(10, 5)
         .replace("batch_real = 16", "batch_real = 16\ncoverage_every = 5")
         .replace("[eval]", "[eval]\ncoverage = false");
-    let e = distillery::scenario::parse(&text, Path::new("t.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = parse_err(&text);
     assert!(
         e.contains("distill.coverage_every = 5") && e.contains("[eval] coverage = false"),
         "{e}"
