@@ -182,6 +182,18 @@ const HEADER: &[&str] = &[
     "elapsed_s",
 ];
 
+impl DistillJob<'_> {
+    /// The run's CSV file `name`: appended to when resuming, created otherwise.
+    fn csv(&self, name: &str, header: &[&str]) -> Result<CsvLog> {
+        let path = self.dir.join(name);
+        if self.resuming {
+            CsvLog::append(&path, header)
+        } else {
+            CsvLog::create(&path, header)
+        }
+    }
+}
+
 impl BackendJob for DistillJob<'_> {
     type Output = Result<serde_json::Value>;
 
@@ -238,12 +250,7 @@ impl BackendJob for DistillJob<'_> {
             }
         }
 
-        let metrics = self.dir.join("metrics.csv");
-        let mut log = if self.resuming {
-            CsvLog::append(&metrics, HEADER)?
-        } else {
-            CsvLog::create(&metrics, HEADER)?
-        };
+        let mut log = self.csv("metrics.csv", HEADER)?;
         let n_syn = split.train.num_classes() * d.ipc;
         let per_net = e.epochs * n_syn.div_ceil(e.batch_size);
         let optimises =
@@ -334,18 +341,10 @@ impl BackendJob for DistillJob<'_> {
         // Coverage (SelMatch's diagnostic): one feature network per run, built when first
         // needed; every measurement is a row of coverage.csv.
         let mut probe = None;
-        let mut cov_log = if !e.coverage || methods.is_empty() {
-            None
-        } else if self.resuming {
-            Some(CsvLog::append(
-                &self.dir.join("coverage.csv"),
-                COVERAGE_HEADER,
-            )?)
+        let mut cov_log = if e.coverage && !methods.is_empty() {
+            Some(self.csv("coverage.csv", COVERAGE_HEADER)?)
         } else {
-            Some(CsvLog::create(
-                &self.dir.join("coverage.csv"),
-                COVERAGE_HEADER,
-            )?)
+            None
         };
         let mut sets: Vec<(Method, SyntheticSet)> = Vec::new();
         for &m in &methods {
