@@ -10,7 +10,7 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use distillery::data;
 use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
-use distillery::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig};
+use distillery::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow};
 use distillery::model::{ConvNetSpec, ModelSpec};
 use std::time::Instant;
 
@@ -42,7 +42,7 @@ fn bench<B: AutodiffBackend>(
             times.push(last.elapsed().as_secs_f64());
         }
         last = Instant::now();
-        Ok(())
+        Ok(Flow::Continue)
     };
     let mut ctx = Ctx::<B> {
         device,

@@ -5,13 +5,16 @@
 //! cargo bench --bench mtt                      # width 128 (the reference), 2 iterations each
 //! cargo bench --bench mtt -- --width 32 --iters 3 --steps 10,20,30
 //! cargo bench --bench mtt -- --nested          # nested autodiff instead of the hand-written backward
-//! Worker threads: DISTILLERY_THREADS. Linux only for the memory figure (/proc/self/status).
+//! cargo bench --bench mtt --features cuda -- --device cuda   # on an NVIDIA GPU
+//! Worker threads: DISTILLERY_THREADS. Linux only for the memory figure (/proc/self/status); on
+//! CUDA the figure is host memory, not the GPU's.
 
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
 use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::mtt::{Mtt, MttConfig};
 use distillery::distill::trajectory::{Experts, Trajectory};
-use distillery::distill::{Checkpoint, Ctx, Distiller};
+use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
 use distillery::model::{ConvNetSpec, ModelSpec};
 use distillery::{data, Error};
 use rand::{Rng, SeedableRng};
@@ -30,7 +33,17 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-fn one(width: usize, steps: usize, iters: usize, ipc: usize, manual: bool) {
+/// Runs `iters` timed iterations (after one untimed warm-up) on backend `B`.
+#[allow(clippy::too_many_arguments)]
+fn one<B: AutodiffBackend>(
+    device: B::Device,
+    label: &str,
+    width: usize,
+    steps: usize,
+    iters: usize,
+    ipc: usize,
+    manual: bool,
+) {
     let mut d = data::synthetic::generate(10 * ipc.max(20), [1, 28, 28], 10, 0.3, 0);
     let norm = d.channel_stats();
     d.normalize(&norm);
@@ -59,15 +72,15 @@ fn one(width: usize, steps: usize, iters: usize, ipc: usize, manual: bool) {
     };
     let mut times = Vec::new();
     let mut last = Instant::now();
-    let mut on = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| -> Result<(), Error> {
+    let mut on = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| -> Result<Flow, Error> {
         if it > 1 {
             times.push(last.elapsed().as_secs_f64());
         }
         last = Instant::now();
-        Ok(())
+        Ok(Flow::Continue)
     };
-    let mut ctx = Ctx::<Autodiff<Flex>> {
-        device: Default::default(),
+    let mut ctx = Ctx::<B> {
+        device,
         seed: 0,
         dataset: "synthetic".into(),
         normalization: None,
@@ -84,7 +97,7 @@ fn one(width: usize, steps: usize, iters: usize, ipc: usize, manual: bool) {
     .expect("MTT runs");
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "flex   MTT iteration, 1x28x28, IPC {ipc}, ConvNet-3 w{width}, DSA, {}, syn_steps {steps:>2}: median {:.2} s (min {:.2}, {} runs), peak RSS {:.0} MiB",
+        "{label:<6} MTT iteration, 1x28x28, IPC {ipc}, ConvNet-3 w{width}, DSA, {}, syn_steps {steps:>2}: median {:.2} s (min {:.2}, {} runs), peak RSS {:.0} MiB",
         if manual { "hand-written backward" } else { "nested autodiff" },
         times[times.len() / 2],
         times[0],
@@ -105,8 +118,31 @@ fn main() {
     let iters = get("--iters").and_then(|v| v.parse().ok()).unwrap_or(2);
     let ipc = get("--ipc").and_then(|v| v.parse().ok()).unwrap_or(10);
     let nested = args.iter().any(|a| a == "--nested");
+    let device = get("--device").unwrap_or_else(|| "cpu".into());
     if let Some(s) = get("--one") {
-        one(width, s.parse().expect("--one N"), iters, ipc, !nested);
+        let steps = s.parse().expect("--one N");
+        match device.as_str() {
+            "cpu" => one::<Autodiff<Flex>>(
+                Default::default(),
+                "flex",
+                width,
+                steps,
+                iters,
+                ipc,
+                !nested,
+            ),
+            #[cfg(feature = "cuda")]
+            "cuda" => one::<Autodiff<burn::backend::Cuda>>(
+                Default::default(),
+                "cuda",
+                width,
+                steps,
+                iters,
+                ipc,
+                !nested,
+            ),
+            other => panic!("--device {other}: cpu, or cuda with --features cuda"),
+        }
         return;
     }
     let steps = get("--steps").unwrap_or_else(|| "10,20,30".into());
@@ -115,6 +151,7 @@ fn main() {
         let st = std::process::Command::new(&exe)
             .args(["--one", s, "--width", &width.to_string()])
             .args(["--iters", &iters.to_string(), "--ipc", &ipc.to_string()])
+            .args(["--device", &device])
             .args(if nested { &["--nested"][..] } else { &[][..] })
             .status()
             .expect("runs itself");

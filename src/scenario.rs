@@ -125,6 +125,10 @@ pub struct DistillSection {
     /// Measure the set's coverage every this many iterations into `coverage.csv` (0: only at
     /// the end); needs `[eval] coverage`.
     pub coverage_every: usize,
+    /// A time budget: each optimising method stops after the first iteration that ends this many
+    /// seconds into its distillation (mid-run evaluations and SelMatch's selection not counted;
+    /// a resumed run's budget counts from the resume). Absent: run all `iterations`.
+    pub max_seconds: Option<f64>,
     /// Candidates per class embedded by herding / k-center (all when absent).
     pub pool: Option<usize>,
     /// Epochs the herding / k-center embedding net trains on real data first (0: random init).
@@ -232,6 +236,7 @@ impl Default for DistillSection {
             checkpoint_every: 100,
             eval_every: 0,
             coverage_every: 0,
+            max_seconds: None,
             pool: None,
             embed_epochs: 0,
             baselines: vec![Method::Random, Method::Herding, Method::Kcenter],
@@ -1296,6 +1301,15 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection, x: &Ex
         d.coverage_every,
         "0 while [eval] coverage = false",
     );
+    if let Some(t) = d.max_seconds {
+        c.require(
+            t.is_finite() && t > 0.0,
+            "distill",
+            "max_seconds",
+            t,
+            "a positive number of seconds",
+        );
+    }
     if let Some(p) = d.pool {
         c.require(
             p >= d.ipc,

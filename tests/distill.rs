@@ -8,7 +8,7 @@ use distillery::distill::augment::{Draw, Dsa, STRATEGY_DIGITS};
 use distillery::distill::dm::{dm_loss, draw_iteration, real_means};
 use distillery::distill::init::{herding, k_center};
 use distillery::distill::{
-    Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Provenance, SyntheticSet,
+    Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Provenance, SyntheticSet,
 };
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::batch_images;
@@ -97,12 +97,12 @@ fn dm_loss_decreases_on_tiny_data() {
     let mut losses = Vec::new();
     let mut on = |_: usize, l: f64, _: &dyn Fn() -> Checkpoint| {
         losses.push(l);
-        Ok(())
+        Ok(Flow::Continue)
     };
     let mut c = ctx(3, &mut on, None);
     let set = Dm { cfg: cfg.clone() }.distill(&data, 2, &mut c).unwrap();
     // The set DM started from (its noise init for seed 3).
-    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let start = distillery::distill::initial_checkpoint(
         &data,
         2,
@@ -346,7 +346,7 @@ fn corrupt_or_foreign_set_files_are_clear_errors() {
 fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
     let data = tiny_data();
     let cfg = tiny_cfg(Norm::Instance, Some(Dsa::new(STRATEGY_DIGITS).unwrap()), 12);
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let full = Dm { cfg: cfg.clone() }
         .distill(&data, 2, &mut ctx(4, &mut none, None))
         .unwrap();
@@ -358,7 +358,7 @@ fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
             snap().save(&ck_path)?;
             return Err(distillery::Error::Other("interrupted".into()));
         }
-        Ok(())
+        Ok(Flow::Continue)
     };
     let e = Dm { cfg: cfg.clone() }
         .distill(&data, 2, &mut ctx(4, &mut stop, None))
@@ -369,7 +369,7 @@ fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
     let mut seen = Vec::new();
     let mut count = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| {
         seen.push(it);
-        Ok(())
+        Ok(Flow::Continue)
     };
     let resumed = Dm { cfg }
         .distill(&data, 2, &mut ctx(4, &mut count, Some(ck)))

@@ -6,7 +6,7 @@ use distillery::data::{self, Dataset};
 use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::mtt::{draw_iteration, step, Mtt, MttConfig};
 use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
-use distillery::distill::{Checkpoint, Ctx, Distiller, OnIteration, SyntheticSet};
+use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, OnIteration, SyntheticSet};
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::{LrSchedule, TrainConfig};
 
@@ -112,7 +112,7 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
             s.images = Vec::new();
             first = Some(s);
         }
-        Ok(())
+        Ok(Flow::Continue)
     };
     let set = Mtt::new(c.clone(), Experts::Loaded(experts.clone()))
         .distill(&d, 2, &mut ctx(&mut on, None))
@@ -141,7 +141,7 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
 #[test]
 fn resumed_mtt_equals_the_uninterrupted_run() {
     let (d, experts) = setup();
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let full = Mtt::new(cfg(6), Experts::Loaded(experts.clone()))
         .distill(&d, 2, &mut ctx(&mut none, None))
         .unwrap();
@@ -152,7 +152,7 @@ fn resumed_mtt_equals_the_uninterrupted_run() {
             snap().save(&p)?;
             return Err(distillery::Error::Other("stop".into()));
         }
-        Ok(())
+        Ok(Flow::Continue)
     };
     let mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
     assert!(mtt
@@ -160,7 +160,7 @@ fn resumed_mtt_equals_the_uninterrupted_run() {
         .distill(&d, 2, &mut ctx(&mut stop, None))
         .is_err());
     let ck = Checkpoint::load(&p).unwrap();
-    let mut none2 = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut none2 = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let resumed = mtt
         .clone()
         .distill(&d, 2, &mut ctx(&mut none2, Some(ck)))
@@ -170,11 +170,42 @@ fn resumed_mtt_equals_the_uninterrupted_run() {
 }
 
 #[test]
+fn a_stop_returns_the_set_of_that_iteration() {
+    let (d, experts) = setup();
+    let mut mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
+    // The snapshot at iteration 3, taken by a callback that lets the run go on.
+    let mut at3 = None;
+    let mut watch = |it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+        if it == 3 {
+            at3 = Some(snap().set);
+        }
+        Ok(Flow::Continue)
+    };
+    let full = mtt
+        .clone()
+        .distill(&d, 2, &mut ctx(&mut watch, None))
+        .unwrap();
+    let at3 = at3.unwrap();
+    let mut seen = Vec::new();
+    let mut stop = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| {
+        seen.push(it);
+        Ok(if it == 3 { Flow::Stop } else { Flow::Continue })
+    };
+    let stopped = mtt.distill(&d, 2, &mut ctx(&mut stop, None)).unwrap();
+    assert_eq!(seen, vec![1, 2, 3]);
+    assert_eq!(stopped.provenance.iterations, 3);
+    assert_eq!(full.provenance.iterations, 6);
+    assert_eq!(stopped.images, at3.images);
+    assert_eq!(stopped.syn_lr, at3.syn_lr);
+    assert_ne!(stopped.images, full.images);
+}
+
+#[test]
 fn experts_too_short_for_the_settings_are_an_error() {
     let (d, experts) = setup();
     let mut c = cfg(3);
     c.max_start_epoch = 6;
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let e = Mtt::new(c, Experts::Loaded(experts))
         .distill(&d, 2, &mut ctx(&mut none, None))
         .unwrap_err()
@@ -186,6 +217,11 @@ fn experts_too_short_for_the_settings_are_an_error() {
 }
 
 fn mtt_scenario(kind: &str) -> String {
+    mtt_scenario_with(kind, "")
+}
+
+/// The tiny MTT scenario with `extra` lines added to its `[distill]` section.
+fn mtt_scenario_with(kind: &str, extra: &str) -> String {
     format!(
         r#"
 name = "tiny-mtt"
@@ -217,6 +253,7 @@ lr_lr = 1e-4
 lr_teacher = 0.05
 log_every = 1
 baselines = ["random"]
+{extra}
 [eval]
 epochs = 30
 batch_size = 16
@@ -261,5 +298,44 @@ fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
             .as_f64()
             .unwrap();
         assert!(acc > 0.6, "{m}: {acc} (chance is 1/3)");
+    }
+}
+
+#[test]
+fn a_time_budget_stops_distillation_and_is_reported() {
+    let root = tempfile::tempdir().unwrap();
+    let opts = distillery::runner::RunOptions {
+        results_root: root.path().to_path_buf(),
+        quiet: true,
+    };
+    // A budget that is spent after the first iteration.
+    let text = mtt_scenario_with("distill", "max_seconds = 1e-6");
+    let l = distillery::scenario::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let out = distillery::runner::run(&l, &opts).unwrap();
+    let m = &out.summary["distilled"]["mtt"];
+    assert_eq!(m["iterations"], 1, "{m}");
+    assert_eq!(m["stopped_by_budget"], true);
+    assert!(m["seconds"].as_f64().unwrap() > 0.0);
+    let set = SyntheticSet::load(&out.dir.join("mtt.safetensors")).unwrap();
+    assert_eq!(set.provenance.iterations, 1);
+    let csv = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
+    let rows: Vec<&str> = csv
+        .lines()
+        .filter(|l| l.starts_with("distill,mtt"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{csv}");
+    assert!(rows[0].starts_with("distill,mtt,,1,"), "{}", rows[0]);
+    // The set is evaluated at the iteration it reached.
+    assert!(
+        csv.lines().any(|l| l.starts_with("eval,mtt,convnet,1,")),
+        "{csv}"
+    );
+    // A budget that is not a positive number is refused by name.
+    for bad in ["0.0", "-3.0"] {
+        let text = mtt_scenario_with("distill", &format!("max_seconds = {bad}"));
+        let e = distillery::scenario::parse(&text, std::path::Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_seconds"), "{e}");
     }
 }

@@ -10,7 +10,7 @@ use distillery::distill::mtt::{Mtt, MttConfig};
 use distillery::distill::scores::{self, ScoreKind};
 use distillery::distill::selmatch::{distilled_mask, distilled_per_class, search_beta};
 use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
-use distillery::distill::{Checkpoint, Ctx, Distiller, SyntheticSet};
+use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, SyntheticSet};
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::{LrSchedule, TrainConfig};
 use rand::SeedableRng;
@@ -79,7 +79,7 @@ fn run(
         .iter()
         .flat_map(|c| c[..ipc].to_vec())
         .collect();
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let mut ctx = Ctx::<AD> {
         device: Default::default(),
         seed: 2,

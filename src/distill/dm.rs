@@ -7,7 +7,7 @@
 use super::augment::{Draw, Dsa};
 use super::init::InitKind;
 use super::{
-    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller,
+    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller, Flow,
     SyntheticSet,
 };
 use crate::data::Dataset;
@@ -345,6 +345,7 @@ impl Distiller for Dm {
         let mut syn = class_tensors::<B::InnerBackend>(&start.set.images, k, ipc, shape, &device);
         let mut mom = class_tensors::<B::InnerBackend>(&start.momentum, k, ipc, shape, &device);
         let cfg = &self.cfg;
+        let mut reached = cfg.iterations.max(done);
         for it in done..cfg.iterations {
             let d = draw_iteration::<B::InnerBackend>(cfg, &classes, shape, ctx.seed, it, &device);
             let (values, grads) = step::<B>(cfg, data, &d, &syn, &device);
@@ -369,10 +370,13 @@ impl Distiller for Dm {
                     lr_momentum: 0.0,
                 }
             };
-            (ctx.on_iteration)(it + 1, value, &snapshot)?;
+            if (ctx.on_iteration)(it + 1, value, &snapshot)? == Flow::Stop {
+                reached = it + 1;
+                break;
+            }
         }
         let mut set = start.set;
         set.images = to_host(&syn);
-        finished(set, cfg.iterations.max(done))
+        finished(set, reached)
     }
 }

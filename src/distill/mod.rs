@@ -41,8 +41,18 @@ pub trait Distiller {
 }
 
 /// What a distiller reports after each optimisation step: the iteration (1-based), the loss and
-/// a way to take a checkpoint (a copy of the current set and optimiser state).
-pub type OnIteration<'a> = dyn FnMut(usize, f64, &dyn Fn() -> Checkpoint) -> Result<()> + 'a;
+/// a way to take a checkpoint (a copy of the current set and optimiser state). The answer says
+/// whether to go on (a time budget, for one, stops a run early).
+pub type OnIteration<'a> = dyn FnMut(usize, f64, &dyn Fn() -> Checkpoint) -> Result<Flow> + 'a;
+
+/// What an optimising distiller does after reporting an iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Take the next iteration.
+    Continue,
+    /// Stop here and return the set as it is (its provenance records the iterations taken).
+    Stop,
+}
 
 /// The run's context: device, seed, provenance facts, progress callback and resume state.
 pub struct Ctx<'a, B: AutodiffBackend> {

@@ -12,7 +12,7 @@ use super::init::InitKind;
 use super::trajectory::Experts;
 use super::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
 use super::{
-    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller,
+    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller, Flow,
     SyntheticSet,
 };
 use crate::data::Dataset;
@@ -294,6 +294,7 @@ impl Distiller for Mtt {
         let mut syn_lr = start.set.syn_lr.unwrap_or(self.cfg.lr_init as f32);
         let mut lr_mom = start.lr_momentum;
         let cfg = &self.cfg;
+        let mut reached = cfg.iterations.max(done);
         for it in done..cfg.iterations {
             let d = draw_iteration(cfg, self.experts.len(), n, (h, w), ctx.seed, it);
             let (from, to) = self
@@ -326,7 +327,10 @@ impl Distiller for Mtt {
                     lr_momentum: lr_mom,
                 }
             };
-            (ctx.on_iteration)(it + 1, value, &snapshot)?;
+            if (ctx.on_iteration)(it + 1, value, &snapshot)? == Flow::Stop {
+                reached = it + 1;
+                break;
+            }
         }
         let mut set = start.set;
         set.images = images
@@ -335,6 +339,6 @@ impl Distiller for Mtt {
             .into_vec::<f32>()
             .unwrap();
         set.syn_lr = Some(syn_lr);
-        finished(set, cfg.iterations.max(done))
+        finished(set, reached)
     }
 }

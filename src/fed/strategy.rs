@@ -11,7 +11,7 @@ use crate::data::Dataset;
 use crate::distill::augment::Dsa;
 use crate::distill::dm::Around;
 use crate::distill::{
-    step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Provenance, Selection,
+    step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Provenance, Selection,
     SyntheticSet,
 };
 use crate::error::{Error, Result};
@@ -390,7 +390,7 @@ impl Client {
                 }
                 _ => None,
             };
-            let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+            let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
             let mut ctx = Ctx::<B> {
                 device: device.clone(),
                 seed,

@@ -10,7 +10,9 @@ use crate::cl::metrics::AccuracyMatrix;
 use crate::data::stream::{self, Task};
 use crate::data::{Dataset, Split};
 use crate::device::BackendJob;
-use crate::distill::{step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selection};
+use crate::distill::{
+    step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Selection,
+};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::report::plot::{heatmap_svg, lines_svg};
@@ -66,7 +68,7 @@ fn choose<B: AutodiffBackend>(
 ) -> Result<Dataset> {
     let local = localise(&task.train, &task.classes);
     let spec = spec.with_classes(task.classes.len());
-    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let mut ctx = Ctx::<B> {
         device: device.clone(),
         seed,

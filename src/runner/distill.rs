@@ -11,7 +11,9 @@ use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
 use crate::distill::mtt::{Mtt, MttConfig};
 use crate::distill::selmatch::distilled_mask;
 use crate::distill::trajectory::{train_experts, Experts, Manifest};
-use crate::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, InitKind, Selection, SyntheticSet};
+use crate::distill::{
+    Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Selection, SyntheticSet,
+};
 use crate::error::{Error, Result};
 use crate::model::{ConvNetSpec, ModelSpec};
 use crate::report::{mean_std, CsvLog};
@@ -347,6 +349,8 @@ impl BackendJob for DistillJob<'_> {
             None
         };
         let mut sets: Vec<(Method, SyntheticSet)> = Vec::new();
+        // Per optimising method: iterations reached and distillation seconds (this run).
+        let mut distilled = serde_json::Map::new();
         for &m in &methods {
             let path = self.dir.join(format!("{}.safetensors", m.name()));
             if self.resuming && path.exists() {
@@ -354,6 +358,7 @@ impl BackendJob for DistillJob<'_> {
                 continue;
             }
             let t0 = Instant::now();
+            let mid_before = mid_eval_secs;
             let ck_path = self
                 .dir
                 .join(format!("{}.checkpoint.safetensors", m.name()));
@@ -398,13 +403,21 @@ impl BackendJob for DistillJob<'_> {
                         (window, Some(distilled_mask(k, d.ipc, d.alpha)))
                     };
                     let (first_model, first_spec) = (&models[0].0, &models[0].1);
+                    // The time budget counts distillation alone, from here.
+                    let budget_start = Instant::now();
+                    let mut evals_here = 0.0;
                     let mut on_iter = |it: usize,
                                        loss: f64,
                                        snap: &dyn Fn() -> Checkpoint|
-                     -> Result<()> {
+                     -> Result<Flow> {
                         pb.inc(1);
                         let elapsed = started.elapsed().as_secs_f64();
-                        if it.is_multiple_of(d.log_every) || it == iterations {
+                        let spent = budget_start.elapsed().as_secs_f64() - evals_here;
+                        let stop = it < iterations && d.max_seconds.is_some_and(|t| spent >= t);
+                        // Checkpoints and mid-run measurements only before the last iteration:
+                        // the final set is saved, measured and evaluated anyway.
+                        let last = it == iterations || stop;
+                        if it.is_multiple_of(d.log_every) || last {
                             log.row(&[
                                 "distill".to_string(),
                                 m.name().into(),
@@ -417,13 +430,10 @@ impl BackendJob for DistillJob<'_> {
                             ])?;
                             pb.set_message(format!("iteration {it} loss {loss:.4}"));
                         }
-                        if it.is_multiple_of(d.checkpoint_every) && it < iterations {
+                        if it.is_multiple_of(d.checkpoint_every) && !last {
                             snap().save(&ck_path)?;
                         }
-                        if d.coverage_every > 0
-                            && it.is_multiple_of(d.coverage_every)
-                            && it < iterations
-                        {
+                        if d.coverage_every > 0 && it.is_multiple_of(d.coverage_every) && !last {
                             // Like the evaluations, not distillation time.
                             let te = Instant::now();
                             let c = self.measure_coverage::<B>(
@@ -436,11 +446,12 @@ impl BackendJob for DistillJob<'_> {
                                 coverage_row(l, m, it, &c)?;
                             }
                             mid_eval_secs += te.elapsed().as_secs_f64();
+                            evals_here += te.elapsed().as_secs_f64();
                             if !self.quiet {
                                 pb.println(format!("iteration {it:>6}: {} coverage {c}", m.name()));
                             }
                         }
-                        if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && it < iterations {
+                        if d.eval_every > 0 && it.is_multiple_of(d.eval_every) && !last {
                             let te = Instant::now();
                             let ck = snap();
                             let accs = evaluate_set::<B>(
@@ -454,6 +465,7 @@ impl BackendJob for DistillJob<'_> {
                             )?;
                             eval_rows(&mut log, m.name(), first_model, it, &accs, &started)?;
                             mid_eval_secs += te.elapsed().as_secs_f64();
+                            evals_here += te.elapsed().as_secs_f64();
                             let (mu, sd) = mean_std(&accs);
                             if !self.quiet {
                                 pb.println(format!(
@@ -461,7 +473,17 @@ impl BackendJob for DistillJob<'_> {
                                 ));
                             }
                         }
-                        Ok(())
+                        if stop {
+                            if !self.quiet {
+                                pb.println(format!(
+                                    "{}: time budget of {:.0} s reached after iteration {it}",
+                                    m.name(),
+                                    d.max_seconds.unwrap_or_default()
+                                ));
+                            }
+                            return Ok(Flow::Stop);
+                        }
+                        Ok(Flow::Continue)
                     };
                     let mut ctx = Ctx::<B> {
                         device: device.clone(),
@@ -507,9 +529,20 @@ impl BackendJob for DistillJob<'_> {
                         }
                         set
                     };
+                    let reached = set.provenance.iterations;
                     if m == d.method {
-                        iters_timed += iterations.saturating_sub(first);
+                        iters_timed += reached.saturating_sub(first);
                     }
+                    let secs = t0.elapsed().as_secs_f64() - (mid_eval_secs - mid_before);
+                    distilled.insert(
+                        m.name().to_string(),
+                        json!({
+                            "iterations": reached,
+                            "iterations_this_run": reached.saturating_sub(first),
+                            "seconds": secs,
+                            "stopped_by_budget": reached < iterations,
+                        }),
+                    );
                     set
                 }
                 sel => {
@@ -518,7 +551,8 @@ impl BackendJob for DistillJob<'_> {
                         Method::Kcenter => InitKind::Kcenter,
                         _ => InitKind::Real,
                     };
-                    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(());
+                    let mut noop =
+                        |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
                     let mut ctx = Ctx::<B> {
                         device: device.clone(),
                         seed: s.seed,
@@ -640,6 +674,7 @@ impl BackendJob for DistillJob<'_> {
             },
             "experts_seconds": experts_secs,
             "distill_seconds": distill_secs,
+            "distilled": distilled,
             "selection_seconds": selection_secs,
             "eval_during_distill_seconds": mid_eval_secs,
             "seconds_per_iteration": if iters_timed > 0 { distill_secs / iters_timed as f64 } else { 0.0 },
