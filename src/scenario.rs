@@ -566,6 +566,13 @@ pub enum DataSpec {
         /// Test batch files (instead of `dir`).
         #[serde(default)]
         test_files: Vec<PathBuf>,
+        /// ZCA-whiten train and test images with the training set's statistics (MTT's reference
+        /// does for CIFAR; SelMatch's does not).
+        #[serde(default)]
+        zca: bool,
+        /// The regulariser added to the covariance's eigenvalues.
+        #[serde(default = "default_zca_eps")]
+        zca_eps: f64,
     },
     /// CIFAR-100 binary files: `dir` holding `train.bin` and `test.bin`, or explicit files.
     Cifar100 {
@@ -577,6 +584,13 @@ pub enum DataSpec {
         /// Test files (instead of `dir`).
         #[serde(default)]
         test_files: Vec<PathBuf>,
+        /// ZCA-whiten train and test images with the training set's statistics (MTT's reference
+        /// does for CIFAR; SelMatch's does not).
+        #[serde(default)]
+        zca: bool,
+        /// The regulariser added to the covariance's eigenvalues.
+        #[serde(default = "default_zca_eps")]
+        zca_eps: f64,
     },
     /// Procedural images (class prototypes plus noise).
     Synthetic {
@@ -699,6 +713,10 @@ impl Default for TrainSection {
             eval_every: 1,
         }
     }
+}
+
+fn default_zca_eps() -> f64 {
+    0.1
 }
 
 fn default_idx_name() -> String {
@@ -906,12 +924,23 @@ pub fn validate(s: &Scenario, text: &str) -> std::result::Result<(), String> {
             dir,
             train_files,
             test_files,
+            zca_eps,
+            ..
         }
         | DataSpec::Cifar100 {
             dir,
             train_files,
             test_files,
+            zca_eps,
+            ..
         } => {
+            c.require(
+                zca_eps.is_finite() && *zca_eps > 0.0,
+                "data",
+                "zca_eps",
+                zca_eps,
+                "a positive regulariser (the reference's is 0.1)",
+            );
             if dir.is_none() && (train_files.is_empty() || test_files.is_empty()) {
                 c.fail(
                     "data",

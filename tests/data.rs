@@ -220,3 +220,55 @@ fn per_class_selection_and_reference_constants() {
         vec![0.3081]
     );
 }
+
+#[test]
+fn cifar_zca_whitens_both_sets_with_the_training_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut train = Vec::new();
+    for i in 0..12u8 {
+        train.extend(cifar_record(&[i % 3], i.wrapping_mul(37)));
+    }
+    let mut test = cifar_record(&[1], 5);
+    test.extend(cifar_record(&[2], 200));
+    std::fs::write(dir.path().join("train.bin"), &train).unwrap();
+    std::fs::write(dir.path().join("test.bin"), &test).unwrap();
+    let scenario = |extra: &str| {
+        format!(
+            "name = \"z\"\nkind = \"train\"\n[data]\nsource = \"cifar10\"\ntrain_files = [\"train.bin\"]\ntest_files = [\"test.bin\"]\n{extra}\n[train]\nepochs = 1\n"
+        )
+    };
+    let path = dir.path().join("s.toml");
+    let load = |extra: &str| {
+        let l = distillery::scenario::parse(&scenario(extra), &path).unwrap();
+        distillery::runner::load_data(&l).unwrap()
+    };
+    let plain = load("");
+    assert_eq!(plain.zca, None);
+    assert_eq!(plain.cache_name(), "cifar10");
+    assert!(plain.pixel_normalization().is_some());
+    let white = load("zca = true");
+    assert_eq!(white.zca, Some(0.1));
+    assert_eq!(white.cache_name(), "cifar10-zca0.1");
+    assert!(white.pixel_normalization().is_none());
+    // The same as fitting by hand on the normalised training set and applying to both.
+    let z = data::zca::Zca::fit(&plain.train, 0.1).unwrap();
+    let (mut tr, mut te) = (plain.train.clone(), plain.test.clone());
+    z.apply(&mut tr).unwrap();
+    z.apply(&mut te).unwrap();
+    assert_eq!(white.train.images, tr.images);
+    assert_eq!(white.test.images, te.images);
+    assert_ne!(white.test.images, plain.test.images);
+    // Whitening centres the training set: every pixel's mean is ~0.
+    let d = 3072;
+    for j in (0..d).step_by(97) {
+        let m: f64 = (0..12)
+            .map(|i| white.train.images[i * d + j] as f64)
+            .sum::<f64>()
+            / 12.0;
+        assert!(m.abs() < 1e-4, "pixel {j}: mean {m}");
+    }
+    let e = distillery::scenario::parse(&scenario("zca = true\nzca_eps = 0.0"), &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("zca_eps"), "{e}");
+}

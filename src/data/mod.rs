@@ -6,6 +6,7 @@ pub mod idx;
 pub mod partition;
 pub mod stream;
 pub mod synthetic;
+pub mod zca;
 
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -43,6 +44,37 @@ pub struct Split {
     pub norm: Normalization,
     /// A short dataset name (for provenance and normalisation lookup).
     pub name: String,
+    /// The ZCA regulariser, when both sets were ZCA-whitened after normalisation.
+    pub zca: Option<f64>,
+}
+
+impl Split {
+    /// ZCA-whitens both sets with the training set's statistics (after normalisation).
+    pub fn whiten(&mut self, eps: f64) -> crate::error::Result<()> {
+        let z = zca::Zca::fit(&self.train, eps)?;
+        z.apply(&mut self.train)?;
+        z.apply(&mut self.test)?;
+        self.zca = Some(eps);
+        Ok(())
+    }
+
+    /// The name that keys on-disk caches (experts, difficulty scores) and provenance: the dataset
+    /// name, with `-zca<eps>` when whitened, so whitened and plain data never share a cache.
+    pub fn cache_name(&self) -> String {
+        match self.zca {
+            Some(eps) => format!("{}-zca{eps}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// The normalisation that maps the sets' values back to pixels, for pictures: none once
+    /// whitened (pictures are then contrast-stretched).
+    pub fn pixel_normalization(&self) -> Option<Normalization> {
+        match self.zca {
+            Some(_) => None,
+            None => Some(self.norm.clone()),
+        }
+    }
 }
 
 impl Dataset {
@@ -250,5 +282,6 @@ pub fn make_split(
         test,
         norm,
         name: name.to_string(),
+        zca: None,
     }
 }

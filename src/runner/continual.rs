@@ -72,8 +72,8 @@ fn choose<B: AutodiffBackend>(
     let mut ctx = Ctx::<B> {
         device: device.clone(),
         seed,
-        dataset: split.name.clone(),
-        normalization: Some(split.norm.clone()),
+        dataset: split.cache_name(),
+        normalization: split.pixel_normalization(),
         on_iteration: &mut noop,
         resume: None,
     };

@@ -286,11 +286,11 @@ impl BackendJob for DistillJob<'_> {
                 Some(p) => self.loaded.resolve(p),
                 None => self
                     .experts_root
-                    .join(experts_folder_name(&split.name, s, &x)),
+                    .join(experts_folder_name(&split.cache_name(), s, &x)),
             };
             let manifest = Manifest {
                 spec: base.clone(),
-                dataset: split.name.clone(),
+                dataset: split.cache_name(),
                 train_images: split.train.len(),
                 train: TrainConfig {
                     epochs: x.epochs,
@@ -488,8 +488,8 @@ impl BackendJob for DistillJob<'_> {
                     let mut ctx = Ctx::<B> {
                         device: device.clone(),
                         seed: s.seed,
-                        dataset: split.name.clone(),
-                        normalization: Some(split.norm.clone()),
+                        dataset: split.cache_name(),
+                        normalization: split.pixel_normalization(),
                         on_iteration: &mut on_iter,
                         resume,
                     };
@@ -556,8 +556,8 @@ impl BackendJob for DistillJob<'_> {
                     let mut ctx = Ctx::<B> {
                         device: device.clone(),
                         seed: s.seed,
-                        dataset: split.name.clone(),
-                        normalization: Some(split.norm.clone()),
+                        dataset: split.cache_name(),
+                        normalization: split.pixel_normalization(),
                         on_iteration: &mut noop,
                         resume: None,
                     };
@@ -657,6 +657,7 @@ impl BackendJob for DistillJob<'_> {
                 "shape": split.train.shape,
                 "classes": split.train.num_classes(),
                 "normalization": split.norm,
+                "zca_eps": split.zca,
             },
             "model": { "spec": base, "params": base.num_params() },
             "distill": d,

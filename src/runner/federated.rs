@@ -57,7 +57,7 @@ pub fn settings(s: &Scenario, split: &Split) -> Result<Settings> {
         dm: dm_config(&d, d.iterations.unwrap_or(1000), spec, &dsa),
         rho: f.rho as f32,
         embed_epochs: d.embed_epochs,
-        dataset: split.name.clone(),
+        dataset: split.cache_name(),
         classes: split.train.classes.clone(),
         shape: split.train.shape,
     })

@@ -83,23 +83,29 @@ pub fn load_data(loaded: &Loaded) -> Result<Split> {
             dir,
             train_files,
             test_files,
+            zca,
+            zca_eps,
         } => load_cifar(
             loaded,
             cifar::Variant::Cifar10,
             dir,
             train_files,
             test_files,
+            zca.then_some(*zca_eps),
         )?,
         DataSpec::Cifar100 {
             dir,
             train_files,
             test_files,
+            zca,
+            zca_eps,
         } => load_cifar(
             loaded,
             cifar::Variant::Cifar100,
             dir,
             train_files,
             test_files,
+            zca.then_some(*zca_eps),
         )?,
         DataSpec::Synthetic {
             train,
@@ -138,6 +144,7 @@ fn load_cifar(
     dir: &Option<PathBuf>,
     train_files: &[PathBuf],
     test_files: &[PathBuf],
+    zca: Option<f64>,
 ) -> Result<Split> {
     let (train_f, test_f): (Vec<PathBuf>, Vec<PathBuf>) = if !train_files.is_empty() {
         (
@@ -158,12 +165,16 @@ fn load_cifar(
     };
     let train = cifar::load(&train_f, variant)?;
     let test = cifar::load(&test_f, variant)?;
-    Ok(data::make_split(
+    let mut split = data::make_split(
         variant.name(),
         train,
         test,
         data::reference_normalization(variant.name()),
-    ))
+    );
+    if let Some(eps) = zca {
+        split.whiten(eps)?;
+    }
+    Ok(split)
 }
 
 /// The network a scenario asks for, sized for `split`.

@@ -45,7 +45,7 @@ impl DistillJob<'_> {
                 let m = &s.model;
                 let file = format!(
                     "{}-{}-{:?}-w{}-d{}-e{}-s{}.csv",
-                    self.split.name,
+                    self.split.cache_name(),
                     d.difficulty.name(),
                     m.arch,
                     m.width,
