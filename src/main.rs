@@ -33,6 +33,9 @@ enum Cmd {
         /// No progress bar or per-evaluation lines.
         #[arg(long, short)]
         quiet: bool,
+        /// Run on this device instead of the scenario's (`cpu`, or `cuda` in a CUDA build).
+        #[arg(long, value_parser = ["cpu", "cuda"], conflicts_with = "resume")]
+        device: Option<String>,
     },
     /// Distil a dataset: builds a `distill` scenario from the flags and runs it.
     Distill {
@@ -102,14 +105,19 @@ fn main() -> ExitCode {
             resume,
             results,
             quiet,
+            device,
         } => {
+            let device = device.map(|d| match d.as_str() {
+                "cuda" => distillery::device::DeviceKind::Cuda,
+                _ => distillery::device::DeviceKind::Cpu,
+            });
             let opts = RunOptions {
                 results_root: results,
                 quiet,
             };
             match (file, resume) {
                 (_, Some(dir)) => runner::resume(&dir, &opts),
-                (Some(f), None) => runner::run_file(&f, &opts),
+                (Some(f), None) => runner::run_file_on(&f, device, &opts),
                 (None, None) => unreachable!("clap requires one"),
             }
             .map(|out| print_output(&out))

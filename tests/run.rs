@@ -239,3 +239,56 @@ fn non_finite_pixels_are_rejected_by_validation() {
     let e = data.validate().unwrap_err();
     assert!(e.contains("image 3") && e.contains("non-finite"), "{e}");
 }
+
+#[test]
+fn device_flag_overrides_the_scenario_and_is_recorded() {
+    use distillery::device::DeviceKind;
+    // The key's line is replaced at top level only; a missing key is added first.
+    let t = "# c\nname = \"x\"\ndevice = \"cuda\"\n[data]\ndevice = \"kept\"\n";
+    assert_eq!(
+        runner::with_device(t, DeviceKind::Cpu),
+        "# c\nname = \"x\"\ndevice = \"cpu\"\n[data]\ndevice = \"kept\"\n"
+    );
+    assert_eq!(
+        runner::with_device("name = \"x\"\n", DeviceKind::Cuda),
+        "device = \"cuda\"\nname = \"x\"\n"
+    );
+    // A scenario that names CUDA runs on the CPU with the flag (in any build), and the results
+    // folder's copy names the device used.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(
+        &file,
+        TINY.replace("kind = \"train\"", "kind = \"train\"\ndevice = \"cuda\""),
+    )
+    .unwrap();
+    let opts = RunOptions {
+        results_root: dir.path().join("results"),
+        quiet: true,
+    };
+    let out = runner::run_file_on(&file, Some(DeviceKind::Cpu), &opts).unwrap();
+    let copy = std::fs::read_to_string(out.dir.join("scenario.toml")).unwrap();
+    assert!(
+        copy.contains("device = \"cpu\"") && !copy.contains("cuda"),
+        "{copy}"
+    );
+    assert!(out.summary["test_acc_mean"].as_f64().unwrap() > 0.25);
+    let cli = Command::new(env!("CARGO_BIN_EXE_distillery"))
+        .args(["run", "-q", "--device", "cpu", "--results"])
+        .arg(dir.path().join("results"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_distillery"))
+        .args(["run", "--device", "tpu"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("tpu"));
+}

@@ -218,8 +218,54 @@ fn new_run_dir(root: &Path, name: &str) -> Result<PathBuf> {
 
 /// Runs the scenario file at `path`.
 pub fn run_file(path: &Path, opts: &RunOptions) -> Result<RunOutput> {
-    let loaded = scenario::load(path)?;
+    run_file_on(path, None, opts)
+}
+
+/// Runs the scenario file at `path`, on `device` instead of the one it names when given (the
+/// results folder's copy of the scenario then names that device, so `--resume` uses it too).
+pub fn run_file_on(
+    path: &Path,
+    device: Option<crate::device::DeviceKind>,
+    opts: &RunOptions,
+) -> Result<RunOutput> {
+    let mut loaded = scenario::load(path)?;
+    if let Some(d) = device {
+        loaded.scenario.device = d;
+        loaded.text = with_device(&loaded.text, d);
+    }
     run(&loaded, opts)
+}
+
+/// `text` (a scenario) with its top-level `device` key set to `d`: the key's line replaced, or
+/// the key added as the first line.
+pub fn with_device(text: &str, d: crate::device::DeviceKind) -> String {
+    let name = match d {
+        crate::device::DeviceKind::Cpu => "cpu",
+        crate::device::DeviceKind::Cuda => "cuda",
+    };
+    let line = format!("device = \"{name}\"");
+    let mut out = Vec::new();
+    let mut top = true;
+    let mut done = false;
+    for l in text.lines() {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            top = false;
+        }
+        let key = t.split('=').next().map(str::trim);
+        if top && !done && key == Some("device") {
+            out.push(line.clone());
+            done = true;
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    if !done {
+        out.insert(0, line);
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
 }
 
 /// Runs a loaded scenario, writing a new results folder.
