@@ -405,14 +405,15 @@ impl BackendJob for DistillJob<'_> {
                     let (first_model, first_spec) = (&models[0].0, &models[0].1);
                     // The time budget counts distillation alone, from here.
                     let budget_start = Instant::now();
-                    let mut evals_here = 0.0;
+                    let evals_before = mid_eval_secs;
                     let mut on_iter = |it: usize,
                                        loss: f64,
                                        snap: &dyn Fn() -> Checkpoint|
                      -> Result<Flow> {
                         pb.inc(1);
                         let elapsed = started.elapsed().as_secs_f64();
-                        let spent = budget_start.elapsed().as_secs_f64() - evals_here;
+                        let spent =
+                            budget_start.elapsed().as_secs_f64() - (mid_eval_secs - evals_before);
                         let stop = it < iterations && d.max_seconds.is_some_and(|t| spent >= t);
                         // Checkpoints and mid-run measurements only before the last iteration:
                         // the final set is saved, measured and evaluated anyway.
@@ -446,7 +447,6 @@ impl BackendJob for DistillJob<'_> {
                                 coverage_row(l, m, it, &c)?;
                             }
                             mid_eval_secs += te.elapsed().as_secs_f64();
-                            evals_here += te.elapsed().as_secs_f64();
                             if !self.quiet {
                                 pb.println(format!("iteration {it:>6}: {} coverage {c}", m.name()));
                             }
@@ -465,7 +465,6 @@ impl BackendJob for DistillJob<'_> {
                             )?;
                             eval_rows(&mut log, m.name(), first_model, it, &accs, &started)?;
                             mid_eval_secs += te.elapsed().as_secs_f64();
-                            evals_here += te.elapsed().as_secs_f64();
                             let (mu, sd) = mean_std(&accs);
                             if !self.quiet {
                                 pb.println(format!(
