@@ -33,17 +33,24 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Runs `iters` timed iterations (after one untimed warm-up) on backend `B`.
-#[allow(clippy::too_many_arguments)]
-fn one<B: AutodiffBackend>(
-    device: B::Device,
-    label: &str,
+/// One benchmark setting.
+struct Setting {
     width: usize,
     steps: usize,
     iters: usize,
     ipc: usize,
     manual: bool,
-) {
+}
+
+/// Runs `iters` timed iterations (after one untimed warm-up) on backend `B`.
+fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
+    let Setting {
+        width,
+        steps,
+        iters,
+        ipc,
+        manual,
+    } = *set;
     let mut d = data::synthetic::generate(10 * ipc.max(20), [1, 28, 28], 10, 0.3, 0);
     let norm = d.channel_stats();
     d.normalize(&norm);
@@ -120,27 +127,17 @@ fn main() {
     let nested = args.iter().any(|a| a == "--nested");
     let device = get("--device").unwrap_or_else(|| "cpu".into());
     if let Some(s) = get("--one") {
-        let steps = s.parse().expect("--one N");
+        let set = Setting {
+            width,
+            steps: s.parse().expect("--one N"),
+            iters,
+            ipc,
+            manual: !nested,
+        };
         match device.as_str() {
-            "cpu" => one::<Autodiff<Flex>>(
-                Default::default(),
-                "flex",
-                width,
-                steps,
-                iters,
-                ipc,
-                !nested,
-            ),
+            "cpu" => one::<Autodiff<Flex>>(Default::default(), "flex", &set),
             #[cfg(feature = "cuda")]
-            "cuda" => one::<Autodiff<burn::backend::Cuda>>(
-                Default::default(),
-                "cuda",
-                width,
-                steps,
-                iters,
-                ipc,
-                !nested,
-            ),
+            "cuda" => one::<Autodiff<burn::backend::Cuda>>(Default::default(), "cuda", &set),
             other => panic!("--device {other}: cpu, or cuda with --features cuda"),
         }
         return;

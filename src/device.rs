@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub type Cpu = burn::backend::Flex;
 
 /// Which device a scenario runs on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceKind {
     /// The CPU backend (always available).
@@ -18,6 +18,16 @@ pub enum DeviceKind {
     Cpu,
     /// An NVIDIA GPU through burn-cuda (needs `--features cuda` and a driver).
     Cuda,
+}
+
+impl DeviceKind {
+    /// The name a scenario file uses (`cpu`, `cuda`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        }
+    }
 }
 
 /// Work that runs on whichever backend the scenario asks for.

@@ -34,8 +34,8 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
         /// Run on this device instead of the scenario's (`cpu`, or `cuda` in a CUDA build).
-        #[arg(long, value_parser = ["cpu", "cuda"], conflicts_with = "resume")]
-        device: Option<String>,
+        #[arg(long, value_enum, conflicts_with = "resume")]
+        device: Option<distillery::device::DeviceKind>,
     },
     /// Distil a dataset: builds a `distill` scenario from the flags and runs it.
     Distill {
@@ -107,10 +107,6 @@ fn main() -> ExitCode {
             quiet,
             device,
         } => {
-            let device = device.map(|d| match d.as_str() {
-                "cuda" => distillery::device::DeviceKind::Cuda,
-                _ => distillery::device::DeviceKind::Cpu,
-            });
             let opts = RunOptions {
                 results_root: results,
                 quiet,

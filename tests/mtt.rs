@@ -262,18 +262,20 @@ repeats = 2
     )
 }
 
+/// Runs scenario `text` quietly with its results under `root`.
+fn run_scenario(text: &str, root: &std::path::Path) -> distillery::runner::RunOutput {
+    let l = distillery::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
+    let opts = distillery::runner::RunOptions {
+        results_root: root.to_path_buf(),
+        quiet: true,
+    };
+    distillery::runner::run(&l, &opts).unwrap()
+}
+
 #[test]
 fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
     let root = tempfile::tempdir().unwrap();
-    let opts = distillery::runner::RunOptions {
-        results_root: root.path().to_path_buf(),
-        quiet: true,
-    };
-    let run = |kind: &str| {
-        let l = distillery::scenario::parse(&mtt_scenario(kind), std::path::Path::new("t.toml"))
-            .unwrap();
-        distillery::runner::run(&l, &opts).unwrap()
-    };
+    let run = |kind: &str| run_scenario(&mtt_scenario(kind), root.path());
     // `kind = "experts"` trains the experts only.
     let out = run("experts");
     let csv = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
@@ -304,14 +306,11 @@ fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
 #[test]
 fn a_time_budget_stops_distillation_and_is_reported() {
     let root = tempfile::tempdir().unwrap();
-    let opts = distillery::runner::RunOptions {
-        results_root: root.path().to_path_buf(),
-        quiet: true,
-    };
     // A budget that is spent after the first iteration.
-    let text = mtt_scenario_with("distill", "max_seconds = 1e-6");
-    let l = distillery::scenario::parse(&text, std::path::Path::new("t.toml")).unwrap();
-    let out = distillery::runner::run(&l, &opts).unwrap();
+    let out = run_scenario(
+        &mtt_scenario_with("distill", "max_seconds = 1e-6"),
+        root.path(),
+    );
     let m = &out.summary["distilled"]["mtt"];
     assert_eq!(m["iterations"], 1, "{m}");
     assert_eq!(m["stopped_by_budget"], true);

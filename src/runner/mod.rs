@@ -239,11 +239,7 @@ pub fn run_file_on(
 /// `text` (a scenario) with its top-level `device` key set to `d`: the key's line replaced, or
 /// the key added as the first line.
 pub fn with_device(text: &str, d: crate::device::DeviceKind) -> String {
-    let name = match d {
-        crate::device::DeviceKind::Cpu => "cpu",
-        crate::device::DeviceKind::Cuda => "cuda",
-    };
-    let line = format!("device = \"{name}\"");
+    let line = format!("device = \"{}\"", d.name());
     let mut out = Vec::new();
     let mut top = true;
     let mut done = false;

@@ -24,8 +24,9 @@ use std::time::Instant;
 
 impl DistillJob<'_> {
     /// The SelMatch window: training-set indices, grouped by class, hardest first. Scores:
-    /// `scores_csv`, else computed once and cached under `<results>/scores/`. Beta: the scenario's, else the best of `beta_grid` (every window is
-    /// trained on with the evaluation protocol, plain augmentation, `window_repeats` networks).
+    /// `scores_csv`, else computed once and cached under `<results>/scores/`. Beta: the
+    /// scenario's, else the best of `beta_grid` (every window is trained on with the evaluation
+    /// protocol, plain augmentation, `window_repeats` networks).
     pub(super) fn selmatch_window<B: AutodiffBackend>(
         &self,
         eval: &EvalConfig,
