@@ -5,7 +5,8 @@
 //! cargo bench --bench mtt                      # width 128 (the reference), 2 iterations each
 //! cargo bench --bench mtt -- --width 32 --iters 3 --steps 10,20,30
 //! cargo bench --bench mtt -- --nested          # nested autodiff instead of the hand-written backward
-//! cargo bench --bench mtt --features cuda -- --device cuda   # on an NVIDIA GPU
+//! cargo bench --bench mtt --features cuda -- --device cuda   # on an NVIDIA GPU (or cuda-unfused)
+//! MTT_BENCH_EACH=1 also prints every iteration's time as it ends (the untimed first one included).
 //! Worker threads: DISTILLERY_THREADS. Linux only for the memory figure (/proc/self/status); on
 //! CUDA the figure is host memory, not the GPU's.
 
@@ -79,9 +80,15 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
     };
     let mut times = Vec::new();
     let mut last = Instant::now();
+    let verbose = std::env::var_os("MTT_BENCH_EACH").is_some();
     let mut on = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| -> Result<Flow, Error> {
+        let secs = last.elapsed().as_secs_f64();
+        if verbose {
+            // One line per iteration as it ends: on a GPU the first one includes compiling kernels.
+            eprintln!("{label} syn_steps {steps} iteration {it}: {secs:.3} s");
+        }
         if it > 1 {
-            times.push(last.elapsed().as_secs_f64());
+            times.push(secs);
         }
         last = Instant::now();
         Ok(Flow::Continue)
@@ -138,7 +145,13 @@ fn main() {
             "cpu" => one::<Autodiff<Flex>>(Default::default(), "flex", &set),
             #[cfg(feature = "cuda")]
             "cuda" => one::<Autodiff<burn::backend::Cuda>>(Default::default(), "cuda", &set),
-            other => panic!("--device {other}: cpu, or cuda with --features cuda"),
+            #[cfg(feature = "cuda")]
+            "cuda-unfused" => one::<Autodiff<distillery::device::CudaUnfused>>(
+                Default::default(),
+                "cuda-unfused",
+                &set,
+            ),
+            other => panic!("--device {other}: cpu, or cuda / cuda-unfused with --features cuda"),
         }
         return;
     }

@@ -18,14 +18,19 @@ pub enum DeviceKind {
     Cpu,
     /// An NVIDIA GPU through burn-cuda (needs `--features cuda` and a driver).
     Cuda,
+    /// The same GPU backend without burn's kernel fusion: more, smaller kernel launches, but far
+    /// fewer distinct kernels to compile when a graph is long and varied (MTT's unrolled steps).
+    #[serde(rename = "cuda-unfused")]
+    CudaUnfused,
 }
 
 impl DeviceKind {
-    /// The name a scenario file uses (`cpu`, `cuda`).
+    /// The name a scenario file uses (`cpu`, `cuda`, `cuda-unfused`).
     pub fn name(self) -> &'static str {
         match self {
             DeviceKind::Cpu => "cpu",
             DeviceKind::Cuda => "cuda",
+            DeviceKind::CudaUnfused => "cuda-unfused",
         }
     }
 }
@@ -46,14 +51,14 @@ pub struct Available(DeviceKind);
 pub fn check(kind: DeviceKind) -> Result<Available> {
     match kind {
         DeviceKind::Cpu => Ok(Available(kind)),
-        DeviceKind::Cuda => cuda_probe().map(|_| Available(kind)),
+        DeviceKind::Cuda | DeviceKind::CudaUnfused => cuda_probe().map(|_| Available(kind)),
     }
 }
 
 #[cfg(not(feature = "cuda"))]
 fn cuda_probe() -> Result<()> {
     Err(Error::Device(
-        "device = \"cuda\" needs a build with CUDA support: cargo build --release --features cuda"
+        "device = \"cuda\" (or \"cuda-unfused\") needs a build with CUDA support: cargo build --release --features cuda"
             .into(),
     ))
 }
@@ -95,6 +100,10 @@ fn cuda_probe() -> Result<()> {
     }
 }
 
+/// burn's CUDA backend without the fusion layer (`device = "cuda-unfused"`).
+#[cfg(feature = "cuda")]
+pub type CudaUnfused = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+
 /// Runs `job` on the backend of a checked device.
 pub fn dispatch<J: BackendJob>(device: Available, job: J) -> J::Output {
     match device.0 {
@@ -104,8 +113,15 @@ pub fn dispatch<J: BackendJob>(device: Available, job: J) -> J::Output {
             burn::backend::cuda::CudaDevice::default(),
             "cuda",
         ),
+        #[cfg(feature = "cuda")]
+        DeviceKind::CudaUnfused => job.run::<Autodiff<CudaUnfused>>(
+            burn::backend::cuda::CudaDevice::default(),
+            "cuda-unfused",
+        ),
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => unreachable!("check() refuses cuda without the feature"),
+        DeviceKind::Cuda | DeviceKind::CudaUnfused => {
+            unreachable!("check() refuses cuda without the feature")
+        }
     }
 }
 

@@ -33,7 +33,7 @@ enum Cmd {
         /// No progress bar or per-evaluation lines.
         #[arg(long, short)]
         quiet: bool,
-        /// Run on this device instead of the scenario's (`cpu`, or `cuda` in a CUDA build).
+        /// Run on this device instead of the scenario's (`cpu`; `cuda` or `cuda-unfused` in a CUDA build).
         #[arg(long, value_enum, conflicts_with = "resume")]
         device: Option<distillery::device::DeviceKind>,
     },

@@ -165,22 +165,25 @@ fn cli_reports_bad_scenarios_without_panicking() {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn cuda_without_the_feature_is_a_clear_error() {
-    let l = scenario::parse(
-        &TINY.replace("seed = 7", "seed = 7\ndevice = \"cuda\""),
-        Path::new("t.toml"),
-    )
-    .unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let e = runner::run(
-        &l,
-        &RunOptions {
-            results_root: root.path().into(),
-            quiet: true,
-        },
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("--features cuda"), "{e}");
+    for kind in ["cuda", "cuda-unfused"] {
+        let l = scenario::parse(
+            &TINY.replace("seed = 7", &format!("seed = 7\ndevice = \"{kind}\"")),
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(l.scenario.device.name(), kind);
+        let root = tempfile::tempdir().unwrap();
+        let e = runner::run(
+            &l,
+            &RunOptions {
+                results_root: root.path().into(),
+                quiet: true,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--features cuda"), "{kind}: {e}");
+    }
 }
 
 #[test]

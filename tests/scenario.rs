@@ -117,7 +117,7 @@ fn malformed_scenarios_name_the_field() {
         ),
         (
             with("kind = \"train\"", "device = \"tpu\""),
-            &["unknown variant `tpu`", "cuda"],
+            &["unknown variant `tpu`", "cuda", "cuda-unfused"],
         ),
         ("name = [".to_string(), &["bad.toml"]),
     ];
