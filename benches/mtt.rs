@@ -10,8 +10,8 @@
 //! Worker threads: DISTILLERY_THREADS. Linux only for the memory figure (/proc/self/status); on
 //! CUDA the figure is host memory, not the GPU's.
 
-use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::AutodiffBackend;
+use distillery::device::{self, BackendJob, DeviceKind};
 use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::mtt::{Mtt, MttConfig};
 use distillery::distill::trajectory::{Experts, Trajectory};
@@ -120,6 +120,16 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
     );
 }
 
+/// One setting, run on the backend `--device` names.
+struct Bench(Setting);
+
+impl BackendJob for Bench {
+    type Output = ();
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend_name: &str) {
+        one::<B>(device, backend_name, &self.0)
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let get = |flag: &str| {
@@ -141,18 +151,10 @@ fn main() {
             ipc,
             manual: !nested,
         };
-        match device.as_str() {
-            "cpu" => one::<Autodiff<Flex>>(Default::default(), "flex", &set),
-            #[cfg(feature = "cuda")]
-            "cuda" => one::<Autodiff<burn::backend::Cuda>>(Default::default(), "cuda", &set),
-            #[cfg(feature = "cuda")]
-            "cuda-unfused" => one::<Autodiff<distillery::device::CudaUnfused>>(
-                Default::default(),
-                "cuda-unfused",
-                &set,
-            ),
-            other => panic!("--device {other}: cpu, or cuda / cuda-unfused with --features cuda"),
-        }
+        let kind = <DeviceKind as clap::ValueEnum>::from_str(&device, true)
+            .unwrap_or_else(|e| panic!("--device {device}: {e}"));
+        let available = device::check(kind).unwrap_or_else(|e| panic!("{e}"));
+        device::dispatch(available, Bench(set));
         return;
     }
     let steps = get("--steps").unwrap_or_else(|| "10,20,30".into());

@@ -11,7 +11,7 @@ pub type Cpu = burn::backend::Flex;
 
 /// Which device a scenario runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum DeviceKind {
     /// The CPU backend (always available).
     #[default]
@@ -20,7 +20,6 @@ pub enum DeviceKind {
     Cuda,
     /// The same GPU backend without burn's kernel fusion: more, smaller kernel launches, but far
     /// fewer distinct kernels to compile when a graph is long and varied (MTT's unrolled steps).
-    #[serde(rename = "cuda-unfused")]
     CudaUnfused,
 }
 
