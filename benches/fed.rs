@@ -66,14 +66,7 @@ fedavg_until_oneshot = false
             train = n * per,
         );
         let l = scenario::parse(&text, Path::new("bench.toml")).expect("scenario");
-        let out = runner::run(
-            &l,
-            &RunOptions {
-                results_root: root.clone(),
-                quiet: true,
-            },
-        )
-        .expect("run");
+        let out = runner::run(&l, &RunOptions::quiet(&root)).expect("run");
         let s = &out.summary["strategies"];
         let secs = |k: &str| s[k]["seconds"].as_f64().unwrap_or(f64::NAN);
         let mb = |k: &str| s[k]["bytes_total"].as_f64().unwrap_or(f64::NAN) / 1e6;

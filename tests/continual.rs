@@ -7,14 +7,7 @@ use std::path::Path;
 
 fn run_text(text: &str, root: &Path) -> runner::RunOutput {
     let l = scenario::parse(text, Path::new("test.toml")).unwrap();
-    runner::run(
-        &l,
-        &RunOptions {
-            results_root: root.to_path_buf(),
-            quiet: true,
-        },
-    )
-    .unwrap()
+    runner::run(&l, &RunOptions::quiet(root)).unwrap()
 }
 
 fn scenario_text(extra: &str) -> String {
@@ -157,14 +150,8 @@ replay_fraction = 1.5"#,
     let bad_split = scenario_text("").replace("tasks = 5", "tasks = 3");
     let l = scenario::parse(&bad_split, Path::new("t.toml")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let err = runner::run(
-        &l,
-        &RunOptions {
-            results_root: dir.path().to_path_buf(),
-            quiet: true,
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let err = runner::run(&l, &RunOptions::quiet(dir.path()))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("tasks = 3"), "{err}");
 }

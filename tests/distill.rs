@@ -414,14 +414,8 @@ models = ["convnet", "mlp"]
 fn distill_scenario_writes_sets_metrics_and_summary_and_beats_chance() {
     let root = tempfile::tempdir().unwrap();
     let l = distillery::scenario::parse(&scenario_text(20, 5), Path::new("t.toml")).unwrap();
-    let out = distillery::runner::run(
-        &l,
-        &distillery::runner::RunOptions {
-            results_root: root.path().to_path_buf(),
-            quiet: true,
-        },
-    )
-    .unwrap();
+    let out =
+        distillery::runner::run(&l, &distillery::runner::RunOptions::quiet(root.path())).unwrap();
     for f in [
         "scenario.toml",
         "run.json",

@@ -121,14 +121,7 @@ distiller = "random"
 
 fn run(text: &str, root: &Path) -> runner::RunOutput {
     let l = scenario::parse(text, Path::new("fed.toml")).unwrap();
-    runner::run(
-        &l,
-        &RunOptions {
-            results_root: root.to_path_buf(),
-            quiet: true,
-        },
-    )
-    .unwrap()
+    runner::run(&l, &RunOptions::quiet(root)).unwrap()
 }
 
 fn s_params(l: &scenario::Loaded) -> usize {

@@ -265,10 +265,7 @@ repeats = 2
 /// Runs scenario `text` quietly with its results under `root`.
 fn run_scenario(text: &str, root: &std::path::Path) -> distillery::runner::RunOutput {
     let l = distillery::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
-    let opts = distillery::runner::RunOptions {
-        results_root: root.to_path_buf(),
-        quiet: true,
-    };
+    let opts = distillery::runner::RunOptions::quiet(root);
     distillery::runner::run(&l, &opts).unwrap()
 }
 

@@ -7,14 +7,7 @@ use std::process::Command;
 
 fn run_text(text: &str, root: &Path) -> runner::RunOutput {
     let l = scenario::parse(text, Path::new("test.toml")).unwrap();
-    runner::run(
-        &l,
-        &RunOptions {
-            results_root: root.to_path_buf(),
-            quiet: true,
-        },
-    )
-    .unwrap()
+    runner::run(&l, &RunOptions::quiet(root)).unwrap()
 }
 
 #[test]
@@ -173,15 +166,9 @@ fn cuda_without_the_feature_is_a_clear_error() {
         .unwrap();
         assert_eq!(l.scenario.device.name(), kind);
         let root = tempfile::tempdir().unwrap();
-        let e = runner::run(
-            &l,
-            &RunOptions {
-                results_root: root.path().into(),
-                quiet: true,
-            },
-        )
-        .unwrap_err()
-        .to_string();
+        let e = runner::run(&l, &RunOptions::quiet(root.path()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--features cuda"), "{kind}: {e}");
     }
 }
@@ -265,10 +252,7 @@ fn device_flag_overrides_the_scenario_and_is_recorded() {
         TINY.replace("kind = \"train\"", "kind = \"train\"\ndevice = \"cuda\""),
     )
     .unwrap();
-    let opts = RunOptions {
-        results_root: dir.path().join("results"),
-        quiet: true,
-    };
+    let opts = RunOptions::quiet(dir.path().join("results"));
     let out = runner::run_file_on(&file, Some(DeviceKind::Cpu), &opts).unwrap();
     let copy = std::fs::read_to_string(out.dir.join("scenario.toml")).unwrap();
     assert!(

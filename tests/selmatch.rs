@@ -314,10 +314,7 @@ batch_size = 16
 repeats = 1
 "#;
     let root = tempfile::tempdir().unwrap();
-    let opts = distillery::runner::RunOptions {
-        results_root: root.path().to_path_buf(),
-        quiet: true,
-    };
+    let opts = distillery::runner::RunOptions::quiet(root.path());
     let l = distillery::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
     let out = distillery::runner::run(&l, &opts).unwrap();
     let windows = std::fs::read_to_string(out.dir.join("windows.csv")).unwrap();

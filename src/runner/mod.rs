@@ -32,6 +32,16 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
+impl RunOptions {
+    /// Options for a run without progress output, with results under `root`.
+    pub fn quiet(root: impl Into<PathBuf>) -> RunOptions {
+        RunOptions {
+            results_root: root.into(),
+            quiet: true,
+        }
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
