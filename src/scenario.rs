@@ -150,6 +150,10 @@ pub struct DistillSection {
     /// MTT: unroll with the hand-written ConvNet backward (one autodiff level) where supported;
     /// false: nested autodiff. Same gradient either way.
     pub hand_written_backward: bool,
+    /// MTT: how the hand-written backward forms convolution gradients: `conv` (conv2d on swapped
+    /// dims and conv_transpose2d, as burn's own backward) or `matmul` (shifted-window matmuls and
+    /// a flipped-kernel 3x3 conv2d). Same numbers; `matmul` avoids image-sized convolution kernels.
+    pub conv_grads: crate::model::manual::ConvGrads,
     /// SelMatch: the fraction of each class's images that is distilled (the easier ones).
     pub alpha: f64,
     /// SelMatch: the window start (skip `floor(ipc * beta)` hardest per class); absent: search
@@ -247,6 +251,7 @@ impl Default for DistillSection {
             lr_teacher: 0.01,
             batch_syn: None,
             hand_written_backward: true,
+            conv_grads: crate::model::manual::ConvGrads::Conv,
             alpha: 0.5,
             beta: None,
             beta_grid: (0..10).map(|i| i as f64 / 10.0).collect(),

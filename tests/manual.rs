@@ -3,7 +3,7 @@
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use distillery::model::layers::{cross_entropy, one_hot};
-use distillery::model::manual::loss_and_grads;
+use distillery::model::manual::{loss_and_grads, loss_and_grads_with, ConvGrads};
 use distillery::model::{forward, ConvNetSpec, Mode, ModelSpec, Norm, Pooling};
 use rand::{Rng, SeedableRng};
 
@@ -13,7 +13,13 @@ fn host<BK: Backend>(t: Tensor<BK, 1>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
 }
 
+/// Both ways of forming the convolution gradients.
 fn compare(spec: ConvNetSpec) {
+    compare_with(spec.clone(), ConvGrads::Conv);
+    compare_with(spec, ConvGrads::Matmul);
+}
+
+fn compare_with(spec: ConvNetSpec, how: ConvGrads) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let ms = ModelSpec::ConvNet(spec.clone());
     let dev = Default::default();
@@ -32,7 +38,7 @@ fn compare(spec: ConvNetSpec) {
     let y = one_hot::<AD>(&labels, spec.num_classes, &dev);
     let loss = cross_entropy(forward(&ms, &params, &mut [], xt(), Mode::Train), y.clone());
     let g = loss.backward();
-    let (loss2, manual) = loss_and_grads(&spec, &params, xt(), y).expect("supported");
+    let (loss2, manual) = loss_and_grads_with(&spec, &params, xt(), y, how).expect("supported");
     let (l1, l2) = (
         loss.into_scalar().elem::<f64>(),
         loss2.into_scalar().elem::<f64>(),
@@ -65,7 +71,7 @@ fn compare(spec: ConvNetSpec) {
         };
         assert!(
             rel < 1e-4,
-            "{:?}/{:?} {}: hand-written vs autodiff gradient, error {rel:.2e} {what} (norm {an:.3e})",
+            "{how:?} {:?}/{:?} {}: hand-written vs autodiff gradient, error {rel:.2e} {what} (norm {an:.3e})",
             spec.norm,
             spec.pooling,
             info.name

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use distillery::distill::augment::Draw;
 use distillery::distill::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
 use distillery::model::layers::one_hot;
+use distillery::model::manual::ConvGrads;
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use rand::{Rng, SeedableRng};
 
@@ -194,17 +195,27 @@ fn outer_gradient_with_batch_norm_matches_central_differences() {
 fn hand_written_unroll_gives_the_same_outer_gradient_as_nested_autodiff() {
     let p = problem(Norm::Instance);
     let dev = Default::default();
-    let run = |manual: bool| {
+    let run = |manual: Option<ConvGrads>| {
         let start: Vec<Tensor<B1, 1>> = p.start.iter().map(|v| vec1(v, &dev)).collect();
         let target: Vec<Tensor<B1, 1>> = p.target.iter().map(|v| vec1(v, &dev)).collect();
         let x = Tensor::<B1, 4>::from_data(TensorData::new(p.images.clone(), [6, 1, 8, 8]), &dev)
             .require_grad();
         let lr = vec1::<B1>(&[0.5], &dev).require_grad();
         let y = one_hot::<B1>(&p.labels, 3, &dev);
-        let theta = if manual {
-            unroll_manual(&p.spec, start.clone(), x.clone(), y, lr.clone(), &p.batches).unwrap()
-        } else {
-            unroll::<Autodiff<B1>>(&p.spec, start.clone(), x.clone(), y, lr.clone(), &p.batches)
+        let theta = match manual {
+            Some(how) => unroll_manual(
+                &p.spec,
+                start.clone(),
+                x.clone(),
+                y,
+                lr.clone(),
+                &p.batches,
+                how,
+            )
+            .unwrap(),
+            None => {
+                unroll::<Autodiff<B1>>(&p.spec, start.clone(), x.clone(), y, lr.clone(), &p.batches)
+            }
         };
         let loss = matching_loss(&theta, &start, &target);
         let v = loss.clone().into_scalar().elem::<f64>();
@@ -219,23 +230,29 @@ fn hand_written_unroll_gives_the_same_outer_gradient_as_nested_autodiff() {
         let glr = lr.grad(&g).unwrap().into_scalar().elem::<f64>();
         (v, gx, glr)
     };
-    let (va, ga, la) = run(false);
-    let (vm, gm, lm) = run(true);
-    assert!((va - vm).abs() < 1e-5 * va.abs(), "loss {va} vs {vm}");
-    let norm: f64 = ga.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-    let diff: f64 = ga
-        .iter()
-        .zip(&gm)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    assert!(
-        diff / norm < 1e-4,
-        "image gradients differ by {:.2e} of their norm",
-        diff / norm
-    );
-    assert!(
-        (la - lm).abs() < 1e-4 * la.abs(),
-        "syn_lr gradient {la} vs {lm}"
-    );
+    let (va, ga, la) = run(None);
+    // Both ways of forming the convolution gradients by hand.
+    for how in [ConvGrads::Conv, ConvGrads::Matmul] {
+        let (vm, gm, lm) = run(Some(how));
+        assert!(
+            (va - vm).abs() < 1e-5 * va.abs(),
+            "{how:?}: loss {va} vs {vm}"
+        );
+        let norm: f64 = ga.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        let diff: f64 = ga
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            diff / norm < 1e-4,
+            "{how:?}: image gradients differ by {:.2e} of their norm",
+            diff / norm
+        );
+        assert!(
+            (la - lm).abs() < 1e-4 * la.abs(),
+            "{how:?}: syn_lr gradient {la} vs {lm}"
+        );
+    }
 }

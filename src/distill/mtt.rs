@@ -18,6 +18,7 @@ use super::{
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::layers::one_hot;
+use crate::model::manual::ConvGrads;
 use crate::model::ModelSpec;
 use burn::backend::Autodiff;
 use burn::prelude::*;
@@ -55,6 +56,8 @@ pub struct MttConfig {
     /// Unroll with the hand-written ConvNet backward (one autodiff level) where the network
     /// allows it, instead of nested autodiff; both give the same gradient (tested).
     pub hand_written: bool,
+    /// The ops the hand-written backward forms convolution gradients with.
+    pub conv_grads: ConvGrads,
 }
 
 impl MttConfig {
@@ -74,6 +77,7 @@ impl MttConfig {
             dsa,
             spec,
             hand_written: true,
+            conv_grads: ConvGrads::Conv,
         }
     }
 }
@@ -182,6 +186,7 @@ pub fn step<B: AutodiffBackend>(
             y.clone(),
             lr.clone(),
             &draw.batches,
+            cfg.conv_grads,
         )
     } else {
         None

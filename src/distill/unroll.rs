@@ -10,6 +10,7 @@
 
 use super::augment::Draw;
 use crate::model::layers::cross_entropy;
+use crate::model::manual::ConvGrads;
 use crate::model::{forward, Mode, ModelSpec};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -78,7 +79,8 @@ pub fn unroll<B2: AutodiffBackend>(
 /// The same unroll with the hand-written ConvNet backward ([`crate::model::manual`]) instead of
 /// a nested autodiff level: every op runs on `B`, so when `B` tracks, the result is
 /// differentiable in `images` and `syn_lr` with one autodiff level. `None` when the network is
-/// not supported by the hand-written backward (batch norm, max pooling, MLP).
+/// not supported by the hand-written backward (batch norm, max pooling, MLP). `how` picks the ops
+/// that form the convolution gradients ([`ConvGrads`]).
 pub fn unroll_manual<B: Backend>(
     spec: &ModelSpec,
     start: Vec<Tensor<B, 1>>,
@@ -86,6 +88,7 @@ pub fn unroll_manual<B: Backend>(
     onehot: Tensor<B, 2>,
     syn_lr: Tensor<B, 1>,
     batches: &[InnerBatch],
+    how: ConvGrads,
 ) -> Option<Vec<Tensor<B, 1>>> {
     let ModelSpec::ConvNet(conv) = spec else {
         return None;
@@ -96,7 +99,7 @@ pub fn unroll_manual<B: Backend>(
     let mut params = start;
     for b in batches {
         let (x, y) = minibatch(&images, &onehot, b);
-        let (_, grads) = crate::model::manual::loss_and_grads(conv, &params, x, y)?;
+        let (_, grads) = crate::model::manual::loss_and_grads_with(conv, &params, x, y, how)?;
         params = params
             .into_iter()
             .zip(grads)

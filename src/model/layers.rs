@@ -25,6 +25,33 @@ pub fn conv3x3<B: Backend>(
     )
 }
 
+/// The weight gradient of [`conv3x3`] (`[c_out, c_in, 3, 3]`) for input `x` and output gradient
+/// `dz`, as nine matmuls over shifted windows of the padded input: the same numbers as
+/// `conv2d(x.swap_dims(0, 1), dz.swap_dims(0, 1))` without a convolution whose kernel is the
+/// image's size (which GPU convolution kernels are not tuned for), at the cost of nine window copies.
+pub fn conv3x3_weight_grad_taps<B: Backend>(
+    x: Tensor<B, 4>,
+    dz: Tensor<B, 4>,
+    pad: usize,
+) -> Tensor<B, 4> {
+    let [n, ci, _, _] = x.dims();
+    let [_, co, ho, wo] = dz.dims();
+    let xp = x.pad((pad, pad, pad, pad), 0.0);
+    let dzt = dz.swap_dims(0, 1).reshape([co, n * ho * wo]);
+    let taps: Vec<Tensor<B, 3>> = (0..9)
+        .map(|t| {
+            let (ky, kx) = (t / 3, t % 3);
+            let win = xp
+                .clone()
+                .slice([0..n, 0..ci, ky..ky + ho, kx..kx + wo])
+                .swap_dims(0, 1)
+                .reshape([ci, n * ho * wo]);
+            dzt.clone().matmul(win.transpose()).reshape([co, ci, 1])
+        })
+        .collect();
+    Tensor::cat(taps, 2).reshape([co, ci, 3, 3])
+}
+
 /// Fully connected layer: `x W^T + b` with `W` in PyTorch's `[out, in]` layout.
 pub fn linear<B: Backend>(
     x: Tensor<B, 2>,

@@ -516,6 +516,7 @@ impl BackendJob for DistillJob<'_> {
                                 dsa: make_dsa(d.dsa)?,
                                 spec: base.clone(),
                                 hand_written: d.hand_written_backward,
+                                conv_grads: d.conv_grads,
                             },
                             experts: experts.clone().unwrap_or(Experts::Loaded(Vec::new())),
                             start,
