@@ -7,6 +7,7 @@ pub mod cl;
 pub mod data;
 pub mod device;
 pub mod distill;
+pub mod doctor;
 pub mod error;
 pub mod fed;
 pub mod model;

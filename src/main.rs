@@ -77,11 +77,39 @@ enum Cmd {
         #[arg(long)]
         id: usize,
     },
+    /// Check a device's numerics against the CPU's on the building blocks of distillation
+    /// (convolution gradients, DSA, the ConvNet backward, one MTT step) at a run's shapes.
+    Doctor {
+        /// The device to check (`cpu`; `cuda` or `cuda-unfused` in a CUDA build).
+        #[arg(long, value_enum, default_value = "cpu")]
+        device: distillery::device::DeviceKind,
+        /// Image shape, CxHxW.
+        #[arg(long, default_value = "3x32x32", value_parser = parse_shape)]
+        shape: [usize; 3],
+        /// ConvNet width.
+        #[arg(long, default_value_t = 128)]
+        width: usize,
+        /// Images per batch (the synthetic set of the MTT step).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Inner steps of the MTT step.
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).
         file: PathBuf,
     },
+}
+
+fn parse_shape(s: &str) -> Result<[usize; 3], String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    <[usize; 3]>::try_from(v).map_err(|_| format!("{s:?}: expected CxHxW, such as 3x32x32"))
 }
 
 fn print_output(out: &runner::RunOutput) {
@@ -155,6 +183,39 @@ fn main() -> ExitCode {
         .map(|out| print_output(&out)),
         Cmd::Client { file, server, id } => runner::client(&file, &server, id)
             .map(|n| println!("client {id}: {n} tasks done; the server ended the run")),
+        Cmd::Doctor {
+            device,
+            shape,
+            width,
+            batch,
+            steps,
+        } => {
+            let cfg = distillery::doctor::DoctorConfig {
+                shape,
+                width,
+                batch,
+                syn_steps: steps,
+                seed: 0,
+            };
+            distillery::doctor::doctor(device, &cfg).and_then(|rows| {
+                print!("{}", distillery::doctor::table(&rows));
+                let bad = rows.iter().filter(|r| !r.ok()).count();
+                if bad == 0 {
+                    println!(
+                        "all {} checks agree within {:e}",
+                        rows.len(),
+                        distillery::doctor::TOLERANCE
+                    );
+                    Ok(())
+                } else {
+                    Err(distillery::Error::Device(format!(
+                        "{bad} of {} checks disagree by more than {:e} (marked above)",
+                        rows.len(),
+                        distillery::doctor::TOLERANCE
+                    )))
+                }
+            })
+        }
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             println!(
                 "{}: ok ({:?} scenario \"{}\")",

@@ -1,0 +1,384 @@
+//! `distillery doctor`: a device's numerics against the CPU's on the building blocks of
+//! distillation, at the shapes a run uses: 3x3 convolutions and the two ways their gradients are
+//! formed (burn's autodiff kernels, and the swapped-dims conv2d / conv_transpose2d that the
+//! hand-written backward and nested autodiff use, and nine shifted matmuls), DSA and its gradient with respect to the images,
+//! the ConvNet's parameter gradient by hand and by autodiff, and one MTT step. A backend bug then
+//! shows as a named row rather than as a distillation that silently diverges.
+
+use crate::device::{self, BackendJob, DeviceKind};
+use crate::distill::augment::{Dsa, STRATEGY_DEFAULT};
+use crate::distill::mtt::{step, MttConfig, MttDraw};
+use crate::distill::unroll::InnerBatch;
+use crate::error::{Error, Result};
+use crate::model::layers::{conv3x3_weight_grad_taps, cross_entropy, one_hot};
+use crate::model::manual::ConvGrads;
+use crate::model::{forward, manual, ConvNetSpec, Mode, ModelSpec};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+/// Relative error above which a row is reported as a mismatch.
+pub const TOLERANCE: f64 = 1e-3;
+
+/// What the checks run on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DoctorConfig {
+    /// Image shape (channels, height, width).
+    pub shape: [usize; 3],
+    /// ConvNet width (channels of every block).
+    pub width: usize,
+    /// Images per batch (the synthetic set's size in the MTT step).
+    pub batch: usize,
+    /// Inner SGD steps of the MTT step.
+    pub syn_steps: usize,
+    /// Seed of every input.
+    pub seed: u64,
+}
+
+impl Default for DoctorConfig {
+    /// CIFAR-10 at IPC 10 with the reference ConvNet-3 (width 128), two inner steps.
+    fn default() -> Self {
+        DoctorConfig {
+            shape: [3, 32, 32],
+            width: 128,
+            batch: 100,
+            syn_steps: 2,
+            seed: 0,
+        }
+    }
+}
+
+/// One compared quantity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// What was computed.
+    pub name: String,
+    /// What it is compared with (`cpu`, or another way of computing it on the same device).
+    pub against: String,
+    /// Euclidean norm of the reference values.
+    pub norm: f64,
+    /// `||value - reference|| / ||reference||` (NaN when either holds a non-finite number).
+    pub rel_err: f64,
+}
+
+impl Row {
+    /// True when the two agree within [`TOLERANCE`].
+    pub fn ok(&self) -> bool {
+        self.rel_err <= TOLERANCE
+    }
+}
+
+/// Named results of the probe on one backend.
+pub type Probe = Vec<(String, Vec<f32>)>;
+
+/// Relative error of `a` against reference `b` and the norm of `b` (NaN when either holds a
+/// non-finite number or the lengths differ).
+pub fn rel_err(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let norm = b.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let finite = a.iter().chain(b).all(|v| v.is_finite());
+    if a.len() != b.len() || !finite {
+        return (f64::NAN, norm);
+    }
+    let diff = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    (diff / norm.max(1e-30), norm)
+}
+
+fn host(rng: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn t4<B: Backend>(v: &[f32], shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
+    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
+}
+
+fn out<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("float data")
+}
+
+/// The network the checks use.
+pub fn spec(cfg: &DoctorConfig) -> ModelSpec {
+    ModelSpec::ConvNet(ConvNetSpec {
+        width: cfg.width,
+        ..ConvNetSpec::reference(cfg.shape, 10)
+    })
+}
+
+/// Computes every checked quantity on backend `B` from inputs drawn from `cfg.seed` alone, so two
+/// backends see identical inputs.
+pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Probe {
+    type I<B> = <B as AutodiffBackend>::InnerBackend;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
+    let [c, h, w] = cfg.shape;
+    let (n, wd) = (cfg.batch, cfg.width);
+    let mut res: Probe = Vec::new();
+    let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    // Convolutions at the first two blocks' shapes (the second after 2x2 pooling).
+    for (layer, (ci, hh, ww)) in [(c, h, w), (wd, h / 2, w / 2)].into_iter().enumerate() {
+        let tag = format!("block {}: {ci}->{wd} ch, {hh}x{ww}", layer + 1);
+        let x = host(&mut rng, n * ci * hh * ww, 1.0);
+        let k = host(&mut rng, wd * ci * 9, 0.2);
+        let dz = host(&mut rng, n * wd * hh * ww, 1.0);
+        let xi = t4::<I<B>>(&x, [n, ci, hh, ww], device);
+        let ki = t4::<I<B>>(&k, [wd, ci, 3, 3], device);
+        let dzi = t4::<I<B>>(&dz, [n, wd, hh, ww], device);
+        res.push((
+            format!("conv2d forward ({tag})"),
+            out(conv2d(xi.clone(), ki.clone(), None, opts.clone())),
+        ));
+        res.push((
+            format!("conv weight grad, swapped-dims conv2d ({tag})"),
+            out(conv2d(
+                xi.clone().swap_dims(0, 1),
+                dzi.clone().swap_dims(0, 1),
+                None,
+                opts.clone(),
+            )
+            .swap_dims(0, 1)),
+        ));
+        res.push((
+            format!("conv weight grad, shifted matmuls ({tag})"),
+            out(conv3x3_weight_grad_taps(xi.clone(), dzi.clone(), 1)),
+        ));
+        res.push((
+            format!("conv input grad, conv_transpose2d ({tag})"),
+            out(conv_transpose2d(
+                dzi.clone(),
+                ki.clone(),
+                None,
+                ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
+            )),
+        ));
+        res.push((
+            format!("conv input grad, flipped-kernel conv2d ({tag})"),
+            out(conv2d(
+                dzi.clone(),
+                ki.clone().swap_dims(0, 1).flip([2, 3]),
+                None,
+                opts.clone(),
+            )),
+        ));
+        let xa = t4::<B>(&x, [n, ci, hh, ww], device).require_grad();
+        let ka = t4::<B>(&k, [wd, ci, 3, 3], device).require_grad();
+        let loss = (conv2d(xa.clone(), ka.clone(), None, opts.clone())
+            * t4::<B>(&dz, [n, wd, hh, ww], device))
+        .sum();
+        let g = loss.backward();
+        res.push((
+            format!("conv weight grad, autodiff ({tag})"),
+            out(ka.grad(&g).expect("tracked")),
+        ));
+        res.push((
+            format!("conv input grad, autodiff ({tag})"),
+            out(xa.grad(&g).expect("tracked")),
+        ));
+    }
+    // DSA, one family at a time, per-sample draws: the output and its gradient in the images.
+    let x = host(&mut rng, n * c * h * w, 1.0);
+    let r = host(&mut rng, n * c * h * w, 1.0);
+    for fam in STRATEGY_DEFAULT.split('_') {
+        let dsa = Dsa::new(fam).expect("a known family");
+        let draw = dsa.draw(Some(n), h, w, &mut rng);
+        let xa = t4::<B>(&x, [n, c, h, w], device).require_grad();
+        let y = draw.apply(xa.clone());
+        res.push((format!("DSA {fam} forward"), out(y.clone().inner())));
+        let g = (y * t4::<B>(&r, [n, c, h, w], device)).sum().backward();
+        res.push((
+            format!("DSA {fam} image grad"),
+            out(xa.grad(&g).expect("tracked")),
+        ));
+    }
+    // The ConvNet's parameter gradient on one batch, hand-written and by autodiff.
+    let spec = spec(cfg);
+    let ModelSpec::ConvNet(conv) = &spec else {
+        unreachable!("spec() builds a ConvNet")
+    };
+    let params = spec.init_host(&mut rng);
+    let labels: Vec<usize> = (0..n).map(|i| i % 10).collect();
+    let p_inner: Vec<Tensor<I<B>, 1>> = params
+        .iter()
+        .map(|p| Tensor::from_data(TensorData::new(p.clone(), [p.len()]), device))
+        .collect();
+    let xi = t4::<I<B>>(&x, [n, c, h, w], device);
+    let y = one_hot::<I<B>>(&labels, 10, device);
+    for (how, tag) in [(ConvGrads::Conv, "conv"), (ConvGrads::Matmul, "matmul")] {
+        let (_, grads) = manual::loss_and_grads_with(conv, &p_inner, xi.clone(), y.clone(), how)
+            .expect("instance norm and average pooling");
+        res.push((
+            format!("ConvNet parameter grads, hand-written ({tag})"),
+            grads.into_iter().flat_map(out).collect(),
+        ));
+    }
+    let p2: Vec<Tensor<B, 1>> = p_inner
+        .iter()
+        .map(|p| Tensor::from_inner(p.clone()).require_grad())
+        .collect();
+    let mut bufs = spec.buffer_tensors::<B>(device);
+    let logits = forward(&spec, &p2, &mut bufs, Tensor::from_inner(xi), Mode::Train);
+    let g = cross_entropy(logits, Tensor::from_inner(y)).backward();
+    res.push((
+        "ConvNet parameter grads, autodiff".into(),
+        p2.iter()
+            .flat_map(|p| out(p.grad(&g).expect("tracked")))
+            .collect(),
+    ));
+    // One MTT step towards a nearby target, both ways of unrolling.
+    let target: Vec<Vec<f32>> = params
+        .iter()
+        .map(|p| {
+            p.iter()
+                .map(|v| v + rng.random_range(-0.01..0.01))
+                .collect()
+        })
+        .collect();
+    let dsa = Dsa::new(STRATEGY_DEFAULT).expect("the default strategy");
+    let batches = (0..cfg.syn_steps)
+        .map(|_| {
+            let mut rows: Vec<usize> = (0..n).collect();
+            rows.shuffle(&mut rng);
+            let draw = Some(dsa.draw(Some(n), h, w, &mut rng));
+            InnerBatch { rows, draw }
+        })
+        .collect();
+    let draw = MttDraw {
+        expert: 0,
+        start: 0,
+        batches,
+    };
+    for (hand_written, conv_grads, how) in [
+        (true, ConvGrads::Conv, "hand-written (conv)"),
+        (true, ConvGrads::Matmul, "hand-written (matmul)"),
+        (false, ConvGrads::Conv, "nested autodiff"),
+    ] {
+        let mcfg = MttConfig {
+            syn_steps: cfg.syn_steps,
+            expert_epochs: 1,
+            max_start_epoch: 1,
+            hand_written,
+            conv_grads,
+            ..MttConfig::reference(spec.clone(), Some(dsa.clone()))
+        };
+        let images = t4::<I<B>>(&x, [n, c, h, w], device);
+        let (loss, gx, glr) = step::<B>(&mcfg, &params, &target, &draw, images, &labels, 0.01);
+        res.push((
+            format!("MTT step loss and syn_lr grad, {how}"),
+            vec![loss as f32, glr],
+        ));
+        res.push((format!("MTT step image grad, {how}"), out(gx)));
+    }
+    res
+}
+
+/// Pairs of rows that compute the same quantity two ways on one device.
+const SAME_THING: [(&str, &str); 6] = [
+    (
+        "conv weight grad, swapped-dims conv2d",
+        "conv weight grad, autodiff",
+    ),
+    (
+        "conv weight grad, shifted matmuls",
+        "conv weight grad, autodiff",
+    ),
+    (
+        "conv input grad, conv_transpose2d",
+        "conv input grad, autodiff",
+    ),
+    (
+        "conv input grad, flipped-kernel conv2d",
+        "conv input grad, autodiff",
+    ),
+    (
+        "ConvNet parameter grads, hand-written",
+        "ConvNet parameter grads, autodiff",
+    ),
+    (
+        "MTT step image grad, hand-written",
+        "MTT step image grad, nested autodiff",
+    ),
+];
+
+/// Compares `device`'s probe with the CPU's, row by row, and each two-way pair on the device.
+pub fn compare(device: &Probe, cpu: &Probe, device_name: &str) -> Vec<Row> {
+    let mut rows: Vec<Row> = device
+        .iter()
+        .zip(cpu)
+        .map(|((name, a), (_, b))| {
+            let (rel_err, norm) = rel_err(a, b);
+            Row {
+                name: format!("{name} [{device_name}]"),
+                against: "cpu".into(),
+                norm,
+                rel_err,
+            }
+        })
+        .collect();
+    for (one, other) in SAME_THING {
+        for (name, a) in device.iter().filter(|(n, _)| n.starts_with(one)) {
+            // The twin keeps the row's suffix (a block's shape), or is the bare name when the
+            // other way has one row only (autodiff against both hand-written variants).
+            let suffixed = name.replacen(one, other, 1);
+            let twin = device.iter().find(|(n, _)| *n == suffixed || n == other);
+            if let Some((twin, b)) = twin {
+                let (rel_err, norm) = rel_err(a, b);
+                rows.push(Row {
+                    name: format!("{name} [{device_name}]"),
+                    against: format!("{twin} [{device_name}]"),
+                    norm,
+                    rel_err,
+                });
+            }
+        }
+    }
+    rows
+}
+
+struct ProbeJob(DoctorConfig);
+
+impl BackendJob for ProbeJob {
+    type Output = Probe;
+    fn run<B: AutodiffBackend>(self, device: B::Device, _: &str) -> Probe {
+        probe::<B>(&self.0, &device)
+    }
+}
+
+/// Runs the probe on `kind` and on the CPU and compares them.
+pub fn doctor(kind: DeviceKind, cfg: &DoctorConfig) -> Result<Vec<Row>> {
+    if cfg.batch == 0 || cfg.width == 0 || cfg.shape.iter().any(|&d| d < 2) {
+        return Err(Error::Other(format!(
+            "doctor needs a batch and width of at least 1 and images of at least 2x2, got {cfg:?}"
+        )));
+    }
+    let here = device::dispatch(device::check(kind)?, ProbeJob(cfg.clone()));
+    let cpu = device::dispatch(device::check(DeviceKind::Cpu)?, ProbeJob(cfg.clone()));
+    Ok(compare(&here, &cpu, kind.name()))
+}
+
+/// The rows as an aligned table, mismatches marked.
+pub fn table(rows: &[Row]) -> String {
+    let wide = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
+    let mut s = format!(
+        "{:<wide$}  {:>10}  {:>10}  against\n",
+        "quantity", "norm", "rel. err"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{:<wide$}  {:>10.3e}  {:>10.2e}  {}{}\n",
+            r.name,
+            r.norm,
+            r.rel_err,
+            r.against,
+            if r.ok() { "" } else { "  <-- MISMATCH" }
+        ));
+    }
+    s
+}
