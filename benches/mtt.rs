@@ -5,6 +5,7 @@
 //! cargo bench --bench mtt                      # width 128 (the reference), 2 iterations each
 //! cargo bench --bench mtt -- --width 32 --iters 3 --steps 10,20,30
 //! cargo bench --bench mtt -- --nested          # nested autodiff instead of the hand-written backward
+//! cargo bench --bench mtt -- --matmul          # hand-written, conv_grads = "matmul"
 //! cargo bench --bench mtt --features cuda -- --device cuda   # on an NVIDIA GPU (or cuda-unfused)
 //! MTT_BENCH_EACH=1 also prints every iteration's time as it ends (the untimed first one included).
 //! Worker threads: DISTILLERY_THREADS. Linux only for the memory figure (/proc/self/status); on
@@ -16,6 +17,7 @@ use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::mtt::{Mtt, MttConfig};
 use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
+use distillery::model::manual::ConvGrads;
 use distillery::model::{ConvNetSpec, ModelSpec};
 use distillery::{data, Error};
 use rand::{Rng, SeedableRng};
@@ -41,6 +43,7 @@ struct Setting {
     iters: usize,
     ipc: usize,
     manual: bool,
+    conv_grads: ConvGrads,
 }
 
 /// Runs `iters` timed iterations (after one untimed warm-up) on backend `B`.
@@ -51,6 +54,7 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
         iters,
         ipc,
         manual,
+        conv_grads,
     } = *set;
     let mut d = data::synthetic::generate(10 * ipc.max(20), [1, 28, 28], 10, 0.3, 0);
     let norm = d.channel_stats();
@@ -76,6 +80,7 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
         expert_epochs: 1,
         max_start_epoch: 1,
         hand_written: manual,
+        conv_grads,
         ..MttConfig::reference(spec, Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
     };
     let mut times = Vec::new();
@@ -112,7 +117,11 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{label:<6} MTT iteration, 1x28x28, IPC {ipc}, ConvNet-3 w{width}, DSA, {}, syn_steps {steps:>2}: median {:.2} s (min {:.2}, {} runs), peak RSS {:.0} MiB",
-        if manual { "hand-written backward" } else { "nested autodiff" },
+        match (manual, conv_grads) {
+            (false, _) => "nested autodiff",
+            (true, ConvGrads::Conv) => "hand-written backward",
+            (true, ConvGrads::Matmul) => "hand-written backward (matmul conv grads)",
+        },
         times[times.len() / 2],
         times[0],
         times.len(),
@@ -142,6 +151,7 @@ fn main() {
     let iters = get("--iters").and_then(|v| v.parse().ok()).unwrap_or(2);
     let ipc = get("--ipc").and_then(|v| v.parse().ok()).unwrap_or(10);
     let nested = args.iter().any(|a| a == "--nested");
+    let matmul = args.iter().any(|a| a == "--matmul");
     let device = get("--device").unwrap_or_else(|| "cpu".into());
     if let Some(s) = get("--one") {
         let set = Setting {
@@ -150,6 +160,11 @@ fn main() {
             iters,
             ipc,
             manual: !nested,
+            conv_grads: if matmul {
+                ConvGrads::Matmul
+            } else {
+                ConvGrads::Conv
+            },
         };
         let kind = <DeviceKind as clap::ValueEnum>::from_str(&device, true)
             .unwrap_or_else(|e| panic!("--device {device}: {e}"));
@@ -165,6 +180,7 @@ fn main() {
             .args(["--iters", &iters.to_string(), "--ipc", &ipc.to_string()])
             .args(["--device", &device])
             .args(if nested { &["--nested"][..] } else { &[][..] })
+            .args(if matmul { &["--matmul"][..] } else { &[][..] })
             .status()
             .expect("runs itself");
         assert!(st.success());
