@@ -10,13 +10,13 @@ use crate::distill::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::distill::mtt::{step, MttConfig, MttDraw};
 use crate::distill::unroll::InnerBatch;
 use crate::error::{Error, Result};
-use crate::model::layers::{conv3x3_weight_grad_taps, cross_entropy, one_hot};
+use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
 use crate::model::manual::ConvGrads;
 use crate::model::{forward, manual, ConvNetSpec, Mode, ModelSpec};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::module::{conv2d, conv_transpose2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
@@ -136,38 +136,24 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
             format!("conv2d forward ({tag})"),
             out(conv2d(xi.clone(), ki.clone(), None, opts.clone())),
         ));
-        res.push((
-            format!("conv weight grad, swapped-dims conv2d ({tag})"),
-            out(conv2d(
-                xi.clone().swap_dims(0, 1),
-                dzi.clone().swap_dims(0, 1),
-                None,
-                opts.clone(),
-            )
-            .swap_dims(0, 1)),
-        ));
-        res.push((
-            format!("conv weight grad, shifted matmuls ({tag})"),
-            out(conv3x3_weight_grad_taps(xi.clone(), dzi.clone(), 1)),
-        ));
-        res.push((
-            format!("conv input grad, conv_transpose2d ({tag})"),
-            out(conv_transpose2d(
-                dzi.clone(),
-                ki.clone(),
-                None,
-                ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1),
-            )),
-        ));
-        res.push((
-            format!("conv input grad, flipped-kernel conv2d ({tag})"),
-            out(conv2d(
-                dzi.clone(),
-                ki.clone().swap_dims(0, 1).flip([2, 3]),
-                None,
-                opts.clone(),
-            )),
-        ));
+        // The hand-written backward's two forms of each gradient.
+        for (how, wname, iname) in [
+            (ConvGrads::Conv, "swapped-dims conv2d", "conv_transpose2d"),
+            (
+                ConvGrads::Matmul,
+                "shifted matmuls",
+                "flipped-kernel conv2d",
+            ),
+        ] {
+            res.push((
+                format!("conv weight grad, {wname} ({tag})"),
+                out(conv3x3_weight_grad(xi.clone(), dzi.clone(), 1, how)),
+            ));
+            res.push((
+                format!("conv input grad, {iname} ({tag})"),
+                out(conv3x3_input_grad(dzi.clone(), ki.clone(), 1, how)),
+            ));
+        }
         let xa = t4::<B>(&x, [n, ci, hh, ww], device).require_grad();
         let ka = t4::<B>(&k, [wd, ci, 3, 3], device).require_grad();
         let loss = (conv2d(xa.clone(), ka.clone(), None, opts.clone())

@@ -2,8 +2,8 @@
 //! (so they work under nested autodiff): no module-level pooling, linear or batch-norm ops.
 
 use burn::prelude::*;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 const EPS: f64 = 1e-5;
 
@@ -23,6 +23,63 @@ pub fn conv3x3<B: Backend>(
         Some(b),
         ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
     )
+}
+
+/// How a hand-written backward forms a 3x3 convolution's gradients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConvGrads {
+    /// Weight gradient as a conv2d on swapped batch/channel dims (a kernel the size of the
+    /// image), input gradient as a conv_transpose2d: what burn's own backward does.
+    #[default]
+    Conv,
+    /// Weight gradient as nine matmuls over shifted windows of the padded input, input gradient
+    /// as a 3x3 conv2d with the flipped, transposed kernel: only ops a forward pass also uses.
+    Matmul,
+}
+
+/// The weight gradient of [`conv3x3`] (`[c_out, c_in, 3, 3]`) for input `x`, output gradient `dz`
+/// and padding `pad`, formed as `how` says.
+pub fn conv3x3_weight_grad<B: Backend>(
+    x: Tensor<B, 4>,
+    dz: Tensor<B, 4>,
+    pad: usize,
+    how: ConvGrads,
+) -> Tensor<B, 4> {
+    match how {
+        ConvGrads::Conv => conv2d(
+            x.swap_dims(0, 1),
+            dz.swap_dims(0, 1),
+            None,
+            ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+        )
+        .swap_dims(0, 1),
+        ConvGrads::Matmul => conv3x3_weight_grad_taps(x, dz, pad),
+    }
+}
+
+/// The input gradient of [`conv3x3`] with kernel `k` (`[c_out, c_in, 3, 3]`) for output gradient
+/// `dz` and padding `pad`, formed as `how` says.
+pub fn conv3x3_input_grad<B: Backend>(
+    dz: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    pad: usize,
+    how: ConvGrads,
+) -> Tensor<B, 4> {
+    match how {
+        ConvGrads::Conv => conv_transpose2d(
+            dz,
+            k,
+            None,
+            ConvTransposeOptions::new([1, 1], [pad, pad], [0, 0], [1, 1], 1),
+        ),
+        ConvGrads::Matmul => conv2d(
+            dz,
+            k.swap_dims(0, 1).flip([2, 3]),
+            None,
+            ConvOptions::new([1, 1], [2 - pad, 2 - pad], [1, 1], 1),
+        ),
+    }
 }
 
 /// The weight gradient of [`conv3x3`] (`[c_out, c_in, 3, 3]`) for input `x` and output gradient

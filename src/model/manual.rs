@@ -3,12 +3,13 @@
 //! from ordinary differentiable ops, so an unrolled inner loop can run on one level of autodiff
 //! (BURN_NOTES.md "Hand-written backward"). Tests compare it with autodiff's gradient.
 
-use super::layers::{avg_pool2, conv3x3, conv3x3_weight_grad_taps, linear, per_channel};
+pub use super::layers::ConvGrads;
+use super::layers::{
+    avg_pool2, conv3x3, conv3x3_input_grad, conv3x3_weight_grad, linear, per_channel,
+};
 use super::{ConvNetSpec, Norm, Pooling};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, softmax};
-use burn::tensor::module::{conv2d, conv_transpose2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 const EPS: f64 = 1e-5;
 
@@ -19,19 +20,6 @@ struct Block<B: Backend> {
     y: Tensor<B, 4>,
     /// Normalised conv output and 1/std, for instance norm.
     norm: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
-}
-
-/// How the hand-written backward forms a convolution's gradients.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConvGrads {
-    /// Weight gradient as a conv2d on swapped batch/channel dims (a kernel the size of the
-    /// image), input gradient as a conv_transpose2d: what burn's own backward does.
-    #[default]
-    Conv,
-    /// Weight gradient as nine matmuls over shifted windows of the padded input, input gradient
-    /// as a 3x3 conv2d with the flipped, transposed kernel: only ops a forward pass also uses.
-    Matmul,
 }
 
 /// True when [`loss_and_grads`] supports `spec` (instance norm or none; avg pooling or none).
@@ -160,34 +148,11 @@ pub fn loss_and_grads_with<B: Backend>(
         };
         let pad = spec.padding(d);
         let ci = c_in_of(d);
-        let dw = match how {
-            ConvGrads::Conv => conv2d(
-                b.input.swap_dims(0, 1),
-                dz.clone().swap_dims(0, 1),
-                None,
-                ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-            )
-            .swap_dims(0, 1),
-            ConvGrads::Matmul => conv3x3_weight_grad_taps(b.input, dz.clone(), pad),
-        };
+        let dw = conv3x3_weight_grad(b.input, dz.clone(), pad, how);
         grads[d * k] = Some(dw.reshape([c * ci * 9]));
         grads[d * k + 1] = Some(dz.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]));
         if d > 0 {
-            let k = p[0].clone().reshape([c, ci, 3, 3]);
-            da = match how {
-                ConvGrads::Conv => conv_transpose2d(
-                    dz,
-                    k,
-                    None,
-                    ConvTransposeOptions::new([1, 1], [pad, pad], [0, 0], [1, 1], 1),
-                ),
-                ConvGrads::Matmul => conv2d(
-                    dz,
-                    k.swap_dims(0, 1).flip([2, 3]),
-                    None,
-                    ConvOptions::new([1, 1], [2 - pad, 2 - pad], [1, 1], 1),
-                ),
-            };
+            da = conv3x3_input_grad(dz, p[0].clone().reshape([c, ci, 3, 3]), pad, how);
         } else {
             da = dz; // the input images need no gradient
         }
