@@ -7,8 +7,7 @@
 
 use crate::device::{self, BackendJob, DeviceKind};
 use crate::distill::augment::{Dsa, STRATEGY_DEFAULT};
-use crate::distill::mtt::{step, MttConfig, MttDraw};
-use crate::distill::unroll::InnerBatch;
+use crate::distill::mtt::{draw_iteration, step, MttConfig};
 use crate::error::{Error, Result};
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
 use crate::model::manual::ConvGrads;
@@ -17,11 +16,13 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-/// Relative error above which a row is reported as a mismatch.
-pub const TOLERANCE: f64 = 1e-3;
+/// Relative error above which a row is reported as a mismatch. Rounding alone reaches about 1e-3:
+/// f32 sums in another order, TF32 tensor cores where a GPU uses them, and ReLU masks that rounding can flip
+/// (the MTT image gradient's two forms differ by 1.0e-3 on the CPU at the default shapes). A wrong
+/// op is off by order 1.
+pub const TOLERANCE: f64 = 1e-2;
 
 /// What the checks run on.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,47 +213,42 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
     let mut bufs = spec.buffer_tensors::<B>(device);
     let logits = forward(&spec, &p2, &mut bufs, Tensor::from_inner(xi), Mode::Train);
     let g = cross_entropy(logits, Tensor::from_inner(y)).backward();
+    let real_grad: Vec<Vec<f32>> = p2
+        .iter()
+        .map(|p| out(p.grad(&g).expect("tracked")))
+        .collect();
     res.push((
         "ConvNet parameter grads, autodiff".into(),
-        p2.iter()
-            .flat_map(|p| out(p.grad(&g).expect("tracked")))
-            .collect(),
+        real_grad.concat(),
     ));
-    // One MTT step towards a nearby target, both ways of unrolling.
+    // One MTT step towards the point ten SGD steps (lr 0.01) along that gradient reach, as an
+    // expert's would. A target off in a random direction makes the image gradient a small residue
+    // of cancelling terms, poorly resolved in f32 even on one backend.
     let target: Vec<Vec<f32>> = params
         .iter()
-        .map(|p| {
-            p.iter()
-                .map(|v| v + rng.random_range(-0.01..0.01))
-                .collect()
-        })
+        .zip(&real_grad)
+        .map(|(p, g)| p.iter().zip(g).map(|(v, d)| v - 0.1 * d).collect())
         .collect();
-    let dsa = Dsa::new(STRATEGY_DEFAULT).expect("the default strategy");
-    let batches = (0..cfg.syn_steps)
-        .map(|_| {
-            let mut rows: Vec<usize> = (0..n).collect();
-            rows.shuffle(&mut rng);
-            let draw = Some(dsa.draw(Some(n), h, w, &mut rng));
-            InnerBatch { rows, draw }
-        })
-        .collect();
-    let draw = MttDraw {
-        expert: 0,
-        start: 0,
-        batches,
+    let base = MttConfig {
+        syn_steps: cfg.syn_steps,
+        expert_epochs: 1,
+        max_start_epoch: 1,
+        ..MttConfig::reference(
+            spec.clone(),
+            Some(Dsa::new(STRATEGY_DEFAULT).expect("the default strategy")),
+        )
     };
+    // The inner steps' rows and DSA draws, as a run's first iteration draws them.
+    let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
     for (hand_written, conv_grads, how) in [
         (true, ConvGrads::Conv, "hand-written (conv)"),
         (true, ConvGrads::Matmul, "hand-written (matmul)"),
         (false, ConvGrads::Conv, "nested autodiff"),
     ] {
         let mcfg = MttConfig {
-            syn_steps: cfg.syn_steps,
-            expert_epochs: 1,
-            max_start_epoch: 1,
             hand_written,
             conv_grads,
-            ..MttConfig::reference(spec.clone(), Some(dsa.clone()))
+            ..base.clone()
         };
         let images = t4::<I<B>>(&x, [n, c, h, w], device);
         let (loss, gx, glr) = step::<B>(&mcfg, &params, &target, &draw, images, &labels, 0.01);
