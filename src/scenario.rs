@@ -154,6 +154,10 @@ pub struct DistillSection {
     /// dims and conv_transpose2d, as burn's own backward) or `matmul` (shifted-window matmuls and
     /// a flipped-kernel 3x3 conv2d). Same numbers; `matmul` avoids image-sized convolution kernels.
     pub conv_grads: crate::model::manual::ConvGrads,
+    /// MTT on a GPU: check the first iteration's step against the CPU's from the same inputs and,
+    /// if the configured gradient form disagrees, go on with one that agrees (or stop with an
+    /// error when none does). Ignored on the CPU.
+    pub check_device: bool,
     /// SelMatch: the fraction of each class's images that is distilled (the easier ones).
     pub alpha: f64,
     /// SelMatch: the window start (skip `floor(ipc * beta)` hardest per class); absent: search
@@ -252,6 +256,7 @@ impl Default for DistillSection {
             batch_syn: None,
             hand_written_backward: true,
             conv_grads: crate::model::manual::ConvGrads::Conv,
+            check_device: true,
             alpha: 0.5,
             beta: None,
             beta_grid: (0..10).map(|i| i as f64 / 10.0).collect(),

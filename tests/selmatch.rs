@@ -93,6 +93,7 @@ fn run(
         experts: Experts::Loaded(experts.to_vec()),
         start: Some(start),
         trainable,
+        ..Mtt::new(cfg(), Experts::Loaded(Vec::new()))
     }
     .distill(d, ipc, &mut ctx)
     .unwrap()
@@ -380,8 +381,15 @@ repeats = 1
         }
     }
     // Resuming the finished run measures the same coverage again (the same seeded probe).
+    // It needs no experts: every trajectory-matching set is saved.
     std::fs::remove_file(out.dir.join("summary.json")).unwrap();
+    let experts = root.path().join("experts");
+    assert!(experts.is_dir());
+    std::fs::remove_dir_all(&experts).unwrap();
     let again = distillery::runner::resume(&out.dir, &opts).unwrap();
+    assert!(!experts.exists(), "the resumed run trained experts");
+    // On the CPU nothing is checked against the CPU.
+    assert_eq!(out.summary["device_check"], serde_json::json!({}));
     assert_eq!(again.summary["coverage"], out.summary["coverage"]);
     let csv2 = std::fs::read_to_string(out.dir.join("coverage.csv")).unwrap();
     assert_eq!(csv2.lines().count(), csv.lines().count() + 2, "{csv2}");

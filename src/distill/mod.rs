@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod coverage;
+pub mod device_check;
 pub mod difficulty;
 pub mod dm;
 pub mod eval;

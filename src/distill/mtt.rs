@@ -8,6 +8,7 @@
 //! through the unrolled steps (second order, [`super::unroll`]).
 
 use super::augment::Dsa;
+use super::device_check::{check_step, StepCheck};
 use super::init::InitKind;
 use super::trajectory::Experts;
 use super::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
@@ -95,6 +96,11 @@ pub struct Mtt {
     /// Which images the matching updates (SelMatch's partial update); None: all of them. The
     /// loss is always computed on the whole set.
     pub trainable: Option<Vec<bool>>,
+    /// A device name: check the first iteration's step there against the CPU's (GPU runs), and
+    /// go on with a gradient form that agrees ([`device_check`]). None: no check.
+    pub check_device: Option<String>,
+    /// What that check found, once `distill` has run it.
+    pub checked: Option<StepCheck>,
 }
 
 impl Mtt {
@@ -105,6 +111,8 @@ impl Mtt {
             experts,
             start: None,
             trainable: None,
+            check_device: None,
+            checked: None,
         }
     }
 }
@@ -298,14 +306,20 @@ impl Distiller for Mtt {
         };
         let mut syn_lr = start.set.syn_lr.unwrap_or(self.cfg.lr_init as f32);
         let mut lr_mom = start.lr_momentum;
-        let cfg = &self.cfg;
+        let mut cfg = self.cfg.clone();
         let mut reached = cfg.iterations.max(done);
         for it in done..cfg.iterations {
-            let d = draw_iteration(cfg, self.experts.len(), n, (h, w), ctx.seed, it);
+            let d = draw_iteration(&cfg, self.experts.len(), n, (h, w), ctx.seed, it);
             let (from, to) = self
                 .experts
                 .pair(d.expert, d.start, d.start + cfg.expert_epochs)?;
-            let (value, gx, glr) = step::<B>(cfg, &from, &to, &d, images.clone(), &labels, syn_lr);
+            if let (Some(dev), true) = (&self.check_device, it == done) {
+                let (found, form) =
+                    check_step::<B>(&cfg, dev, &from, &to, &d, &images, &labels, syn_lr)?;
+                cfg = form;
+                self.checked = Some(found);
+            }
+            let (value, gx, glr) = step::<B>(&cfg, &from, &to, &d, images.clone(), &labels, syn_lr);
             if !value.is_finite() || !glr.is_finite() {
                 return Err(Error::Numerics(format!(
                     "the MTT loss became {value} (syn_lr gradient {glr}) at iteration {}: lower lr_img or lr_lr",

@@ -4,7 +4,7 @@
 
 use super::{model_spec, progress};
 use crate::data::Split;
-use crate::device::BackendJob;
+use crate::device::{BackendJob, DeviceKind};
 use crate::distill::augment::{Dsa, Plain, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::distill::coverage::Coverage;
 use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
@@ -259,7 +259,14 @@ impl BackendJob for DistillJob<'_> {
             matches!(d.method, Method::Dm | Method::Mtt | Method::Selmatch) && !experts_only;
         let distill_steps = if optimises { iterations } else { 0 };
         let x = s.experts_section();
-        let needs_experts = experts_only || matches!(d.method, Method::Mtt | Method::Selmatch);
+        // Experts: for an experts run, and for each trajectory-matching set (method or baseline)
+        // still to be made; a resumed run whose sets are all saved goes straight to evaluation.
+        let needs_experts = experts_only
+            || methods.iter().any(|m| {
+                matches!(m, Method::Mtt | Method::Selmatch)
+                    && !(self.resuming
+                        && self.dir.join(format!("{}.safetensors", m.name())).exists())
+            });
         let expert_steps = if needs_experts {
             x.count * x.epochs * split.train.len().div_ceil(x.batch_size)
         } else {
@@ -351,6 +358,8 @@ impl BackendJob for DistillJob<'_> {
         let mut sets: Vec<(Method, SyntheticSet)> = Vec::new();
         // Per optimising method: iterations reached and distillation seconds (this run).
         let mut distilled = serde_json::Map::new();
+        // Per trajectory-matching method on a GPU: its first step checked against the CPU.
+        let mut checks = serde_json::Map::new();
         for &m in &methods {
             let path = self.dir.join(format!("{}.safetensors", m.name()));
             if self.resuming && path.exists() {
@@ -501,7 +510,7 @@ impl BackendJob for DistillJob<'_> {
                         // Selected (never updated) images, recorded for combined augmentation.
                         let fixed: Option<Vec<bool>> =
                             trainable.as_ref().map(|t| t.iter().map(|&u| !u).collect());
-                        let mut set = Mtt {
+                        let mut mtt = Mtt {
                             cfg: MttConfig {
                                 iterations,
                                 syn_steps: d.syn_steps,
@@ -521,8 +530,17 @@ impl BackendJob for DistillJob<'_> {
                             experts: experts.clone().unwrap_or(Experts::Loaded(Vec::new())),
                             start,
                             trainable,
+                            check_device: (d.check_device && s.device != DeviceKind::Cpu)
+                                .then(|| s.device.name().to_string()),
+                            checked: None,
+                        };
+                        let mut set = mtt.distill(&split.train, d.ipc, &mut ctx)?;
+                        if let Some(c) = mtt.checked {
+                            if !self.quiet {
+                                pb.println(format!("{}: {c}", m.name()));
+                            }
+                            checks.insert(m.name().to_string(), json!(c));
                         }
-                        .distill(&split.train, d.ipc, &mut ctx)?;
                         if fixed.is_some() {
                             set.fixed = fixed;
                             set.provenance.method = m.name().into();
@@ -676,6 +694,7 @@ impl BackendJob for DistillJob<'_> {
             "experts_seconds": experts_secs,
             "distill_seconds": distill_secs,
             "distilled": distilled,
+            "device_check": checks,
             "selection_seconds": selection_secs,
             "eval_during_distill_seconds": mid_eval_secs,
             "seconds_per_iteration": if iters_timed > 0 { distill_secs / iters_timed as f64 } else { 0.0 },
