@@ -7,6 +7,7 @@
 
 use crate::device::{self, BackendJob, DeviceKind};
 use crate::distill::augment::{Dsa, STRATEGY_DEFAULT};
+use crate::distill::device_check::{form_name, forms};
 use crate::distill::mtt::{draw_iteration, step, MttConfig};
 use crate::error::{Error, Result};
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
@@ -240,16 +241,9 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
     };
     // The inner steps' rows and DSA draws, as a run's first iteration draws them.
     let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
-    for (hand_written, conv_grads, how) in [
-        (true, ConvGrads::Conv, "hand-written (conv)"),
-        (true, ConvGrads::Matmul, "hand-written (matmul)"),
-        (false, ConvGrads::Conv, "nested autodiff"),
-    ] {
-        let mcfg = MttConfig {
-            hand_written,
-            conv_grads,
-            ..base.clone()
-        };
+    // Hand-written (conv), hand-written (matmul), nested autodiff.
+    for mcfg in forms(&base) {
+        let how = form_name(&mcfg);
         let images = t4::<I<B>>(&x, [n, c, h, w], device);
         let (loss, gx, glr) = step::<B>(&mcfg, &params, &target, &draw, images, &labels, 0.01);
         res.push((format!("MTT step loss, {how}"), vec![loss as f32]));

@@ -6,7 +6,8 @@
 #      most): the device's convolution gradients, DSA, ConvNet backward and MTT step against the
 #      CPU's (the third session's MTT on CUDA moved its images far off where the CPU's did not);
 #      The MTT runs below use the hand-written backward's `matmul` convolution gradients when
-#      the doctor finds the default `conv` ones wrong there and those right;
+#      the doctor finds the default `conv` ones wrong there and those right (and each run checks
+#      its own first step against the CPU, `check_device`, switching forms itself if need be);
 #   1. CIFAR-10 subset experts, ZCA-whitened (MTT's reference), ConvNet-3 w128, 20 epochs, on
 #      `cuda-unfused`, stopped after ET seconds (finished experts are kept);
 #   2. cifar10-mtt-ipc10.toml (MTT vs random, IPC 10) on the experts that finished, distillation
@@ -124,6 +125,8 @@ if [ "$nz" -ge 1 ]; then
   ( timeout $(( $(left) - 10 )) "$D" run -q --device $V --results "$R" "$G/cifar10-mtt-ipc10.toml" > "$OUT/mtt-ipc10.txt" 2>&1; echo "rc $?" >> "$OUT/mtt-ipc10.txt" ) &
   wait $!
   tail -n 12 "$OUT/mtt-ipc10.txt"
+  # The run's own first-step check against the CPU ([distill] check_device): the form it used.
+  for f in "$R"/cifar10-mtt*/summary.json; do grep -A 12 '"device_check"' "$f"; done
   for f in "$R"/cifar10-mtt*/metrics.csv; do echo "$f: $(grep -c '^distill' "$f") distill rows"; grep '^distill' "$f" | head -n 4; grep '^distill' "$f" | tail -n 3; grep -v '^distill' "$f" | tail -n 8; done
   say "compile-log lines $(kernels)"
 fi

@@ -100,8 +100,9 @@ pub fn form_name(cfg: &MttConfig) -> &'static str {
     }
 }
 
-/// `configured` first, then the other forms, each once.
-fn forms(configured: &MttConfig) -> Vec<MttConfig> {
+/// `configured` first, then the other forms of the gradient (hand-written with either
+/// [`ConvGrads`], nested autodiff), each once.
+pub fn forms(configured: &MttConfig) -> Vec<MttConfig> {
     let mut out = vec![configured.clone()];
     for (hand_written, conv_grads) in [
         (true, ConvGrads::Matmul),
