@@ -213,6 +213,9 @@ pub struct ExpertsSection {
     pub batch_size: usize,
     /// DSA while training them.
     pub dsa: bool,
+    /// The seed they train from (default: the scenario's), so that runs with other seeds can
+    /// reuse one set of experts, as the reference reuses its buffers.
+    pub seed: Option<u64>,
 }
 
 impl Default for ExpertsSection {
@@ -224,6 +227,7 @@ impl Default for ExpertsSection {
             lr: 0.01,
             batch_size: 256,
             dsa: true,
+            seed: None,
         }
     }
 }

@@ -298,6 +298,25 @@ fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
             .unwrap();
         assert!(acc > 0.6, "{m}: {acc} (chance is 1/3)");
     }
+    // Another seed with `[experts] seed = 4` distils anew on the same experts.
+    let other = mtt_scenario("distill")
+        .replace("seed = 4", "seed = 5")
+        .replace("[experts]\n", "[experts]\nseed = 4\n");
+    let again = run_scenario(&other, root.path());
+    let csv = std::fs::read_to_string(again.dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().filter(|l| l.starts_with("experts,")).count(), 0);
+    assert_eq!(
+        again.summary["experts"]["dir"],
+        out.summary["experts"]["dir"]
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path().join("experts"))
+            .unwrap()
+            .count(),
+        1
+    );
+    let other_set = SyntheticSet::load(&again.dir.join("mtt.safetensors")).unwrap();
+    assert_ne!(other_set.images, set.images);
 }
 
 #[test]
