@@ -3,29 +3,17 @@
 //! no form agrees is an error naming the numbers. On the CPU against itself, the check agrees to
 //! rounding and leaves the run's result unchanged.
 
-use burn::backend::{Autodiff, Flex};
-use distillery::data::{self, Dataset};
+use burn::backend::Flex;
+use distillery::data::Dataset;
 use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::device_check::{check_step, decide, form_name, Outcome};
 use distillery::distill::mtt::{draw_iteration, Mtt, MttConfig};
-use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
+use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
 use distillery::model::manual::ConvGrads;
-use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
-use distillery::train::{LrSchedule, TrainConfig};
 
-type AD = Autodiff<Flex>;
-
-fn spec() -> ModelSpec {
-    ModelSpec::ConvNet(ConvNetSpec {
-        input: [1, 8, 8],
-        num_classes: 3,
-        width: 8,
-        depth: 2,
-        norm: Norm::Instance,
-        pooling: Pooling::Avg,
-    })
-}
+mod common;
+use common::{spec, AD};
 
 fn cfg() -> MttConfig {
     MttConfig {
@@ -41,29 +29,7 @@ fn cfg() -> MttConfig {
 }
 
 fn setup() -> (Dataset, Vec<Trajectory>) {
-    let mut d = data::synthetic::generate(90, [1, 8, 8], 3, 0.4, 3);
-    let norm = d.channel_stats();
-    d.normalize(&norm);
-    let m = Manifest {
-        spec: spec(),
-        dataset: "synthetic".into(),
-        train_images: d.len(),
-        train: TrainConfig {
-            epochs: 3,
-            batch_size: 32,
-            lr: 0.05,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            schedule: LrSchedule::Constant,
-        },
-        dsa: None,
-        seed: 1,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let dev = Default::default();
-    train_experts::<AD>(&d, &m, None, 1, dir.path(), &dev, || {}, |_| Ok(())).unwrap();
-    let experts = vec![Trajectory::load(&m.spec, 3, &expert_path(dir.path(), 0)).unwrap()];
-    (d, experts)
+    common::experts(90, 3, 1)
 }
 
 fn reference() -> Outcome {

@@ -1,54 +1,18 @@
 //! Trajectory matching on tiny data: the matching loss falls, the step size is learned, a resumed
 //! run equals the uninterrupted one, and experts too short for the settings are a clear error.
 
-use burn::backend::{Autodiff, Flex};
-use distillery::data::{self, Dataset};
+use burn::backend::Flex;
+use distillery::data::Dataset;
 use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::mtt::{draw_iteration, step, Mtt, MttConfig};
-use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
+use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, OnIteration, SyntheticSet};
-use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
-use distillery::train::{LrSchedule, TrainConfig};
 
-type AD = Autodiff<Flex>;
-
-fn spec() -> ModelSpec {
-    ModelSpec::ConvNet(ConvNetSpec {
-        input: [1, 8, 8],
-        num_classes: 3,
-        width: 8,
-        depth: 2,
-        norm: Norm::Instance,
-        pooling: Pooling::Avg,
-    })
-}
+mod common;
+use common::{spec, AD};
 
 fn setup() -> (Dataset, Vec<Trajectory>) {
-    let mut d = data::synthetic::generate(150, [1, 8, 8], 3, 0.4, 3);
-    let norm = d.channel_stats();
-    d.normalize(&norm);
-    let m = Manifest {
-        spec: spec(),
-        dataset: "synthetic".into(),
-        train_images: d.len(),
-        train: TrainConfig {
-            epochs: 6,
-            batch_size: 32,
-            lr: 0.05,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            schedule: LrSchedule::Constant,
-        },
-        dsa: None,
-        seed: 1,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let dev = Default::default();
-    train_experts::<AD>(&d, &m, None, 2, dir.path(), &dev, || {}, |_| Ok(())).unwrap();
-    let experts = (0..2)
-        .map(|i| Trajectory::load(&m.spec, 6, &expert_path(dir.path(), i)).unwrap())
-        .collect();
-    (d, experts)
+    common::experts(150, 6, 2)
 }
 
 fn cfg(iterations: usize) -> MttConfig {

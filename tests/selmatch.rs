@@ -2,56 +2,23 @@
 //! between only the easier images move), the distilled/selected split, the beta search, combined
 //! augmentation, difficulty-score files, and a whole scenario run.
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Flex;
 use burn::prelude::*;
 use distillery::data::{self, Dataset};
 use distillery::distill::augment::{BatchAug, Combined, Dsa, Plain};
 use distillery::distill::mtt::{Mtt, MttConfig};
 use distillery::distill::scores::{self, ScoreKind};
 use distillery::distill::selmatch::{distilled_mask, distilled_per_class, search_beta};
-use distillery::distill::trajectory::{expert_path, train_experts, Experts, Manifest, Trajectory};
+use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, SyntheticSet};
-use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
-use distillery::train::{LrSchedule, TrainConfig};
+use distillery::train::TrainConfig;
 use rand::SeedableRng;
 
-type AD = Autodiff<Flex>;
-
-fn spec() -> ModelSpec {
-    ModelSpec::ConvNet(ConvNetSpec {
-        input: [1, 8, 8],
-        num_classes: 3,
-        width: 8,
-        depth: 2,
-        norm: Norm::Instance,
-        pooling: Pooling::Avg,
-    })
-}
+mod common;
+use common::{spec, AD};
 
 fn setup() -> (Dataset, Vec<Trajectory>) {
-    let mut d = data::synthetic::generate(150, [1, 8, 8], 3, 0.4, 3);
-    let norm = d.channel_stats();
-    d.normalize(&norm);
-    let m = Manifest {
-        spec: spec(),
-        dataset: "synthetic".into(),
-        train_images: d.len(),
-        train: TrainConfig {
-            epochs: 3,
-            batch_size: 32,
-            lr: 0.05,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            schedule: LrSchedule::Constant,
-        },
-        dsa: None,
-        seed: 1,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let dev = Default::default();
-    train_experts::<AD>(&d, &m, None, 1, dir.path(), &dev, || {}, |_| Ok(())).unwrap();
-    let t = Trajectory::load(&m.spec, 3, &expert_path(dir.path(), 0)).unwrap();
-    (d, vec![t])
+    common::experts(150, 3, 1)
 }
 
 fn cfg() -> MttConfig {
