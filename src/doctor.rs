@@ -12,7 +12,7 @@ use crate::distill::mtt::{draw_iteration, step, MttConfig};
 use crate::error::{Error, Result};
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
 use crate::model::manual::ConvGrads;
-use crate::model::{forward, manual, ConvNetSpec, Mode, ModelSpec};
+use crate::model::{forward, host as out, manual, ConvNetSpec, Mode, ModelSpec};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d;
@@ -99,13 +99,6 @@ fn host(rng: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
 
 fn t4<B: Backend>(v: &[f32], shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
-}
-
-fn out<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("float data")
 }
 
 /// The network the checks use.

@@ -7,6 +7,7 @@ use crate::device::Cpu;
 use crate::distill::mtt::{step, MttConfig, MttDraw};
 use crate::doctor::{rel_err, TOLERANCE};
 use crate::error::{Error, Result};
+use crate::model::host;
 use crate::model::manual::ConvGrads;
 use burn::backend::Autodiff;
 use burn::prelude::*;
@@ -155,13 +156,6 @@ pub fn decide(
         "{check}; no form agrees, so {device} computes MTT's gradient wrongly at these shapes. \
          `distillery doctor --device {device}` names the op; `[distill] check_device = false` runs anyway"
     )))
-}
-
-fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .into_vec::<f32>()
-        .expect("float data")
 }
 
 /// Runs the first [`CHECK_STEPS`] inner steps of iteration `draw` on backend `B` and on the CPU

@@ -15,6 +15,14 @@ use burn::prelude::*;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// A tensor's values as `f32` on the host, in row-major order.
+pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("float data")
+}
+
 pub use convnet::ConvNetSpec;
 pub use mlp::MlpSpec;
 pub use resnet::ResNetSpec;
