@@ -96,6 +96,19 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         steps: usize,
     },
+    /// Compare methods across finished runs, paired by seed (runs at one seed share their
+    /// starting images and evaluation nets): per-seed accuracy, mean over seeds, paired t-test.
+    Compare {
+        /// Finished run folders (each with a summary.json), for example `results/mnist-mtt-ipc1-*`.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Pair every other method against this one (for example `dm` or `random`).
+        #[arg(long)]
+        against: Option<String>,
+        /// The evaluation model whose accuracies to compare.
+        #[arg(long, default_value = "convnet")]
+        model: String,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).
@@ -216,6 +229,12 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Cmd::Compare {
+            dirs,
+            against,
+            model,
+        } => distillery::report::compare::compare(&dirs, &model, against.as_deref())
+            .map(|text| print!("{text}")),
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             println!(
                 "{}: ok ({:?} scenario \"{}\")",

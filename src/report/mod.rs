@@ -1,5 +1,6 @@
 //! Result writers: CSV rows appended and flushed as a run goes, JSON summaries written atomically.
 
+pub mod compare;
 pub mod plot;
 
 use crate::error::{Error, Result};
