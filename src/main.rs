@@ -36,6 +36,10 @@ enum Cmd {
         /// Run on this device instead of the scenario's (`cpu`; `cuda` or `cuda-unfused` in a CUDA build).
         #[arg(long, value_enum, conflicts_with = "resume")]
         device: Option<distillery::device::DeviceKind>,
+        /// Run with this seed instead of the scenario's (starting images, minibatches, evaluation
+        /// nets; a `[experts] seed` in the file is kept, so seeds share one set of experts).
+        #[arg(long, conflicts_with = "resume")]
+        seed: Option<u64>,
     },
     /// Distil a dataset: builds a `distill` scenario from the flags and runs it.
     Distill {
@@ -147,6 +151,7 @@ fn main() -> ExitCode {
             results,
             quiet,
             device,
+            seed,
         } => {
             let opts = RunOptions {
                 results_root: results,
@@ -154,7 +159,7 @@ fn main() -> ExitCode {
             };
             match (file, resume) {
                 (_, Some(dir)) => runner::resume(&dir, &opts),
-                (Some(f), None) => runner::run_file_on(&f, device, &opts),
+                (Some(f), None) => runner::run_file_on(&f, device, seed, &opts),
                 (None, None) => unreachable!("clap requires one"),
             }
             .map(|out| print_output(&out))

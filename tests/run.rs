@@ -253,7 +253,7 @@ fn device_flag_overrides_the_scenario_and_is_recorded() {
     )
     .unwrap();
     let opts = RunOptions::quiet(dir.path().join("results"));
-    let out = runner::run_file_on(&file, Some(DeviceKind::Cpu), &opts).unwrap();
+    let out = runner::run_file_on(&file, Some(DeviceKind::Cpu), None, &opts).unwrap();
     let copy = std::fs::read_to_string(out.dir.join("scenario.toml")).unwrap();
     assert!(
         copy.contains("device = \"cpu\"") && !copy.contains("cuda"),
@@ -278,4 +278,41 @@ fn device_flag_overrides_the_scenario_and_is_recorded() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("tpu"));
+}
+
+#[test]
+fn seed_flag_overrides_the_scenario_and_is_recorded() {
+    // Top level only: an `[experts] seed` stays, so runs at other seeds share the experts.
+    let t = "name = \"x\"\nseed = 0\n[experts]\nseed = 0\n";
+    assert_eq!(
+        runner::with_top_key(t, "seed", "3"),
+        "name = \"x\"\nseed = 3\n[experts]\nseed = 0\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(&file, TINY).unwrap();
+    let results = dir.path().join("results");
+    let run = |seed: Option<u64>| {
+        runner::run_file_on(&file, None, seed, &RunOptions::quiet(results.clone())).unwrap()
+    };
+    let (a, b) = (run(Some(3)), run(None));
+    assert_eq!(a.summary["seed"].as_u64(), Some(3));
+    assert_eq!(b.summary["seed"].as_u64(), Some(7));
+    let copy = std::fs::read_to_string(a.dir.join("scenario.toml")).unwrap();
+    assert!(
+        copy.contains("seed = 3") && !copy.contains("seed = 7"),
+        "{copy}"
+    );
+    // Another seed is another run: the metrics differ; the same seed through the flag and
+    // through the file gives the same metrics.
+    assert_ne!(metrics_without_time(&a.dir), metrics_without_time(&b.dir));
+    let c = run(Some(7));
+    assert_eq!(metrics_without_time(&b.dir), metrics_without_time(&c.dir));
+    let cli = Command::new(env!("CARGO_BIN_EXE_distillery"))
+        .args(["run", "-q", "--seed", "oops"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!cli.status.success());
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("oops"));
 }

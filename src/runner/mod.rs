@@ -228,14 +228,16 @@ fn new_run_dir(root: &Path, name: &str) -> Result<PathBuf> {
 
 /// Runs the scenario file at `path`.
 pub fn run_file(path: &Path, opts: &RunOptions) -> Result<RunOutput> {
-    run_file_on(path, None, opts)
+    run_file_on(path, None, None, opts)
 }
 
-/// Runs the scenario file at `path`, on `device` instead of the one it names when given (the
-/// results folder's copy of the scenario then names that device, so `--resume` uses it too).
+/// Runs the scenario file at `path`, on `device` and with `seed` instead of the ones it names
+/// when given (the results folder's copy of the scenario then names them, so `--resume` uses
+/// them too). A `[experts] seed` in the file is kept: runs at other seeds share its experts.
 pub fn run_file_on(
     path: &Path,
     device: Option<crate::device::DeviceKind>,
+    seed: Option<u64>,
     opts: &RunOptions,
 ) -> Result<RunOutput> {
     let mut loaded = scenario::load(path)?;
@@ -243,13 +245,23 @@ pub fn run_file_on(
         loaded.scenario.device = d;
         loaded.text = with_device(&loaded.text, d);
     }
+    if let Some(s) = seed {
+        loaded.scenario.seed = s;
+        loaded.text = with_top_key(&loaded.text, "seed", &s.to_string());
+    }
     run(&loaded, opts)
 }
 
 /// `text` (a scenario) with its top-level `device` key set to `d`: the key's line replaced, or
 /// the key added as the first line.
 pub fn with_device(text: &str, d: crate::device::DeviceKind) -> String {
-    let line = format!("device = \"{}\"", d.name());
+    with_top_key(text, "device", &format!("\"{}\"", d.name()))
+}
+
+/// `text` (a scenario) with its top-level `key` set to `value` (TOML): the key's line replaced,
+/// or the key added as the first line. Keys inside tables are left alone.
+pub fn with_top_key(text: &str, key: &str, value: &str) -> String {
+    let line = format!("{key} = {value}");
     let mut out = Vec::new();
     let mut top = true;
     let mut done = false;
@@ -258,8 +270,8 @@ pub fn with_device(text: &str, d: crate::device::DeviceKind) -> String {
         if t.starts_with('[') {
             top = false;
         }
-        let key = t.split('=').next().map(str::trim);
-        if top && !done && key == Some("device") {
+        let k = t.split('=').next().map(str::trim);
+        if top && !done && k == Some(key) {
             out.push(line.clone());
             done = true;
         } else {
