@@ -218,6 +218,13 @@ pub struct ExpertsSection {
     pub seed: Option<u64>,
 }
 
+impl ExpertsSection {
+    /// The seed the experts train from: theirs when set, else the scenario's `scenario_seed`.
+    pub fn seed_or(&self, scenario_seed: u64) -> u64 {
+        self.seed.unwrap_or(scenario_seed)
+    }
+}
+
 impl Default for ExpertsSection {
     fn default() -> Self {
         ExpertsSection {

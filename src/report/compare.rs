@@ -13,8 +13,6 @@ pub struct SeedScore {
     pub seed: u64,
     /// Mean test accuracy over the run's evaluation nets.
     pub mean: f64,
-    /// How many nets the mean is over.
-    pub nets: usize,
     /// The run folder it came from.
     pub dir: PathBuf,
 }
@@ -73,8 +71,7 @@ pub fn load(dirs: &[PathBuf]) -> Result<Scores> {
                 }
                 let score = SeedScore {
                     seed,
-                    mean: accs.iter().sum::<f64>() / accs.len() as f64,
-                    nets: accs.len(),
+                    mean: mean_sd(&accs).0,
                     dir: dir.clone(),
                 };
                 let by_seed = out.entry((method.clone(), model.clone())).or_default();
@@ -119,14 +116,9 @@ pub fn paired(a: &BTreeMap<u64, SeedScore>, b: &BTreeMap<u64, SeedScore>) -> Opt
     }
     let diffs: Vec<f64> = seeds.iter().map(|s| a[s].mean - b[s].mean).collect();
     let n = diffs.len() as f64;
-    let mean = diffs.iter().sum::<f64>() / n;
-    let (sd, t, p) = if diffs.len() < 2 {
-        (f64::NAN, f64::NAN, f64::NAN)
-    } else {
-        let sd = (diffs.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
-        let t = mean / (sd / n.sqrt());
-        (sd, t, student_t_two_sided(t, n - 1.0))
-    };
+    let (mean, sd) = mean_sd(&diffs);
+    let t = mean / (sd / n.sqrt());
+    let p = student_t_two_sided(t, n - 1.0);
     let wins = diffs.iter().filter(|&&d| d > 0.0).count();
     Some(Paired {
         seeds,
@@ -137,6 +129,18 @@ pub fn paired(a: &BTreeMap<u64, SeedScore>, b: &BTreeMap<u64, SeedScore>) -> Opt
         p,
         wins,
     })
+}
+
+/// Mean and sample standard deviation (n - 1; NaN below 2 values).
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let m = xs.iter().sum::<f64>() / n;
+    let sd = if xs.len() < 2 {
+        f64::NAN
+    } else {
+        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    };
+    (m, sd)
 }
 
 /// Two-sided tail probability P(|T| >= |t|) of Student's t with `df` degrees of freedom.
@@ -238,7 +242,9 @@ pub fn report(scores: &Scores, model: &str, against: Option<&str>) -> Result<Str
         .map(|((method, _), s)| (method, s))
         .collect();
     if rows.is_empty() {
-        let models: Vec<&str> = scores.keys().map(|(_, m)| m.as_str()).collect();
+        let models: std::collections::BTreeSet<&str> =
+            scores.keys().map(|(_, m)| m.as_str()).collect();
+        let models: Vec<&str> = models.into_iter().collect();
         return Err(Error::Other(format!(
             "no results on model {model:?} in these runs (they have: {})",
             models.join(", ")
@@ -247,13 +253,9 @@ pub fn report(scores: &Scores, model: &str, against: Option<&str>) -> Result<Str
     let mut out = format!("{model}: test accuracy (%) per seed, mean over each run's nets\n");
     for (method, s) in &rows {
         let means: Vec<f64> = s.values().map(|x| 100.0 * x.mean).collect();
-        let n = means.len() as f64;
-        let mu = means.iter().sum::<f64>() / n;
+        let (mu, sd) = mean_sd(&means);
         let spread = if means.len() > 1 {
-            format!(
-                " ± {:.2} (sample std over seeds)",
-                (means.iter().map(|m| (m - mu).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-            )
+            format!(" ± {sd:.2} (sample std over seeds)")
         } else {
             String::new()
         };

@@ -119,7 +119,7 @@ fn experts_folder_name(
         x.lr,
         x.batch_size,
         if x.dsa { "-dsa" } else { "" },
-        x.seed.unwrap_or(s.seed)
+        x.seed_or(s.seed)
     )
     .to_lowercase()
 }
@@ -308,7 +308,7 @@ impl BackendJob for DistillJob<'_> {
                     schedule: LrSchedule::Constant,
                 },
                 dsa: x.dsa.then(|| strategy.clone()),
-                seed: x.seed.unwrap_or(s.seed),
+                seed: x.seed_or(s.seed),
             };
             if !self.quiet {
                 pb.println(format!("experts: {}", dir.display()));
