@@ -9,7 +9,7 @@
 use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use distillery::data;
-use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
+use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow};
 use distillery::model::{ConvNetSpec, ModelSpec};
 use std::time::Instant;

@@ -12,12 +12,12 @@
 //! CUDA the figure is host memory, not the GPU's.
 
 use burn::tensor::backend::AutodiffBackend;
+use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::device::{self, BackendJob, DeviceKind};
-use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
+use distillery::distill::mtt::experts::{Experts, Trajectory};
 use distillery::distill::mtt::{Mtt, MttConfig};
-use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
-use distillery::model::manual::ConvGrads;
+use distillery::model::backward::ConvGrads;
 use distillery::model::{ConvNetSpec, ModelSpec};
 use distillery::{data, Error};
 use rand::{Rng, SeedableRng};

@@ -5,14 +5,14 @@
 //! the ConvNet's parameter gradient by hand and by autodiff, and one MTT step. A backend bug then
 //! shows as a named row rather than as a distillation that silently diverges.
 
+use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::device::{self, BackendJob, DeviceKind};
-use crate::distill::augment::{Dsa, STRATEGY_DEFAULT};
-use crate::distill::device_check::{form_name, forms};
+use crate::distill::mtt::check::{form_name, forms};
 use crate::distill::mtt::{draw_iteration, step, MttConfig};
 use crate::error::{Error, Result};
+use crate::model::backward::ConvGrads;
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
-use crate::model::manual::ConvGrads;
-use crate::model::{forward, host as out, manual, ConvNetSpec, Mode, ModelSpec};
+use crate::model::{backward, forward, host as out, ConvNetSpec, Mode, ModelSpec};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d;
@@ -193,7 +193,7 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
     let xi = t4::<I<B>>(&x, [n, c, h, w], device);
     let y = one_hot::<I<B>>(&labels, 10, device);
     for (how, tag) in [(ConvGrads::Conv, "conv"), (ConvGrads::Matmul, "matmul")] {
-        let (_, grads) = manual::loss_and_grads_with(conv, &p_inner, xi.clone(), y.clone(), how)
+        let (_, grads) = backward::loss_and_grads_with(conv, &p_inner, xi.clone(), y.clone(), how)
             .expect("instance norm and average pooling");
         res.push((
             format!("ConvNet parameter grads, hand-written ({tag})"),

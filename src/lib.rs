@@ -12,6 +12,7 @@ pub mod error;
 pub mod fed;
 pub mod model;
 pub mod report;
+pub mod rng;
 pub mod runner;
 pub mod scenario;
 pub mod shortcut;

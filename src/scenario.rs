@@ -153,7 +153,7 @@ pub struct DistillSection {
     /// MTT: how the hand-written backward forms convolution gradients: `conv` (conv2d on swapped
     /// dims and conv_transpose2d, as burn's own backward) or `matmul` (shifted-window matmuls and
     /// a flipped-kernel 3x3 conv2d). Same numbers; `matmul` avoids image-sized convolution kernels.
-    pub conv_grads: crate::model::manual::ConvGrads,
+    pub conv_grads: crate::model::backward::ConvGrads,
     /// MTT on a GPU: check the first iteration's step against the CPU's from the same inputs and,
     /// if the configured gradient form disagrees, go on with one that agrees (or stop with an
     /// error when none does). Ignored on the CPU.
@@ -170,7 +170,7 @@ pub struct DistillSection {
     /// SelMatch: epochs those networks train (default: the evaluation's).
     pub window_epochs: Option<usize>,
     /// SelMatch: difficulty scores computed in-house, `forgetting` or `el2n`.
-    pub difficulty: crate::distill::scores::ScoreKind,
+    pub difficulty: crate::distill::selmatch::scores::ScoreKind,
     /// SelMatch: epochs of the training run that scores difficulty.
     pub difficulty_epochs: usize,
     /// SelMatch: precomputed scores instead (CSV `index,score`, higher is harder).
@@ -266,14 +266,14 @@ impl Default for DistillSection {
             lr_teacher: 0.01,
             batch_syn: None,
             hand_written_backward: true,
-            conv_grads: crate::model::manual::ConvGrads::Conv,
+            conv_grads: crate::model::backward::ConvGrads::Conv,
             check_device: true,
             alpha: 0.5,
             beta: None,
             beta_grid: (0..10).map(|i| i as f64 / 10.0).collect(),
             window_repeats: 1,
             window_epochs: None,
-            difficulty: crate::distill::scores::ScoreKind::Forgetting,
+            difficulty: crate::distill::selmatch::scores::ScoreKind::Forgetting,
             difficulty_epochs: 10,
             scores_csv: None,
         }
@@ -1088,7 +1088,7 @@ fn validate_dm_settings(c: &mut Checker, s: &Scenario, role: &str) {
     );
     c.positive("distill", "batch_real", d.batch_real);
     if let Some(st) = &d.dsa_strategy {
-        if let Err(m) = crate::distill::augment::Dsa::new(st) {
+        if let Err(m) = crate::data::augment::Dsa::new(st) {
             c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
         }
     }
@@ -1370,7 +1370,7 @@ fn validate_distill(c: &mut Checker, d: &DistillSection, e: &EvalSection, x: &Ex
         );
     }
     if let Some(st) = &d.dsa_strategy {
-        if let Err(m) = crate::distill::augment::Dsa::new(st) {
+        if let Err(m) = crate::data::augment::Dsa::new(st) {
             c.fail("distill", "dsa_strategy", format!("{st:?}"), &m);
         }
     }

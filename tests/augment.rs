@@ -3,7 +3,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use distillery::distill::augment::{Draw, Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
+use distillery::data::augment::{Draw, Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use rand::{Rng, SeedableRng};
 
 type B = Flex;

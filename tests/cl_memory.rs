@@ -1,7 +1,8 @@
 //! The replay memory: budgets, documented shares, shrinking order, relabelling.
 
-use distillery::cl::memory::{globalise, localise, Budget, Memory};
+use distillery::cl::memory::{Budget, Memory};
 use distillery::data::Dataset;
+use distillery::data::{globalise, localise};
 
 /// `per_class` images of each class in `classes`, image `i` of class `c` filled with `100c + i`.
 fn labelled(classes: &[usize], per_class: usize, k: usize) -> Dataset {

@@ -4,13 +4,13 @@
 //! rounding and leaves the run's result unchanged.
 
 use burn::backend::Flex;
+use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::data::Dataset;
-use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
-use distillery::distill::device_check::{check_step, decide, form_name, Outcome};
+use distillery::distill::mtt::check::{check_step, decide, form_name, Outcome};
+use distillery::distill::mtt::experts::{Experts, Trajectory};
 use distillery::distill::mtt::{draw_iteration, Mtt, MttConfig};
-use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
-use distillery::model::manual::ConvGrads;
+use distillery::model::backward::ConvGrads;
 
 mod common;
 use common::{spec, AD};

@@ -1,6 +1,6 @@
 //! Difficulty scores, SelMatch's window selection and coverage, on hand-made data.
 
-use distillery::distill::difficulty::{
+use distillery::distill::selmatch::difficulty::{
     coverage, el2n, forgetting_count, forgetting_scores, mean_nn_distance, window_select,
 };
 

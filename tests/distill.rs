@@ -3,8 +3,8 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
+use distillery::data::augment::{Draw, Dsa, STRATEGY_DIGITS};
 use distillery::data::{self, Dataset};
-use distillery::distill::augment::{Draw, Dsa, STRATEGY_DIGITS};
 use distillery::distill::dm::{dm_loss, draw_iteration, real_means};
 use distillery::distill::init::{herding, k_center};
 use distillery::distill::{

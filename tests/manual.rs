@@ -2,8 +2,8 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
+use distillery::model::backward::{loss_and_grads, loss_and_grads_with, ConvGrads};
 use distillery::model::layers::{cross_entropy, one_hot};
-use distillery::model::manual::{loss_and_grads, loss_and_grads_with, ConvGrads};
 use distillery::model::{forward, ConvNetSpec, Mode, ModelSpec, Norm, Pooling};
 use rand::{Rng, SeedableRng};
 

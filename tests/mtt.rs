@@ -2,10 +2,10 @@
 //! run equals the uninterrupted one, and experts too short for the settings are a clear error.
 
 use burn::backend::Flex;
+use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::data::Dataset;
-use distillery::distill::augment::{Dsa, STRATEGY_DIGITS};
+use distillery::distill::mtt::experts::{Experts, Trajectory};
 use distillery::distill::mtt::{draw_iteration, step, Mtt, MttConfig};
-use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, OnIteration, SyntheticSet};
 
 mod common;

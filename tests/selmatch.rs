@@ -4,12 +4,12 @@
 
 use burn::backend::Flex;
 use burn::prelude::*;
+use distillery::data::augment::{BatchAug, Combined, Dsa, Plain};
 use distillery::data::{self, Dataset};
-use distillery::distill::augment::{BatchAug, Combined, Dsa, Plain};
+use distillery::distill::mtt::experts::{Experts, Trajectory};
 use distillery::distill::mtt::{Mtt, MttConfig};
-use distillery::distill::scores::{self, ScoreKind};
+use distillery::distill::selmatch::scores::{self, ScoreKind};
 use distillery::distill::selmatch::{distilled_mask, distilled_per_class, search_beta};
-use distillery::distill::trajectory::{Experts, Trajectory};
 use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, SyntheticSet};
 use distillery::train::TrainConfig;
 use rand::SeedableRng;

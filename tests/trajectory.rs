@@ -2,7 +2,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use distillery::data;
-use distillery::distill::trajectory::{expert_path, train_experts, Manifest, Trajectory};
+use distillery::distill::mtt::experts::{expert_path, train_experts, Manifest, Trajectory};
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::{LrSchedule, TrainConfig};
 

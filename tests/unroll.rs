@@ -3,10 +3,10 @@
 
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
-use distillery::distill::augment::Draw;
-use distillery::distill::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
+use distillery::data::augment::Draw;
+use distillery::distill::mtt::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
+use distillery::model::backward::ConvGrads;
 use distillery::model::layers::one_hot;
-use distillery::model::manual::ConvGrads;
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use rand::{Rng, SeedableRng};
 

@@ -2,9 +2,9 @@
 //! replayed memory at a fixed share, optional task-incremental heads (a logit mask per sample
 //! from its task), and the row of the accuracy matrix after each task.
 
+use crate::data::augment::Dsa;
 use crate::data::stream::Task;
 use crate::data::Dataset;
-use crate::distill::augment::Dsa;
 use crate::error::{Error, Result};
 use crate::model::layers::one_hot;
 use crate::model::Model;

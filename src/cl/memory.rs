@@ -142,36 +142,3 @@ impl Memory {
         }
     }
 }
-
-/// The images of `classes` in `data`, relabelled `0..classes.len()` in the order given (so a
-/// distiller sees a dataset with only those classes); class names follow.
-pub fn localise(data: &Dataset, classes: &[usize]) -> Dataset {
-    let idx: Vec<usize> = (0..data.len())
-        .filter(|&i| classes.contains(&data.labels[i]))
-        .collect();
-    let mut d = data.subset(&idx);
-    for y in &mut d.labels {
-        *y = classes.iter().position(|c| c == y).unwrap_or(0);
-    }
-    d.classes = classes
-        .iter()
-        .map(|&c| {
-            data.classes
-                .get(c)
-                .cloned()
-                .unwrap_or_else(|| c.to_string())
-        })
-        .collect();
-    d
-}
-
-/// The inverse of [`localise`]: labels `0..classes.len()` back to `classes`, with the full list
-/// of class names `names`.
-pub fn globalise(local: &Dataset, classes: &[usize], names: &[String]) -> Dataset {
-    let mut d = local.clone();
-    for y in &mut d.labels {
-        *y = classes[*y];
-    }
-    d.classes = names.to_vec();
-    d
-}

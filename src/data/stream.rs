@@ -107,7 +107,7 @@ pub fn permutation(h: usize, w: usize, t: usize, seed: u64) -> Vec<usize> {
     let mut p: Vec<usize> = (0..h * w).collect();
     if t > 0 {
         p.shuffle(&mut rand::rngs::StdRng::seed_from_u64(
-            crate::distill::step_seed(seed, t as u64),
+            crate::rng::step_seed(seed, t as u64),
         ));
     }
     p

@@ -3,8 +3,8 @@
 //! sample, r being the mean nearest-neighbour distance among real training samples; overall and
 //! for the easy and hard halves of the test samples (by EL2N under the same network).
 
-use super::difficulty::{coverage, el2n, mean_nn_distance};
-use super::scores::logits;
+use super::selmatch::difficulty::{coverage, el2n, mean_nn_distance};
+use super::selmatch::scores::logits;
 use crate::data::Dataset;
 use crate::model::{Mode, Model};
 use crate::train::batch_images;

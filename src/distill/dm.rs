@@ -4,16 +4,17 @@
 //! adds the squared distance between the two mean embeddings; one SGD step (momentum 0.5) then
 //! moves the synthetic images.
 
-use super::augment::{Draw, Dsa};
 use super::init::InitKind;
 use super::{
-    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller, Flow,
+    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Flow,
     SyntheticSet,
 };
+use crate::data::augment::{Draw, Dsa};
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::{Error, Result};
 use crate::model::{embed, Mode, ModelSpec, Norm};
+use crate::rng::step_seed;
 use crate::train::batch_images;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;

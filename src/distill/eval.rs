@@ -2,12 +2,12 @@
 //! on a synthetic set (SGD lr 0.01, momentum 0.9, weight decay 5e-4, lr x0.1 at half, batch 256,
 //! DSA with one draw per sample), test each on the real test set, report mean and std.
 
-use super::augment::{Combined, Dsa, Plain};
-use super::step_seed;
+use crate::data::augment::{Combined, Dsa, Plain};
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::Result;
 use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling, ResNetSpec};
+use crate::rng::step_seed;
 use crate::train::{evaluate, train, train_augmented, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;

@@ -1,20 +1,14 @@
 //! Dataset distillation: one [`Distiller`] trait for every method (DM, the selection baselines,
 //! and later MTT and SelMatch), the [`SyntheticSet`] they produce, DSA, and the evaluation protocol.
 
-pub mod augment;
 pub mod coverage;
-pub mod device_check;
-pub mod difficulty;
 pub mod dm;
 pub mod eval;
 pub mod init;
 pub mod mtt;
-pub mod scores;
 pub mod selmatch;
 pub mod synthetic_set;
 pub mod tensor_file;
-pub mod trajectory;
-pub mod unroll;
 
 use crate::data::{Dataset, Normalization};
 use crate::error::Result;
@@ -295,13 +289,4 @@ pub fn finished(mut set: SyntheticSet, iterations: usize) -> Result<SyntheticSet
         ))),
         None => Ok(set),
     }
-}
-
-/// A seed for step `i` of a run seeded `seed` (SplitMix64 of the pair), so a resumed run draws
-/// exactly what the uninterrupted one would have.
-pub fn step_seed(seed: u64, i: u64) -> u64 {
-    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }

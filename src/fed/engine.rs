@@ -6,9 +6,9 @@
 use super::pb;
 use super::strategy::{ClientApp, ClientState, Strategy};
 use crate::data::Dataset;
-use crate::distill::step_seed;
 use crate::error::{Error, Result};
 use crate::report::CsvLog;
+use crate::rng::step_seed;
 use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
 use rand::seq::SliceRandom;

@@ -7,15 +7,15 @@ use super::pb;
 use super::wire::{
     decode_set, decode_weights, encode_set, encode_weights, HostWeights, Quantization,
 };
+use crate::data::augment::Dsa;
 use crate::data::Dataset;
-use crate::distill::augment::Dsa;
 use crate::distill::dm::Around;
 use crate::distill::{
-    step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Provenance, Selection,
-    SyntheticSet,
+    Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Provenance, Selection, SyntheticSet,
 };
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSpec};
+use crate::rng::step_seed;
 use crate::train::{evaluate, train, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
@@ -340,7 +340,7 @@ fn rich_and_poor(data: &Dataset, ipc: usize) -> (Dataset, Vec<usize>, Dataset) {
         .copied()
         .collect();
     (
-        crate::cl::memory::localise(data, &rich),
+        crate::data::localise(data, &rich),
         rich,
         data.subset(&poor_idx),
     )
@@ -370,7 +370,7 @@ impl Client {
             let resume = match (&state.syn, &around) {
                 (Some(prev), Some(_)) => {
                     // Continue from the set sent last round (its rich classes, in order).
-                    let prev_local = crate::cl::memory::localise(prev, &rich);
+                    let prev_local = crate::data::localise(prev, &rich);
                     (prev_local.len() == rich.len() * s.ipc).then(|| Checkpoint {
                         momentum: vec![0.0; prev_local.images.len()],
                         set: SyntheticSet::from_dataset(
@@ -420,11 +420,7 @@ impl Client {
                 }
                 .distill(&local, s.ipc, &mut ctx)?,
             };
-            Some(crate::cl::memory::globalise(
-                &out.to_dataset(),
-                &rich,
-                &s.classes,
-            ))
+            Some(crate::data::globalise(&out.to_dataset(), &rich, &s.classes))
         };
         let out = match set.take() {
             Some(mut d) => {

@@ -5,9 +5,9 @@
 //! A [`ModelSpec`] fixes the architecture; [`Model`] holds its parameters (flattened 1-D tensors,
 //! reshaped inside the forward pass) and its buffers (batch-norm running statistics).
 
+pub mod backward;
 pub mod convnet;
 pub mod layers;
-pub mod manual;
 pub mod mlp;
 pub mod resnet;
 

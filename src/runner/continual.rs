@@ -5,18 +5,18 @@
 use super::distill::{dm_config, dsa_of};
 use super::{model_spec, progress};
 use crate::cl::learner::{accuracy_row, fit, Fit};
-use crate::cl::memory::{globalise, localise, Budget, Memory};
+use crate::cl::memory::{Budget, Memory};
 use crate::cl::metrics::AccuracyMatrix;
 use crate::data::stream::{self, Task};
+use crate::data::{globalise, localise};
 use crate::data::{Dataset, Split};
 use crate::device::BackendJob;
-use crate::distill::{
-    step_seed, Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Selection,
-};
+use crate::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Selection};
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
 use crate::report::plot::{heatmap_svg, lines_svg};
 use crate::report::{write_atomic, CsvLog};
+use crate::rng::step_seed;
 use crate::scenario::{ClStrategy, Loaded, Protocol, StreamKind};
 use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;

@@ -3,14 +3,14 @@
 //! protocol on every architecture asked for. `kind = "experts"` stops after the experts.
 
 use super::{model_spec, progress};
+use crate::data::augment::{Dsa, Plain, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::data::Split;
 use crate::device::{BackendJob, DeviceKind};
-use crate::distill::augment::{Dsa, Plain, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::distill::coverage::Coverage;
 use crate::distill::eval::{architecture, evaluate_set, EvalConfig};
+use crate::distill::mtt::experts::{train_experts, Experts, Manifest};
 use crate::distill::mtt::{Mtt, MttConfig};
 use crate::distill::selmatch::distilled_mask;
-use crate::distill::trajectory::{train_experts, Experts, Manifest};
 use crate::distill::{
     Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Selection, SyntheticSet,
 };

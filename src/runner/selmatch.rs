@@ -3,11 +3,11 @@
 //! chosen window with its partial-update mask) and the coverage of every set.
 
 use super::distill::DistillJob;
-use crate::distill::augment::Plain;
+use crate::data::augment::Plain;
 use crate::distill::coverage::{embed, Coverage, FeatureSpace};
-use crate::distill::difficulty::window_select;
 use crate::distill::eval::{evaluate_set, EvalConfig};
-use crate::distill::scores;
+use crate::distill::selmatch::difficulty::window_select;
+use crate::distill::selmatch::scores;
 use crate::distill::selmatch::search_beta;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};

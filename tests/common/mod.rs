@@ -4,7 +4,7 @@
 
 use burn::backend::{Autodiff, Flex};
 use distillery::data::{self, Dataset};
-use distillery::distill::trajectory::{expert_path, train_experts, Manifest, Trajectory};
+use distillery::distill::mtt::experts::{expert_path, train_experts, Manifest, Trajectory};
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::{LrSchedule, TrainConfig};
 

@@ -3,8 +3,11 @@
 //! partial updates (only the easier `alpha` fraction of each class is distilled; the harder rest,
 //! D_select, stays real), and the flags that make evaluation use combined augmentation.
 
-use super::difficulty::window_select;
+pub mod difficulty;
+pub mod scores;
+
 use crate::error::{Error, Result};
+use difficulty::window_select;
 
 /// Which images of a SelMatch set are distilled (`true`) and which stay selected real images:
 /// per class (grouped, `ipc` each, hardest first) the first `ipc - floor(ipc * alpha)` stay.

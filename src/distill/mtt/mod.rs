@@ -5,27 +5,32 @@
 //! expert's parameters at `t + expert_epochs`:
 //! `||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2`. The images (SGD, `lr_img`,
 //! momentum 0.5) and `syn_lr` (SGD, `lr_lr`, momentum 0.5) descend its gradient, which flows back
-//! through the unrolled steps (second order, [`super::unroll`]).
+//! through the unrolled steps (second order, [`unroll`]).
 
-use super::augment::Dsa;
-use super::device_check::{check_step, StepCheck};
-use super::init::InitKind;
-use super::trajectory::Experts;
-use super::unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
-use super::{
-    finished, initial_checkpoint, starting_checkpoint, step_seed, Checkpoint, Ctx, Distiller, Flow,
+pub mod check;
+pub mod experts;
+pub mod unroll;
+
+use crate::data::augment::Dsa;
+use crate::data::Dataset;
+use crate::distill::init::InitKind;
+use crate::distill::{
+    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Flow,
     SyntheticSet,
 };
-use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::model::backward::ConvGrads;
 use crate::model::layers::one_hot;
-use crate::model::manual::ConvGrads;
 use crate::model::ModelSpec;
+use crate::rng::step_seed;
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use check::{check_step, StepCheck};
+use experts::Experts;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
 
 /// MTT's settings (reference defaults from [`MttConfig::reference`]).
 #[derive(Clone, Debug)]

@@ -3,13 +3,13 @@
 //! tensors `epoch<e>.<param>` for e = 0..=epochs) and a `manifest.json` describing the set. Training
 //! is resumable: finished experts are kept and only missing ones are trained.
 
-use super::augment::Dsa;
-use super::step_seed;
-use super::tensor_file::{self, f32_bytes};
+use crate::data::augment::Dsa;
 use crate::data::Dataset;
+use crate::distill::tensor_file::{self, f32_bytes};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSpec};
 use crate::report::{write_atomic, write_json_atomic};
+use crate::rng::step_seed;
 use crate::train::{train, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;

@@ -8,9 +8,9 @@
 //! computed from them on `B1`, backpropagate to the images and `syn_lr`. Run it with
 //! `B1 = Flex` (plain) to evaluate the same function without tracking.
 
-use super::augment::Draw;
+use crate::data::augment::Draw;
+use crate::model::backward::ConvGrads;
 use crate::model::layers::cross_entropy;
-use crate::model::manual::ConvGrads;
 use crate::model::{forward, Mode, ModelSpec};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -76,7 +76,7 @@ pub fn unroll<B2: AutodiffBackend>(
     params
 }
 
-/// The same unroll with the hand-written ConvNet backward ([`crate::model::manual`]) instead of
+/// The same unroll with the hand-written ConvNet backward ([`crate::model::backward`]) instead of
 /// a nested autodiff level: every op runs on `B`, so when `B` tracks, the result is
 /// differentiable in `images` and `syn_lr` with one autodiff level. `None` when the network is
 /// not supported by the hand-written backward (batch norm, max pooling, MLP). `how` picks the ops
@@ -93,13 +93,13 @@ pub fn unroll_manual<B: Backend>(
     let ModelSpec::ConvNet(conv) = spec else {
         return None;
     };
-    if !crate::model::manual::supports(conv) {
+    if !crate::model::backward::supports(conv) {
         return None;
     }
     let mut params = start;
     for b in batches {
         let (x, y) = minibatch(&images, &onehot, b);
-        let (_, grads) = crate::model::manual::loss_and_grads_with(conv, &params, x, y, how)?;
+        let (_, grads) = crate::model::backward::loss_and_grads_with(conv, &params, x, y, how)?;
         params = params
             .into_iter()
             .zip(grads)

@@ -1,8 +1,8 @@
 //! Plain training and evaluation loops over a [`Dataset`]: minibatch SGD with momentum and weight
 //! decay (PyTorch semantics), step or cosine learning-rate schedules, test accuracy.
 
+use crate::data::augment::{BatchAug, Dsa};
 use crate::data::Dataset;
-use crate::distill::augment::{BatchAug, Dsa};
 use crate::error::{Error, Result};
 use crate::model::layers::{cross_entropy, one_hot};
 use crate::model::{forward, Mode, Model};
