@@ -37,7 +37,8 @@ fn without_time(csv: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// The summary without what differs between identical runs: times, folders, file paths.
+/// The summary without what differs between identical runs (times, folders, file paths), its
+/// numbers at seven significant digits.
 fn stable(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
@@ -53,6 +54,11 @@ fn stable(v: &Value) -> Value {
         ),
         Value::Array(a) => Value::Array(a.iter().map(stable).collect()),
         Value::String(s) if s.starts_with('/') => Value::String("<path>".into()),
+        // Seven significant digits: an f32 reads the same widened to f64 or printed as f32.
+        Value::Number(n) if n.is_f64() => {
+            let x = n.as_f64().unwrap_or(f64::NAN);
+            Value::String(format!("{x:.6e}"))
+        }
         other => other.clone(),
     }
 }
