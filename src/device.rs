@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The CPU backend used by default.
 pub type Cpu = burn::backend::Flex;
 
+/// The CPU autodiff backend a device's results are checked against.
+pub type Reference = Autodiff<Cpu>;
+
 /// Which device a scenario runs on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

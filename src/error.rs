@@ -60,3 +60,79 @@ impl Error {
         }
     }
 }
+
+/// A setting whose value cannot work: its key, the value as given and what was expected. The
+/// scenario reader turns these into messages naming the file, the section and the line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    /// The key, as written in its section.
+    pub key: String,
+    /// The value, as given.
+    pub value: String,
+    /// What was expected instead.
+    pub expected: String,
+}
+
+/// Collects [`Problem`]s with the checks most settings need.
+#[derive(Clone, Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// Records a problem with `key`.
+    pub fn fail(&mut self, key: &str, value: impl std::fmt::Display, expected: &str) {
+        self.0.push(Problem {
+            key: key.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        });
+    }
+
+    /// Records a problem unless `ok`.
+    pub fn require(&mut self, ok: bool, key: &str, value: impl std::fmt::Display, expected: &str) {
+        if !ok {
+            self.fail(key, value, expected);
+        }
+    }
+
+    /// A positive count.
+    pub fn positive(&mut self, key: &str, v: usize) {
+        self.require(v > 0, key, v, "a positive integer");
+    }
+
+    /// A positive, finite learning rate or step size.
+    pub fn rate(&mut self, key: &str, v: f64) {
+        self.require(v > 0.0 && v.is_finite(), key, v, "a positive learning rate");
+    }
+
+    /// A momentum in [0, 1).
+    pub fn momentum(&mut self, key: &str, v: f64) {
+        self.require((0.0..1.0).contains(&v), key, v, "a momentum in [0, 1)");
+    }
+
+    /// An SGD learning rate, momentum and weight decay (`lr`, `momentum`, `weight_decay`).
+    pub fn sgd(&mut self, lr: f64, momentum: f64, weight_decay: f64) {
+        self.require(
+            lr > 0.0 && lr <= 100.0,
+            "lr",
+            lr,
+            "a learning rate in (0, 100]",
+        );
+        self.momentum("momentum", momentum);
+        self.require(
+            (0.0..=1.0).contains(&weight_decay),
+            "weight_decay",
+            weight_decay,
+            "a weight decay in [0, 1]",
+        );
+    }
+
+    /// Adds problems found elsewhere.
+    pub fn extend(&mut self, more: Vec<Problem>) {
+        self.0.extend(more);
+    }
+
+    /// The problems found.
+    pub fn into_vec(self) -> Vec<Problem> {
+        self.0
+    }
+}

@@ -1,8 +1,8 @@
 //! The `distillery` command line: parse arguments, call the library, print errors plainly.
 
 use clap::{Parser, Subcommand};
-use distillery::runner::{self, RunOptions};
-use distillery::shortcut::{self, DistillArgs};
+use distillery::experiment::shortcut::{self, DistillArgs};
+use distillery::experiment::{self as runner, remote, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -80,6 +80,9 @@ enum Cmd {
         /// This client's id (0-based).
         #[arg(long)]
         id: usize,
+        /// Folder whose `experts/` and `scores/` cache what trajectory-matching clients need.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
     },
     /// Check a device's numerics against the CPU's on the building blocks of distillation
     /// (convolution gradients, DSA, the ConvNet backward, one MTT step) at a run's shapes.
@@ -130,14 +133,8 @@ fn parse_shape(s: &str) -> Result<[usize; 3], String> {
 }
 
 fn print_output(out: &runner::RunOutput) {
-    if let Some(lines) = out.summary["report"].as_array() {
-        for l in lines {
-            println!("{}", l.as_str().unwrap_or_default());
-        }
-    } else {
-        let acc = out.summary["test_acc_mean"].as_f64().unwrap_or(f64::NAN);
-        let std = out.summary["test_acc_std"].as_f64().unwrap_or(f64::NAN);
-        println!("test accuracy {acc:.4} ± {std:.4}");
+    for l in &out.summary.report {
+        println!("{l}");
     }
     println!("results: {}", out.dir.display());
 }
@@ -190,7 +187,7 @@ fn main() -> ExitCode {
             addr,
             results,
             quiet,
-        } => runner::serve(
+        } => remote::serve(
             &file,
             addr,
             &RunOptions {
@@ -199,7 +196,12 @@ fn main() -> ExitCode {
             },
         )
         .map(|out| print_output(&out)),
-        Cmd::Client { file, server, id } => runner::client(&file, &server, id)
+        Cmd::Client {
+            file,
+            server,
+            id,
+            results,
+        } => remote::client(&file, &server, id, &results)
             .map(|n| println!("client {id}: {n} tasks done; the server ended the run")),
         Cmd::Doctor {
             device,
@@ -208,28 +210,28 @@ fn main() -> ExitCode {
             batch,
             steps,
         } => {
-            let cfg = distillery::doctor::DoctorConfig {
+            let cfg = distillery::diagnostics::doctor::DoctorConfig {
                 shape,
                 width,
                 batch,
                 syn_steps: steps,
                 seed: 0,
             };
-            distillery::doctor::doctor(device, &cfg).and_then(|rows| {
-                print!("{}", distillery::doctor::table(&rows));
+            distillery::diagnostics::doctor::doctor(device, &cfg).and_then(|rows| {
+                print!("{}", distillery::diagnostics::doctor::table(&rows));
                 let bad = rows.iter().filter(|r| !r.ok()).count();
                 if bad == 0 {
                     println!(
                         "all {} checks agree within {:e}",
                         rows.len(),
-                        distillery::doctor::TOLERANCE
+                        distillery::diagnostics::doctor::TOLERANCE
                     );
                     Ok(())
                 } else {
                     Err(distillery::Error::Device(format!(
                         "{bad} of {} checks disagree by more than {:e} (marked above)",
                         rows.len(),
-                        distillery::doctor::TOLERANCE
+                        distillery::diagnostics::doctor::TOLERANCE
                     )))
                 }
             })

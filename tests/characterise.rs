@@ -3,7 +3,7 @@
 //! `tests/golden/<case>/`. A change to any figure, column or summary field shows up as a diff of
 //! those files. `DISTILLERY_BLESS=1 cargo test --release characterise` rewrites them.
 
-use distillery::runner::{self, RunOptions};
+use distillery::experiment::{self as runner, RunOptions};
 use distillery::scenario;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -368,6 +368,7 @@ lr = 0.02
 epochs = 5
 [distill]
 method = "dm"
+ipc = 2
 iterations = 3
 batch_real = 16
 [federated]
@@ -376,8 +377,6 @@ partition = { kind = "dirichlet", alpha = 0.5, min_size = 20 }
 strategies = ["distilled_oneshot", "fedavg", "distilled_iterative"]
 rounds = 2
 fedavg_until_oneshot = false
-ipc = 2
-distiller = "dm"
 quantization = "f16"
 "#,
     );

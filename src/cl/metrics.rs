@@ -10,7 +10,7 @@
 //! - forward transfer: the GEM paper's, `(1 / (T - 1)) sum_{j > 1} (R[j-1][j] - b[j])`, where `b[j]`
 //!   is a randomly initialised model's accuracy on task `j`.
 
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 /// The accuracy matrix of a task stream, filled row by row as training proceeds.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,20 +129,41 @@ impl AccuracyMatrix {
     }
 
     /// Every metric with the convention it follows, for a summary file.
-    pub fn summary(&self) -> serde_json::Value {
-        json!({
-            "average_accuracy": self.average_accuracy(),
-            "average_incremental_accuracy": self.average_incremental_accuracy(),
-            "forgetting": self.forgetting(),
-            "backward_transfer": self.backward_transfer(),
-            "forward_transfer": self.forward_transfer(),
-            "conventions": {
-                "average_accuracy": "GEM ACC: mean of the last row",
-                "average_incremental_accuracy": "iCaRL: mean over steps of the mean accuracy on the tasks seen so far",
-                "forgetting": "Chaudhry et al. 2018: max over earlier steps minus last, averaged over all but the last task",
-                "backward_transfer": "GEM paper: mean over j < T of R[T][j] - R[j][j] (divides by T - 1)",
-                "forward_transfer": "GEM paper: mean over j > 1 of R[j-1][j] - accuracy of a random-init model (divides by T - 1)",
-            },
-        })
+    pub fn summary(&self) -> ClMetrics {
+        let conventions = [
+            ("average_accuracy", "GEM ACC: mean of the last row"),
+            ("average_incremental_accuracy", "iCaRL: mean over steps of the mean accuracy on the tasks seen so far"),
+            ("forgetting", "Chaudhry et al. 2018: max over earlier steps minus last, averaged over all but the last task"),
+            ("backward_transfer", "GEM paper: mean over j < T of R[T][j] - R[j][j] (divides by T - 1)"),
+            ("forward_transfer", "GEM paper: mean over j > 1 of R[j-1][j] - accuracy of a random-init model (divides by T - 1)"),
+        ];
+        ClMetrics {
+            average_accuracy: self.average_accuracy(),
+            average_incremental_accuracy: self.average_incremental_accuracy(),
+            forgetting: self.forgetting(),
+            backward_transfer: self.backward_transfer(),
+            forward_transfer: self.forward_transfer(),
+            conventions: conventions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
+}
+
+/// The forgetting metrics of one accuracy matrix, with the convention each follows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClMetrics {
+    /// ACC (None before the first task).
+    pub average_accuracy: Option<f64>,
+    /// AIA.
+    pub average_incremental_accuracy: Option<f64>,
+    /// Forgetting (None before the second task).
+    pub forgetting: Option<f64>,
+    /// BWT (None before the second task).
+    pub backward_transfer: Option<f64>,
+    /// FWT (None without a baseline or before the second task).
+    pub forward_transfer: Option<f64>,
+    /// Each metric's convention, by name.
+    pub conventions: std::collections::BTreeMap<String, String>,
 }

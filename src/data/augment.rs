@@ -85,6 +85,23 @@ impl Dsa {
         })
     }
 
+    /// The strategy string (`color_crop_cutout_flip_scale_rotate`, ...).
+    pub fn name(&self) -> String {
+        let names: Vec<&str> = self
+            .families
+            .iter()
+            .map(|f| match f {
+                Family::Color => "color",
+                Family::Crop => "crop",
+                Family::Cutout => "cutout",
+                Family::Flip => "flip",
+                Family::Scale => "scale",
+                Family::Rotate => "rotate",
+            })
+            .collect();
+        names.join("_")
+    }
+
     /// Draws one family and its parameters for images of size `h` x `w`: `n = None` gives one
     /// shared draw (Siamese), `Some(n)` one per sample.
     pub fn draw<R: Rng>(&self, n: Option<usize>, h: usize, w: usize, rng: &mut R) -> Draw {
@@ -326,8 +343,8 @@ impl Plain {
 /// images selected from the real set (`fixed[i]` for training row `i`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Combined {
-    /// DSA for the distilled rows.
-    pub dsa: Dsa,
+    /// DSA for the distilled rows (None: they are not augmented).
+    pub dsa: Option<Dsa>,
     /// Plain augmentation for the selected rows.
     pub plain: Plain,
     /// Which training rows are selected real images.
@@ -367,8 +384,12 @@ impl BatchAug for Combined {
         let mut r = rng;
         let (sel, dis): (Vec<usize>, Vec<usize>) =
             (0..rows.len()).partition(|&i| self.fixed.get(rows[i]).copied().unwrap_or(false));
+        let dsa = |x: Tensor<B, 4>, r: &mut &mut dyn rand::RngCore| match &self.dsa {
+            Some(d) => d.augment(x, false, r),
+            None => x,
+        };
         if sel.is_empty() {
-            return self.dsa.augment(x, false, &mut r);
+            return dsa(x, &mut r);
         }
         if dis.is_empty() {
             return self.plain.augment(x, &mut r);
@@ -378,9 +399,7 @@ impl BatchAug for Combined {
             let idx: Vec<i64> = v.iter().map(|&i| i as i64).collect();
             Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [v.len()]), &device)
         };
-        let a = self
-            .dsa
-            .augment(x.clone().select(0, take(&dis)), false, &mut r);
+        let a = dsa(x.clone().select(0, take(&dis)), &mut r);
         let b = self.plain.augment(x.select(0, take(&sel)), &mut r);
         // Back to the batch's row order: position p of the concatenation holds row order[p].
         let order: Vec<usize> = dis.iter().chain(&sel).copied().collect();

@@ -5,6 +5,7 @@ pub mod cifar;
 pub mod embedded;
 pub mod idx;
 pub mod partition;
+pub mod spec;
 pub mod stream;
 pub mod synthetic;
 pub mod zca;
@@ -79,6 +80,21 @@ impl Split {
 }
 
 impl Dataset {
+    /// A stable 64-bit hash of the shape, labels and pixels (FNV-1a over 32-bit words), the part
+    /// of cache keys that tells one client's or task's data from another's.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |w: u32| {
+            h ^= w as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        self.shape.iter().for_each(|&d| feed(d as u32));
+        feed(self.labels.len() as u32);
+        self.labels.iter().for_each(|&y| feed(y as u32));
+        self.images.iter().for_each(|v| feed(v.to_bits()));
+        h
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()

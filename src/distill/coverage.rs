@@ -5,14 +5,19 @@
 
 use super::selmatch::difficulty::{coverage, el2n, mean_nn_distance};
 use super::selmatch::scores::logits;
+use super::SyntheticSet;
 use crate::data::Dataset;
+use crate::error::Result;
+use crate::model::ModelSpec;
 use crate::model::{Mode, Model};
-use crate::train::batch_images;
+use crate::train::{batch_images, TrainConfig, Training};
 use burn::prelude::*;
-use serde::Serialize;
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
 
 /// A set's coverage figures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Coverage {
     /// The radius r (mean nearest-neighbour distance among the real training samples used).
     pub radius: f64,
@@ -109,5 +114,41 @@ impl FeatureSpace {
             easy: e,
             hard: h,
         }
+    }
+}
+
+/// A trained feature network and its coverage space, built once per run and asked for the
+/// coverage of each set (at the end, and every `coverage_every` iterations while distilling).
+pub struct CoverageProbe<B: Backend> {
+    net: Model<B>,
+    space: FeatureSpace,
+}
+
+/// The coverage probe: a `spec` network trained on `train` for `epochs` (seeded), the radius from
+/// `sample` real training images (a seeded subset), the whole `test` set queried.
+pub fn probe<AD: AutodiffBackend>(
+    spec: &ModelSpec,
+    train: &Dataset,
+    test: &Dataset,
+    (epochs, sample): (usize, usize),
+    seed: u64,
+    device: &AD::Device,
+) -> Result<CoverageProbe<AD::InnerBackend>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xc0e7);
+    let mut net = spec.init::<AD::InnerBackend, _>(&mut rng, device);
+    let cfg = TrainConfig::reference(epochs.max(1));
+    Training::<AD>::new(&cfg, device).run(&mut net, train, &mut rng)?;
+    let n = sample.clamp(2, train.len().max(2)).min(train.len());
+    let mut idx = rand::seq::index::sample(&mut rng, train.len(), n).into_vec();
+    idx.sort_unstable();
+    let space = FeatureSpace::new(&mut net, &train.subset(&idx), test, device);
+    Ok(CoverageProbe { net, space })
+}
+
+impl<B: Backend> CoverageProbe<B> {
+    /// The coverage of `set` in the probe's feature space.
+    pub fn measure(&mut self, set: &SyntheticSet, device: &B::Device) -> Coverage {
+        let f = embed(&mut self.net, &set.to_dataset(), device);
+        self.space.coverage(&f)
     }
 }

@@ -6,40 +6,84 @@
 
 use super::init::InitKind;
 use super::{
-    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Flow,
+    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Event,
     SyntheticSet,
 };
 use crate::data::augment::{Draw, Dsa};
 use crate::data::Dataset;
 use crate::device::par_map;
 use crate::error::{Error, Result};
+use crate::error::{Problem, Problems};
 use crate::model::{embed, Mode, ModelSpec, Norm};
 use crate::rng::step_seed;
 use crate::train::batch_images;
+use crate::train::events::Flow;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
-/// DM's settings (reference defaults from [`DmConfig::reference`]).
+/// DM's settings, as a `[distill]` table with `method = "dm"` gives them; the defaults are the
+/// reference's (REFERENCE.md §1.5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DmSettings {
+    /// Optimisation iterations.
+    pub iterations: usize,
+    /// Learning rate of the synthetic images.
+    pub lr_img: f64,
+    /// Momentum of the image optimiser.
+    pub momentum: f64,
+    /// Real images per class per iteration.
+    pub batch_real: usize,
+    /// How the set starts: `real`, `noise`, `herding` or `kcenter`.
+    pub init: InitKind,
+    /// Siamese augmentation (DSA) while matching.
+    pub dsa: bool,
+    /// Candidates per class embedded for a herding / k-center start (all when absent).
+    pub pool: Option<usize>,
+}
+
+impl Default for DmSettings {
+    fn default() -> Self {
+        DmSettings {
+            iterations: 20000,
+            lr_img: 1.0,
+            momentum: 0.5,
+            batch_real: 256,
+            init: InitKind::Real,
+            dsa: true,
+            pool: None,
+        }
+    }
+}
+
+impl DmSettings {
+    /// The settings' values that cannot work.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::default();
+        p.positive("iterations", self.iterations);
+        p.rate("lr_img", self.lr_img);
+        p.momentum("momentum", self.momentum);
+        p.positive("batch_real", self.batch_real);
+        if let Some(n) = self.pool {
+            p.positive("pool", n);
+        }
+        p.into_vec()
+    }
+}
+
+/// DM as it runs: its settings, the embedding network (re-initialised every iteration), the
+/// augmentation, and FedDM's centre when it embeds around a global model.
 #[derive(Clone, Debug)]
 pub struct DmConfig {
-    /// Optimisation iterations (20000).
-    pub iterations: usize,
-    /// Learning rate of the synthetic images (1.0).
-    pub lr_img: f64,
-    /// Momentum of the image optimiser (0.5).
-    pub momentum: f64,
-    /// Real images per class per iteration (256).
-    pub batch_real: usize,
-    /// How the set starts (real).
-    pub init: InitKind,
+    /// The settings.
+    pub settings: DmSettings,
+    /// The embedding network.
+    pub spec: ModelSpec,
     /// Siamese augmentation (None: no augmentation).
     pub dsa: Option<Dsa>,
-    /// The embedding network, re-initialised every iteration.
-    pub spec: ModelSpec,
-    /// Candidates per class embedded for herding / k-center initialisation.
-    pub pool: Option<usize>,
     /// FedDM: embed with random perturbations of these weights instead of fresh networks.
     pub around: Option<Around>,
 }
@@ -55,17 +99,13 @@ pub struct Around {
 }
 
 impl DmConfig {
-    /// The reference defaults for embedding network `spec` and DSA strategy `dsa`.
-    pub fn reference(spec: ModelSpec, dsa: Option<Dsa>) -> Self {
+    /// DM by `settings` with embedding network `spec`; `dsa` applies when the settings ask for it.
+    pub fn new(settings: DmSettings, spec: ModelSpec, dsa: &Dsa) -> Self {
+        let dsa = settings.dsa.then(|| dsa.clone());
         DmConfig {
-            iterations: 20000,
-            lr_img: 1.0,
-            momentum: 0.5,
-            batch_real: 256,
-            init: InitKind::Real,
-            dsa,
+            settings,
             spec,
-            pool: None,
+            dsa,
             around: None,
         }
     }
@@ -225,7 +265,7 @@ pub fn draw_iteration<B: Backend>(
     let mut draws = Vec::with_capacity(classes.len());
     for cls in classes {
         let mut idx: Vec<usize> = cls
-            .choose_multiple(&mut rng, cfg.batch_real.min(cls.len()))
+            .choose_multiple(&mut rng, cfg.settings.batch_real.min(cls.len()))
             .copied()
             .collect();
         idx.shuffle(&mut rng);
@@ -316,27 +356,20 @@ fn step<B: AutodiffBackend>(
         .unzip()
 }
 
-impl Distiller for Dm {
-    fn name(&self) -> String {
-        "dm".into()
+impl<B: AutodiffBackend> Distiller<B> for Dm {
+    fn name(&self) -> &'static str {
+        "dm"
     }
 
-    fn distill<B: AutodiffBackend>(
+    fn distill(
         &mut self,
         data: &Dataset,
         ipc: usize,
         ctx: &mut Ctx<'_, B>,
     ) -> Result<SyntheticSet> {
         let start = starting_checkpoint(data, ipc, ctx, |ctx| {
-            initial_checkpoint(
-                data,
-                ipc,
-                self.cfg.init,
-                &self.cfg.spec,
-                self.cfg.pool,
-                "dm",
-                ctx,
-            )
+            let st = &self.cfg.settings;
+            initial_checkpoint(data, ipc, st.init, &self.cfg.spec, st.pool, "dm", ctx)
         })?;
         let classes = data.class_indices();
         let k = classes.len();
@@ -346,8 +379,9 @@ impl Distiller for Dm {
         let mut syn = class_tensors::<B::InnerBackend>(&start.set.images, k, ipc, shape, &device);
         let mut mom = class_tensors::<B::InnerBackend>(&start.momentum, k, ipc, shape, &device);
         let cfg = &self.cfg;
-        let mut reached = cfg.iterations.max(done);
-        for it in done..cfg.iterations {
+        let st = &cfg.settings;
+        let mut reached = st.iterations.max(done);
+        for it in done..st.iterations {
             let d = draw_iteration::<B::InnerBackend>(cfg, &classes, shape, ctx.seed, it, &device);
             let (values, grads) = step::<B>(cfg, data, &d, &syn, &device);
             let value: f64 = values.iter().sum();
@@ -358,8 +392,8 @@ impl Distiller for Dm {
                 )));
             }
             for (c, g) in grads.into_iter().enumerate() {
-                mom[c] = mom[c].clone() * cfg.momentum + g;
-                syn[c] = syn[c].clone() - mom[c].clone() * cfg.lr_img;
+                mom[c] = mom[c].clone() * st.momentum + g;
+                syn[c] = syn[c].clone() - mom[c].clone() * st.lr_img;
             }
             let snapshot = || {
                 let mut set = start.set.clone();
@@ -371,7 +405,12 @@ impl Distiller for Dm {
                     lr_momentum: 0.0,
                 }
             };
-            if (ctx.on_iteration)(it + 1, value, &snapshot)? == Flow::Stop {
+            let event = Event::Iteration {
+                iteration: it + 1,
+                loss: value,
+                snapshot: &snapshot,
+            };
+            if ctx.report(event)? == Flow::Stop {
                 reached = it + 1;
                 break;
             }

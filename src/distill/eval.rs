@@ -5,12 +5,149 @@
 use crate::data::augment::{Combined, Dsa, Plain};
 use crate::data::Dataset;
 use crate::device::par_map;
-use crate::error::Result;
+use crate::error::{Problem, Problems, Result};
 use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling, ResNetSpec};
 use crate::rng::step_seed;
-use crate::train::{evaluate, train, train_augmented, TrainConfig};
+use crate::train::events::Progress;
+use crate::train::{evaluate, LrSchedule, TrainConfig, Training};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+/// The `[eval]` section: how sets are evaluated (defaults: the protocol of REFERENCE.md §1.6).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    /// Epochs each fresh network trains on the set.
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Learning rate (divided by 10 at epochs / 2 + 1).
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Fresh networks per architecture.
+    pub repeats: usize,
+    /// DSA (one draw per sample) while training them.
+    pub dsa: bool,
+    /// Architectures: `convnet` (the `[model]` net), `convnet_bn`, `convnet_nonorm`,
+    /// `convnet_maxpool`, `convnet_wide`, `mlp`.
+    pub models: Vec<String>,
+    /// Learning-rate schedule: `step` (x0.1 at epochs / 2 + 1, the reference) or `cosine`
+    /// (to zero, SelMatch's evaluation).
+    pub schedule: EvalSchedule,
+    /// Train with a set's learned step size when it has one (MTT's evaluation); false: `lr`.
+    pub learned_lr: bool,
+    /// Plain augmentation of selected real images (SelMatch's combined augmentation): largest
+    /// shift in pixels.
+    pub plain_pad: usize,
+    /// Plain augmentation: mirror half of the images (default: yes, except for digits).
+    pub plain_flip: Option<bool>,
+    /// Report every set's coverage (SelMatch's diagnostic) in the summary.
+    pub coverage: bool,
+    /// Epochs the coverage network trains on the real data.
+    pub coverage_epochs: usize,
+    /// Real training samples (a seeded random subset) that set the coverage radius.
+    pub coverage_sample: usize,
+}
+
+/// The evaluation's learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalSchedule {
+    /// x0.1 at epochs / 2 + 1.
+    #[default]
+    Step,
+    /// Cosine decay to zero.
+    Cosine,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings {
+            epochs: 1000,
+            batch_size: 256,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            repeats: 5,
+            dsa: true,
+            models: vec!["convnet".into()],
+            schedule: EvalSchedule::Step,
+            learned_lr: true,
+            plain_pad: 4,
+            plain_flip: None,
+            coverage: true,
+            coverage_epochs: 1,
+            coverage_sample: 2000,
+        }
+    }
+}
+
+impl EvalSettings {
+    /// The values that cannot work.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::default();
+        p.positive("epochs", self.epochs);
+        p.positive("batch_size", self.batch_size);
+        p.positive("repeats", self.repeats);
+        p.sgd(self.lr, self.momentum, self.weight_decay);
+        p.require(
+            !self.models.is_empty(),
+            "models",
+            "[]",
+            "at least one architecture",
+        );
+        for m in &self.models {
+            p.require(
+                ARCHITECTURES.contains(&m.as_str()),
+                "models",
+                format!("{m:?}"),
+                &format!("architectures from {}", ARCHITECTURES.join(", ")),
+            );
+        }
+        p.into_vec()
+    }
+
+    /// The training each evaluation network gets, for `epochs` epochs (lr / 10 at epochs / 2 + 1,
+    /// or cosine to zero).
+    pub fn train_config(&self, epochs: usize) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: match self.schedule {
+                EvalSchedule::Step => LrSchedule::Step {
+                    milestones: vec![epochs / 2 + 1],
+                    gamma: 0.1,
+                },
+                EvalSchedule::Cosine => LrSchedule::Cosine { min_factor: 0.0 },
+            },
+        }
+    }
+
+    /// The protocol as it runs: this training, `dsa` when asked for, `repeats` networks.
+    pub fn config(&self, dsa: &Dsa) -> EvalConfig {
+        EvalConfig {
+            train: self.train_config(self.epochs),
+            dsa: self.dsa.then(|| dsa.clone()),
+            repeats: self.repeats,
+            combined: None,
+        }
+    }
+
+    /// Plain augmentation for selected real images (no flip on digit datasets unless asked).
+    pub fn plain(&self, digits: bool) -> Plain {
+        Plain {
+            pad: self.plain_pad,
+            flip: self.plain_flip.unwrap_or(!digits),
+        }
+    }
+}
 
 /// How synthetic sets are evaluated.
 #[derive(Clone, Debug)]
@@ -67,7 +204,7 @@ pub fn architecture(base: &ConvNetSpec, name: &str) -> Option<ModelSpec> {
 
 /// Trains `cfg.repeats` fresh `spec` networks on `set` and returns each one's test accuracy.
 /// Network `r` is seeded from `(seed, r)`; networks train in parallel on the worker threads;
-/// `on_step` is called after every training step.
+/// `progress` ticks after every training step.
 pub fn evaluate_set<B: AutodiffBackend>(
     set: &Dataset,
     test: &Dataset,
@@ -75,39 +212,24 @@ pub fn evaluate_set<B: AutodiffBackend>(
     cfg: &EvalConfig,
     seed: u64,
     device: &B::Device,
-    on_step: impl Fn() + Sync,
+    progress: &Progress,
 ) -> Result<Vec<f64>> {
     let run = |r: usize| -> Result<f64> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed ^ 0xe7a1, r as u64));
         let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
-        match (&cfg.dsa, &cfg.combined) {
-            (Some(dsa), Some((plain, fixed))) => {
+        let t = Training::<B>::new(&cfg.train, device).counted(progress);
+        match &cfg.combined {
+            Some((plain, fixed)) => {
                 let aug = Combined {
-                    dsa: dsa.clone(),
+                    dsa: cfg.dsa.clone(),
                     plain: plain.clone(),
                     fixed: fixed.clone(),
                 };
-                train_augmented::<B, _, _>(
-                    &mut model,
-                    set,
-                    &cfg.train,
-                    Some(&aug),
-                    &mut rng,
-                    device,
-                    &on_step,
-                    |_, _, _| Ok(()),
-                )?
+                t.augmented(Some(&aug)).run(&mut model, set, &mut rng)?
             }
-            _ => train::<B, _>(
-                &mut model,
-                set,
-                &cfg.train,
-                cfg.dsa.as_ref(),
-                &mut rng,
-                device,
-                &on_step,
-                |_, _, _| Ok(()),
-            )?,
+            None => t
+                .augmented(cfg.dsa.as_ref())
+                .run(&mut model, set, &mut rng)?,
         }
         Ok(evaluate(&mut model, test, 500, device).0)
     };

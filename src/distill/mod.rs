@@ -1,55 +1,86 @@
-//! Dataset distillation: one [`Distiller`] trait for every method (DM, the selection baselines,
-//! and later MTT and SelMatch), the [`SyntheticSet`] they produce, DSA, and the evaluation protocol.
+//! Dataset distillation: one [`Distiller`] trait for every method (DM, MTT, SelMatch and the
+//! selection baselines), each configured by one [`MethodConfig`] and built by the [`registry`];
+//! the [`SyntheticSet`] they produce, the evaluation protocol and the coverage diagnostic.
 
 pub mod coverage;
 pub mod dm;
 pub mod eval;
 pub mod init;
+pub mod method;
 pub mod mtt;
+pub mod registry;
+pub mod select;
 pub mod selmatch;
-pub mod synthetic_set;
+pub mod set;
 pub mod tensor_file;
 
 use crate::data::{Dataset, Normalization};
 use crate::error::Result;
 use crate::model::ModelSpec;
-use crate::train::{train, TrainConfig};
+use crate::train::events::{Flow, Observer, Progress};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 
-pub use dm::{Dm, DmConfig};
+pub use dm::{Dm, DmConfig, DmSettings};
 pub use init::InitKind;
-pub use synthetic_set::{Provenance, SyntheticSet};
+pub use method::MethodConfig;
+pub use select::{Selection, SelectionSettings};
+pub use set::{Provenance, SyntheticSet};
 
-/// A method that turns a real training set into `ipc` images per class.
-pub trait Distiller {
-    /// The method's name (`dm`, `random`, `herding`, `kcenter`).
-    fn name(&self) -> String;
+/// A method that turns a real training set into `ipc` images per class on backend `B`.
+pub trait Distiller<B: AutodiffBackend> {
+    /// The method's name (`dm`, `mtt`, `selmatch`, `random`, `herding`, `kcenter`).
+    fn name(&self) -> &'static str;
 
     /// Builds the synthetic set from `data` (normalised), reporting progress through `ctx`.
-    fn distill<B: AutodiffBackend>(
-        &mut self,
-        data: &Dataset,
-        ipc: usize,
-        ctx: &mut Ctx<'_, B>,
-    ) -> Result<SyntheticSet>;
+    fn distill(&mut self, data: &Dataset, ipc: usize, ctx: &mut Ctx<'_, B>)
+        -> Result<SyntheticSet>;
 }
 
-/// What a distiller reports after each optimisation step: the iteration (1-based), the loss and
-/// a way to take a checkpoint (a copy of the current set and optimiser state). The answer says
-/// whether to go on (a time budget, for one, stops a run early).
-pub type OnIteration<'a> = dyn FnMut(usize, f64, &dyn Fn() -> Checkpoint) -> Result<Flow> + 'a;
-
-/// What an optimising distiller does after reporting an iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    /// Take the next iteration.
-    Continue,
-    /// Stop here and return the set as it is (its provenance records the iterations taken).
-    Stop,
+/// What a distiller reports while it works.
+pub enum Event<'a> {
+    /// An optimising distiller finished iteration `iteration` (1-based) with this loss;
+    /// `snapshot` copies the current set and optimiser state (a checkpoint).
+    Iteration {
+        /// The iteration just done (1-based).
+        iteration: usize,
+        /// Its loss.
+        loss: f64,
+        /// The state after it.
+        snapshot: &'a dyn Fn() -> Checkpoint,
+    },
+    /// SelMatch trained networks on one candidate window.
+    WindowScored {
+        /// The window start.
+        beta: f64,
+        /// Each network's test accuracy.
+        accs: &'a [f64],
+    },
+    /// SelMatch chose its window (difficulty scores and search took `seconds`).
+    WindowChosen {
+        /// The chosen start.
+        beta: f64,
+        /// Windows tried (0 when `beta` was given).
+        tried: usize,
+        /// Seconds spent choosing.
+        seconds: f64,
+    },
+    /// Expert trajectory `index` (of `count`) is trained and saved.
+    ExpertTrained {
+        /// Which expert.
+        index: usize,
+        /// How many the run has.
+        count: usize,
+    },
+    /// A GPU run checked its first trajectory-matching step against the CPU.
+    DeviceChecked(&'a mtt::check::StepCheck),
 }
 
-/// The run's context: device, seed, provenance facts, progress callback and resume state.
+/// The observer a distiller reports to.
+pub type DistillObserver<'a> = dyn for<'e> Observer<Event<'e>> + 'a;
+
+/// One distillation's context: device, seed, provenance facts, who hears its events, the step
+/// counter, and a checkpoint to resume from.
 pub struct Ctx<'a, B: AutodiffBackend> {
     /// Where tensors live.
     pub device: B::Device,
@@ -59,13 +90,36 @@ pub struct Ctx<'a, B: AutodiffBackend> {
     pub dataset: String,
     /// The normalisation the images live in (provenance, PNG rendering).
     pub normalization: Option<Normalization>,
-    /// Called after every iteration of an optimising distiller.
-    pub on_iteration: &'a mut OnIteration<'a>,
+    /// Hears every [`Event`] (None: nobody listens).
+    pub observer: Option<&'a mut DistillObserver<'a>>,
+    /// Ticked after every network training step (experts, windows).
+    pub progress: Progress,
     /// A checkpoint to continue from instead of initialising.
     pub resume: Option<Checkpoint>,
 }
 
-impl<B: AutodiffBackend> Ctx<'_, B> {
+impl<'a, B: AutodiffBackend> Ctx<'a, B> {
+    /// A context whose events nobody hears (federated clients, continual memories, tests).
+    pub fn quiet(device: B::Device, seed: u64, dataset: &str) -> Ctx<'static, B> {
+        Ctx {
+            device,
+            seed,
+            dataset: dataset.to_string(),
+            normalization: None,
+            observer: None,
+            progress: Progress::hidden(),
+            resume: None,
+        }
+    }
+
+    /// Reports `event`.
+    pub fn report(&mut self, event: Event<'_>) -> Result<Flow> {
+        match self.observer.as_mut() {
+            Some(o) => o.notify(event),
+            None => Ok(Flow::Continue),
+        }
+    }
+
     /// Provenance for a set made by `method` after `iterations` steps.
     pub fn provenance(
         &self,
@@ -140,78 +194,6 @@ impl Checkpoint {
     }
 }
 
-/// A selection baseline: `ipc` real images per class chosen at random, by herding or by
-/// k-center in the embedding of a ConvNet (random init, or trained for `embed_epochs`).
-#[derive(Clone, Debug)]
-pub struct Selection {
-    /// Random (`Real`), `Herding` or `Kcenter`.
-    pub kind: InitKind,
-    /// The embedding network.
-    pub spec: ModelSpec,
-    /// Epochs of training of the embedding net on the real data before selecting (0: random).
-    pub embed_epochs: usize,
-    /// Candidates per class (a random subset), to bound the embedding cost on large sets.
-    pub pool: Option<usize>,
-}
-
-impl Selection {
-    /// Indices into `data` of the selected images, grouped by class.
-    pub fn indices<B: AutodiffBackend>(
-        &self,
-        data: &Dataset,
-        ipc: usize,
-        seed: u64,
-        device: &B::Device,
-    ) -> Result<Vec<usize>> {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x005e_1ec7);
-        if matches!(self.kind, InitKind::Real | InitKind::Noise) {
-            return Ok(init::select::<B::InnerBackend, _>(
-                data, ipc, self.kind, None, None, &mut rng, device,
-            ));
-        }
-        let mut model = self.spec.init::<B::InnerBackend, _>(&mut rng, device);
-        if self.embed_epochs > 0 {
-            let cfg = TrainConfig::reference(self.embed_epochs);
-            train::<B, _>(
-                &mut model,
-                data,
-                &cfg,
-                None,
-                &mut rng,
-                device,
-                || {},
-                |_, _, _| Ok(()),
-            )?;
-        }
-        Ok(init::select(
-            data,
-            ipc,
-            self.kind,
-            Some(&mut model),
-            self.pool,
-            &mut rng,
-            device,
-        ))
-    }
-}
-
-impl Distiller for Selection {
-    fn name(&self) -> String {
-        self.kind.name().to_string()
-    }
-
-    fn distill<B: AutodiffBackend>(
-        &mut self,
-        data: &Dataset,
-        ipc: usize,
-        ctx: &mut Ctx<'_, B>,
-    ) -> Result<SyntheticSet> {
-        let idx = self.indices::<B>(data, ipc, ctx.seed, &ctx.device)?;
-        let prov = ctx.provenance(data, &self.name(), ipc, 0);
-        Ok(SyntheticSet::from_dataset(&data.subset(&idx), prov))
-    }
-}
-
 /// The starting checkpoint of an optimising distiller: `ipc` images per class made by `init`
 /// (noise, or a selection in the embedding of a random `spec` net over `pool` candidates), zero
 /// momentum, provenance for `method`.
@@ -233,8 +215,10 @@ pub fn initial_checkpoint<B: AutodiffBackend>(
             let sel = Selection {
                 kind,
                 spec: spec.clone(),
-                embed_epochs: 0,
-                pool,
+                settings: SelectionSettings {
+                    embed_epochs: 0,
+                    pool,
+                },
             };
             data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)
         }

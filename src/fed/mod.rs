@@ -1,5 +1,6 @@
-//! Federated simulation: the wire protocol (proto/distillery.proto), strategies, the round engine,
-//! the byte ledger and the transports (in-process channels, gRPC).
+//! Federated simulation: typed messages ([`message`]) and their wire codec ([`protocol`],
+//! proto/distillery.proto), one type per strategy ([`strategy`]), the round engine and its byte
+//! ledger ([`engine`]), and the transports ([`transport`]: in-process channels, gRPC).
 
 /// The messages and the gRPC service generated from proto/distillery.proto.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -8,6 +9,7 @@ pub mod pb {
 }
 
 pub mod engine;
-pub mod grpc;
+pub mod message;
+pub mod protocol;
 pub mod strategy;
-pub mod wire;
+pub mod transport;

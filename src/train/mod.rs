@@ -1,5 +1,8 @@
 //! Plain training and evaluation loops over a [`Dataset`]: minibatch SGD with momentum and weight
-//! decay (PyTorch semantics), step or cosine learning-rate schedules, test accuracy.
+//! decay (PyTorch semantics), step or cosine learning-rate schedules, test accuracy; and the
+//! events loops report ([`events`]).
+
+pub mod events;
 
 use crate::data::augment::{BatchAug, Dsa};
 use crate::data::Dataset;
@@ -8,6 +11,7 @@ use crate::model::layers::{cross_entropy, one_hot};
 use crate::model::{forward, Mode, Model};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use events::Progress;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -204,79 +208,113 @@ pub fn train_step_masked<AD: AutodiffBackend>(
     loss.inner()
 }
 
-/// Trains `model` on `data` for `cfg.epochs`, calling `on_epoch(epoch, mean_loss, model)` after
-/// each epoch and `on_step()` after each step. With `aug`, every batch gets DSA with one draw
-/// per sample. A non-finite loss stops training with an error.
-#[allow(clippy::too_many_arguments)]
-pub fn train<AD: AutodiffBackend, R: Rng>(
-    model: &mut Model<AD::InnerBackend>,
-    data: &Dataset,
-    cfg: &TrainConfig,
-    aug: Option<&Dsa>,
-    rng: &mut R,
-    device: &AD::Device,
-    on_step: impl FnMut(),
-    on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
-) -> Result<()> {
-    train_augmented::<AD, R, Dsa>(model, data, cfg, aug, rng, device, on_step, on_epoch)
+/// How networks train: the optimiser and schedule, the minibatch augmentation (none, DSA with one
+/// draw per sample, or any [`BatchAug`] such as SelMatch's combined augmentation), the device,
+/// and the step counter.
+pub struct Training<'a, AD: AutodiffBackend, A: BatchAug = Dsa> {
+    /// Epochs, batch size, optimiser and schedule.
+    pub cfg: &'a TrainConfig,
+    /// How each minibatch is augmented (None: not at all).
+    pub aug: Option<&'a A>,
+    /// Where tensors live.
+    pub device: &'a AD::Device,
+    /// Ticked after every step.
+    pub progress: &'a Progress,
 }
 
-/// [`train`] with any minibatch augmentation (for example SelMatch's combined augmentation,
-/// which treats selected and distilled rows differently).
-#[allow(clippy::too_many_arguments)]
-pub fn train_augmented<AD: AutodiffBackend, R: Rng, A: BatchAug>(
-    model: &mut Model<AD::InnerBackend>,
-    data: &Dataset,
-    cfg: &TrainConfig,
-    aug: Option<&A>,
-    rng: &mut R,
-    device: &AD::Device,
-    mut on_step: impl FnMut(),
-    mut on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
-) -> Result<()> {
-    let k = model.spec.num_classes();
-    let mut opt = Sgd::new(cfg.momentum, cfg.weight_decay);
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    for epoch in 0..cfg.epochs {
-        if cfg.resets_at(epoch) {
-            opt.reset();
+static HIDDEN: Progress = Progress::HIDDEN;
+
+impl<'a, AD: AutodiffBackend> Training<'a, AD> {
+    /// Training by `cfg` on `device`, without augmentation or progress output.
+    pub fn new(cfg: &'a TrainConfig, device: &'a AD::Device) -> Self {
+        Training {
+            cfg,
+            aug: None,
+            device,
+            progress: &HIDDEN,
         }
-        let lr = cfg.lr_at(epoch);
-        order.shuffle(rng);
-        let mut total: Option<Tensor<AD::InnerBackend, 1>> = None;
-        let mut batches = 0usize;
-        for idx in order.chunks(cfg.batch_size.max(1)) {
-            let x = match aug {
-                Some(a) => Tensor::from_inner(a.apply(
-                    batch_images::<AD::InnerBackend>(data, idx, device),
-                    idx,
-                    rng,
-                )),
-                None => batch_images::<AD>(data, idx, device),
-            };
-            let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
-            let y = one_hot::<AD>(&labels, k, device);
-            let l = train_step::<AD>(model, &mut opt, x, y, lr);
-            total = Some(match total {
-                Some(t) => t + l,
-                None => l,
-            });
-            batches += 1;
-            on_step();
-        }
-        let mean = match total {
-            Some(t) => t.into_scalar().elem::<f64>() / batches as f64,
-            None => 0.0,
-        };
-        if !mean.is_finite() {
-            return Err(Error::Numerics(format!(
-                "training loss became {mean} in epoch {} (lr {lr}): lower the learning rate",
-                epoch + 1
-            )));
-        }
-        on_epoch(epoch, mean, model)?;
     }
-    Ok(())
+}
+
+impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
+    /// The same training with augmentation `aug`.
+    pub fn augmented<A2: BatchAug>(&self, aug: Option<&'a A2>) -> Training<'a, AD, A2> {
+        Training {
+            cfg: self.cfg,
+            aug,
+            device: self.device,
+            progress: self.progress,
+        }
+    }
+
+    /// The same training, ticking `progress` after every step.
+    pub fn counted(self, progress: &'a Progress) -> Self {
+        Training { progress, ..self }
+    }
+
+    /// Trains `model` on `data` for `cfg.epochs` epochs. A non-finite loss is an error.
+    pub fn run<R: Rng>(
+        &self,
+        model: &mut Model<AD::InnerBackend>,
+        data: &Dataset,
+        rng: &mut R,
+    ) -> Result<()> {
+        self.run_observed(model, data, rng, |_, _, _| Ok(()))
+    }
+
+    /// [`Training::run`], calling `on_epoch(epoch, mean_loss, model)` after each epoch.
+    pub fn run_observed<R: Rng>(
+        &self,
+        model: &mut Model<AD::InnerBackend>,
+        data: &Dataset,
+        rng: &mut R,
+        mut on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
+    ) -> Result<()> {
+        let (cfg, device) = (self.cfg, self.device);
+        let k = model.spec.num_classes();
+        let mut opt = Sgd::new(cfg.momentum, cfg.weight_decay);
+        let mut order: Vec<usize> = (0..data.len()).collect();
+        for epoch in 0..cfg.epochs {
+            if cfg.resets_at(epoch) {
+                opt.reset();
+            }
+            let lr = cfg.lr_at(epoch);
+            order.shuffle(rng);
+            let mut total: Option<Tensor<AD::InnerBackend, 1>> = None;
+            let mut batches = 0usize;
+            for idx in order.chunks(cfg.batch_size.max(1)) {
+                let x = match self.aug {
+                    Some(a) => Tensor::from_inner(a.apply(
+                        batch_images::<AD::InnerBackend>(data, idx, device),
+                        idx,
+                        rng,
+                    )),
+                    None => batch_images::<AD>(data, idx, device),
+                };
+                let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
+                let y = one_hot::<AD>(&labels, k, device);
+                let l = train_step::<AD>(model, &mut opt, x, y, lr);
+                total = Some(match total {
+                    Some(t) => t + l,
+                    None => l,
+                });
+                batches += 1;
+                self.progress.tick();
+            }
+            let mean = match total {
+                Some(t) => t.into_scalar().elem::<f64>() / batches as f64,
+                None => 0.0,
+            };
+            if !mean.is_finite() {
+                return Err(Error::Numerics(format!(
+                    "training loss became {mean} in epoch {} (lr {lr}): lower the learning rate",
+                    epoch + 1
+                )));
+            }
+            on_epoch(epoch, mean, model)?;
+        }
+        Ok(())
+    }
 }
 
 /// Accuracy and mean cross-entropy of `model` on `data` (evaluation mode, batches of `batch`).

@@ -6,11 +6,12 @@
 use crate::data::augment::Dsa;
 use crate::data::Dataset;
 use crate::distill::tensor_file::{self, f32_bytes};
-use crate::error::{Error, Result};
+use crate::distill::{Ctx, Event};
+use crate::error::{Error, Problem, Problems, Result};
+use crate::files::{write_atomic, write_json_atomic};
 use crate::model::{Model, ModelSpec};
-use crate::report::{write_atomic, write_json_atomic};
 use crate::rng::step_seed;
-use crate::train::{train, TrainConfig};
+use crate::train::{LrSchedule, TrainConfig, Training};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use safetensors::tensor::Dtype;
@@ -24,6 +25,9 @@ pub struct Manifest {
     pub spec: ModelSpec,
     /// The dataset's short name.
     pub dataset: String,
+    /// A hash of the training images and labels ([`Dataset::fingerprint`]).
+    #[serde(default)]
+    pub fingerprint: String,
     /// Training images the experts saw.
     pub train_images: usize,
     /// Expert training settings (reference: 50 epochs, lr 0.01, no momentum, no weight decay,
@@ -168,20 +172,178 @@ impl Experts {
     }
 }
 
-/// Trains the experts `0..count` missing from `dir` (creating it and its manifest) on the worker
-/// threads, each saved as soon as it is done, then calls `on_expert(i)` for each new one in order.
-/// A folder whose manifest differs is refused.
-#[allow(clippy::too_many_arguments)]
+/// The `[experts]` section: expert trajectories for MTT and SelMatch (defaults: the reference's
+/// `buffer.py`, REFERENCE.md §1.7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExpertSettings {
+    /// Folder of the experts (relative to the scenario); default: the results root's
+    /// `experts/<data, network and settings>`.
+    pub dir: Option<PathBuf>,
+    /// Number of experts.
+    pub count: usize,
+    /// Epochs each expert trains (snapshots after each).
+    pub epochs: usize,
+    /// Their learning rate (no momentum, no weight decay, as the reference).
+    pub lr: f64,
+    /// Their minibatch size.
+    pub batch_size: usize,
+    /// DSA while training them.
+    pub dsa: bool,
+    /// The seed they train from (default: the run's), so that runs with other seeds can reuse
+    /// one set of experts, as the reference reuses its buffers.
+    pub seed: Option<u64>,
+}
+
+impl Default for ExpertSettings {
+    fn default() -> Self {
+        ExpertSettings {
+            dir: None,
+            count: 100,
+            epochs: 50,
+            lr: 0.01,
+            batch_size: 256,
+            dsa: true,
+            seed: None,
+        }
+    }
+}
+
+impl ExpertSettings {
+    /// The seed the experts train from: theirs when set, else `run_seed`.
+    pub fn seed_or(&self, run_seed: u64) -> u64 {
+        self.seed.unwrap_or(run_seed)
+    }
+
+    /// Each expert's training: constant lr, no momentum, no weight decay.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+        }
+    }
+
+    /// The settings' values that cannot work.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut p = Problems::default();
+        p.positive("count", self.count);
+        p.positive("epochs", self.epochs);
+        p.positive("batch_size", self.batch_size);
+        p.require(
+            self.lr > 0.0 && self.lr <= 100.0,
+            "lr",
+            self.lr,
+            "a learning rate in (0, 100]",
+        );
+        p.into_vec()
+    }
+
+    /// Training steps `count` experts take on `n` images.
+    pub fn steps(&self, n: usize) -> usize {
+        self.count * self.epochs * n.div_ceil(self.batch_size.max(1))
+    }
+}
+
+/// What experts for `data` are: the folder they live in and the manifest they must match.
+#[derive(Clone, Debug)]
+pub struct ExpertPlan {
+    /// Their folder.
+    pub dir: PathBuf,
+    /// What they are made from.
+    pub manifest: Manifest,
+    /// How many.
+    pub count: usize,
+    /// Their augmentation.
+    pub dsa: Option<Dsa>,
+}
+
+impl ExpertPlan {
+    /// The experts `settings` describe for `data` (named `dataset`) on network `spec` with the run
+    /// seed `seed`: in `settings.dir` when given (resolved by the caller), else in
+    /// `<cache>/experts/` under a name made of the data's name and fingerprint, the network and
+    /// the settings, so every run (a client's, a task's) with the same data and settings reuses them.
+    pub fn new(
+        settings: &ExpertSettings,
+        data: &Dataset,
+        dataset: &str,
+        spec: &ModelSpec,
+        dsa: &Dsa,
+        seed: u64,
+        cache: &Path,
+    ) -> Self {
+        let seed = settings.seed_or(seed);
+        let fingerprint = format!("{:016x}", data.fingerprint());
+        let dir = settings.dir.clone().unwrap_or_else(|| {
+            let t = &settings;
+            let name = format!(
+                "{dataset}-{}-{}-e{}-lr{}-b{}{}-s{seed}",
+                &fingerprint[..8],
+                spec_tag(spec),
+                t.epochs,
+                t.lr,
+                t.batch_size,
+                if t.dsa { "-dsa" } else { "" },
+            );
+            cache.join("experts").join(name.to_lowercase())
+        });
+        ExpertPlan {
+            dir,
+            manifest: Manifest {
+                spec: spec.clone(),
+                dataset: dataset.to_string(),
+                fingerprint,
+                train_images: data.len(),
+                train: settings.train_config(),
+                dsa: settings.dsa.then(|| dsa.name()),
+                seed,
+            },
+            count: settings.count,
+            dsa: settings.dsa.then(|| dsa.clone()),
+        }
+    }
+
+    /// The experts, trained first where missing (each reported as an event when done).
+    pub fn prepare<B: AutodiffBackend>(
+        &self,
+        data: &Dataset,
+        ctx: &mut Ctx<'_, B>,
+    ) -> Result<Experts> {
+        train_experts(data, self, ctx)?;
+        Ok(Experts::Files {
+            dir: self.dir.clone(),
+            spec: self.manifest.spec.clone(),
+            epochs: self.manifest.train.epochs,
+            count: self.count,
+        })
+    }
+}
+
+/// A short name of a network for cache folders: `convnet-w128-d3-instance-avg`, `mlp-h128`.
+pub fn spec_tag(spec: &ModelSpec) -> String {
+    match spec {
+        ModelSpec::ConvNet(c) => format!(
+            "convnet-w{}-d{}-{:?}-{:?}",
+            c.width, c.depth, c.norm, c.pooling
+        )
+        .to_lowercase(),
+        ModelSpec::Mlp(m) => format!("mlp-h{}", m.hidden),
+        ModelSpec::ResNet18(_) => "resnet18".into(),
+    }
+}
+
+/// Trains the experts `0..plan.count` missing from `plan.dir` (creating it and its manifest) on
+/// the worker threads, each saved as soon as it is done, then reports each new one in order. A
+/// folder whose manifest differs is refused.
 pub fn train_experts<B: AutodiffBackend>(
     data: &Dataset,
-    manifest: &Manifest,
-    dsa: Option<&Dsa>,
-    count: usize,
-    dir: &Path,
-    device: &B::Device,
-    on_step: impl Fn() + Sync,
-    mut on_expert: impl FnMut(usize) -> Result<()>,
+    plan: &ExpertPlan,
+    ctx: &mut Ctx<'_, B>,
 ) -> Result<()> {
+    let (dir, manifest) = (&plan.dir, &plan.manifest);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mpath = dir.join("manifest.json");
     if mpath.exists() {
@@ -199,34 +361,33 @@ pub fn train_experts<B: AutodiffBackend>(
         write_json_atomic(&mpath, &v)?;
     }
     let epochs = manifest.train.epochs;
-    let missing: Vec<usize> = (0..count)
+    let missing: Vec<usize> = (0..plan.count)
         .filter(|&i| !Trajectory::is_complete(&manifest.spec, epochs, &expert_path(dir, i)))
         .collect();
+    let device = ctx.device.clone();
+    let progress = ctx.progress.clone();
     // Experts are independent: they train on the worker threads, each from its own seed.
     let results = crate::device::par_map(missing.len(), |j| -> Result<usize> {
         let i = missing[j];
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(step_seed(manifest.seed ^ 0xe4be, i as u64));
-        let mut model: Model<B::InnerBackend> = manifest.spec.init(&mut rng, device);
+        let mut model: Model<B::InnerBackend> = manifest.spec.init(&mut rng, &device);
         let mut params = vec![model.to_host().0];
-        train::<B, _>(
-            &mut model,
-            data,
-            &manifest.train,
-            dsa,
-            &mut rng,
-            device,
-            &on_step,
-            |_, _, m| {
+        Training::<B>::new(&manifest.train, &device)
+            .augmented(plan.dsa.as_ref())
+            .counted(&progress)
+            .run_observed(&mut model, data, &mut rng, |_, _, m| {
                 params.push(m.to_host().0);
                 Ok(())
-            },
-        )?;
+            })?;
         Trajectory { params }.save(&manifest.spec, &expert_path(dir, i))?;
         Ok(i)
     });
     for r in results {
-        on_expert(r?)?;
+        ctx.report(Event::ExpertTrained {
+            index: r?,
+            count: plan.count,
+        })?;
     }
     Ok(())
 }

@@ -5,20 +5,17 @@
 //! expert's parameters at `t + expert_epochs`:
 //! `||theta_N - theta*_{t+M}||^2 / ||theta*_t - theta*_{t+M}||^2`. The images (SGD, `lr_img`,
 //! momentum 0.5) and `syn_lr` (SGD, `lr_lr`, momentum 0.5) descend its gradient, which flows back
-//! through the unrolled steps (second order, [`unroll`]).
+//! through the unrolled steps (second order, [`unroll`]). This file holds the settings and one
+//! iteration's numerics; [`distiller`] the loop.
 
 pub mod check;
+pub mod distiller;
 pub mod experts;
 pub mod unroll;
 
 use crate::data::augment::Dsa;
-use crate::data::Dataset;
 use crate::distill::init::InitKind;
-use crate::distill::{
-    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Flow,
-    SyntheticSet,
-};
-use crate::error::{Error, Result};
+use crate::error::{Problem, Problems};
 use crate::model::backward::ConvGrads;
 use crate::model::layers::one_hot;
 use crate::model::ModelSpec;
@@ -26,98 +23,126 @@ use crate::rng::step_seed;
 use burn::backend::Autodiff;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use check::{check_step, StepCheck};
-use experts::Experts;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 use unroll::{matching_loss, unroll, unroll_manual, InnerBatch};
 
-/// MTT's settings (reference defaults from [`MttConfig::reference`]).
-#[derive(Clone, Debug)]
-pub struct MttConfig {
-    /// Optimisation iterations (5000).
+pub use distiller::Mtt;
+
+/// MTT's settings, as a `[distill]` table with `method = "mtt"` gives them; the defaults are the
+/// reference's (`distill.py`, REFERENCE.md §1.7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MttSettings {
+    /// Optimisation iterations.
     pub iterations: usize,
-    /// Inner SGD steps on the synthetic set, N (20).
+    /// Inner SGD steps on the synthetic set (N).
     pub syn_steps: usize,
-    /// Expert epochs matched, M (3).
+    /// Expert epochs matched (M).
     pub expert_epochs: usize,
-    /// Start epochs are drawn from `0..max_start_epoch` (25).
+    /// Start epochs are drawn from `0..max_start_epoch`.
     pub max_start_epoch: usize,
-    /// Learning rate of the images (1000).
+    /// Learning rate of the images.
     pub lr_img: f64,
-    /// Learning rate of the step size (1e-5).
+    /// Learning rate of the learnable step size.
     pub lr_lr: f64,
-    /// Initial step size, the experts' learning rate (0.01).
-    pub lr_init: f64,
-    /// Momentum of both optimisers (0.5).
+    /// Initial step size (the experts' learning rate).
+    pub lr_teacher: f64,
+    /// Momentum of both optimisers.
     pub momentum: f64,
-    /// Synthetic images per inner step (None: all of them, the reference default).
+    /// Synthetic images per inner step (all of them when absent).
     pub batch_syn: Option<usize>,
-    /// How the set starts (real).
+    /// How the set starts: `real`, `noise`, `herding` or `kcenter`.
     pub init: InitKind,
     /// DSA on every inner step (per-sample draws).
-    pub dsa: Option<Dsa>,
-    /// The network the experts trained.
-    pub spec: ModelSpec,
+    pub dsa: bool,
     /// Unroll with the hand-written ConvNet backward (one autodiff level) where the network
-    /// allows it, instead of nested autodiff; both give the same gradient (tested).
-    pub hand_written: bool,
-    /// The ops the hand-written backward forms convolution gradients with.
+    /// allows it; false: nested autodiff. Same gradient either way (tested).
+    pub hand_written_backward: bool,
+    /// How the hand-written backward forms convolution gradients: `conv` (conv2d on swapped dims
+    /// and conv_transpose2d, as burn's own backward) or `matmul` (shifted-window matmuls and a
+    /// flipped-kernel 3x3 conv2d). Same numbers; `matmul` avoids image-sized kernels.
     pub conv_grads: ConvGrads,
+    /// On a GPU: check the first iteration's step against the CPU's from the same inputs and go
+    /// on with a gradient form that agrees (or stop with an error). Ignored on the CPU.
+    pub check_device: bool,
 }
 
-impl MttConfig {
-    /// The reference defaults for network `spec` and DSA `dsa`.
-    pub fn reference(spec: ModelSpec, dsa: Option<Dsa>) -> Self {
-        MttConfig {
+impl Default for MttSettings {
+    fn default() -> Self {
+        MttSettings {
             iterations: 5000,
             syn_steps: 20,
             expert_epochs: 3,
             max_start_epoch: 25,
             lr_img: 1000.0,
             lr_lr: 1e-5,
-            lr_init: 0.01,
+            lr_teacher: 0.01,
             momentum: 0.5,
             batch_syn: None,
             init: InitKind::Real,
-            dsa,
-            spec,
-            hand_written: true,
+            dsa: true,
+            hand_written_backward: true,
             conv_grads: ConvGrads::Conv,
+            check_device: true,
         }
     }
 }
 
-/// The MTT distiller over a set of expert trajectories.
-#[derive(Clone, Debug)]
-pub struct Mtt {
-    /// Its settings.
-    pub cfg: MttConfig,
-    /// The experts (each with at least `max_start_epoch - 1 + expert_epochs` epochs).
-    pub experts: Experts,
-    /// Training-set indices of the starting images (grouped by class, `ipc` each), instead of
-    /// `cfg.init` (SelMatch's selection-based initialisation).
-    pub start: Option<Vec<usize>>,
-    /// Which images the matching updates (SelMatch's partial update); None: all of them. The
-    /// loss is always computed on the whole set.
-    pub trainable: Option<Vec<bool>>,
-    /// A device name: check the first iteration's step there against the CPU's (GPU runs), and
-    /// go on with a gradient form that agrees ([`device_check`]). None: no check.
-    pub check_device: Option<String>,
-    /// What that check found, once `distill` has run it.
-    pub checked: Option<StepCheck>,
+impl MttSettings {
+    /// Expert epochs these settings need: `max_start_epoch - 1 + expert_epochs`.
+    pub fn epochs_needed(&self) -> usize {
+        self.max_start_epoch.max(1) - 1 + self.expert_epochs
+    }
+
+    /// The settings' values that cannot work (`expert_epochs_available`: the experts' epochs).
+    pub fn problems(&self, expert_epochs_available: usize) -> Vec<Problem> {
+        let mut p = Problems::default();
+        p.positive("iterations", self.iterations);
+        p.positive("syn_steps", self.syn_steps);
+        p.positive("expert_epochs", self.expert_epochs);
+        p.positive("max_start_epoch", self.max_start_epoch);
+        p.rate("lr_img", self.lr_img);
+        p.rate("lr_lr", self.lr_lr);
+        p.rate("lr_teacher", self.lr_teacher);
+        p.momentum("momentum", self.momentum);
+        if let Some(b) = self.batch_syn {
+            p.positive("batch_syn", b);
+        }
+        if self.epochs_needed() > expert_epochs_available {
+            p.fail(
+                "max_start_epoch",
+                self.max_start_epoch,
+                &format!(
+                    "max_start_epoch - 1 + expert_epochs ({}) within the experts' epochs ({expert_epochs_available})",
+                    self.epochs_needed()
+                ),
+            );
+        }
+        p.into_vec()
+    }
 }
 
-impl Mtt {
-    /// Plain MTT over `experts`: `cfg.init` start, every image updated.
-    pub fn new(cfg: MttConfig, experts: Experts) -> Self {
-        Mtt {
-            cfg,
-            experts,
-            start: None,
-            trainable: None,
-            check_device: None,
-            checked: None,
+/// MTT as it runs: its settings, the network the experts trained and the augmentation.
+#[derive(Clone, Debug)]
+pub struct MttConfig {
+    /// The settings.
+    pub settings: MttSettings,
+    /// The network the experts trained.
+    pub spec: ModelSpec,
+    /// DSA on every inner step (None: no augmentation).
+    pub dsa: Option<Dsa>,
+}
+
+impl MttConfig {
+    /// MTT by `settings` on network `spec`; `dsa` applies when the settings ask for it.
+    pub fn new(settings: MttSettings, spec: ModelSpec, dsa: &Dsa) -> Self {
+        let dsa = settings.dsa.then(|| dsa.clone());
+        MttConfig {
+            settings,
+            spec,
+            dsa,
         }
     }
 }
@@ -143,10 +168,10 @@ pub fn draw_iteration(
 ) -> MttDraw {
     let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed ^ 0x3777, it as u64));
     let expert = rng.random_range(0..experts);
-    let start = rng.random_range(0..cfg.max_start_epoch.max(1));
-    let bs = cfg.batch_syn.unwrap_or(n).clamp(1, n);
+    let start = rng.random_range(0..cfg.settings.max_start_epoch.max(1));
+    let bs = cfg.settings.batch_syn.unwrap_or(n).clamp(1, n);
     let mut order: Vec<usize> = Vec::new();
-    let batches = (0..cfg.syn_steps)
+    let batches = (0..cfg.settings.syn_steps)
         .map(|_| {
             // Like the reference: walk a random permutation in chunks, reshuffling when spent.
             if order.len() < bs {
@@ -191,7 +216,7 @@ pub fn step<B: AutodiffBackend>(
     let x = Tensor::<B, 4>::from_inner(images).require_grad();
     let lr = vec1::<B>(&[syn_lr], &device).require_grad();
     let y = one_hot::<B>(labels, k, &device);
-    let manual = if cfg.hand_written {
+    let manual = if cfg.settings.hand_written_backward {
         unroll_manual(
             &cfg.spec,
             start.clone(),
@@ -199,7 +224,7 @@ pub fn step<B: AutodiffBackend>(
             y.clone(),
             lr.clone(),
             &draw.batches,
-            cfg.conv_grads,
+            cfg.settings.conv_grads,
         )
     } else {
         None
@@ -224,145 +249,4 @@ pub fn step<B: AutodiffBackend>(
         .map(|g| g.into_scalar().elem::<f32>())
         .unwrap_or(0.0);
     (value, gx, glr)
-}
-
-impl Mtt {
-    fn check_experts(&self) -> Result<()> {
-        let need = self.cfg.max_start_epoch.max(1) - 1 + self.cfg.expert_epochs;
-        if self.experts.is_empty() {
-            return Err(Error::Other(
-                "MTT needs at least one expert trajectory".into(),
-            ));
-        }
-        if self.experts.epochs() < need {
-            return Err(Error::Other(format!(
-                "the experts have {} epochs; max_start_epoch {} and expert_epochs {} need {need}",
-                self.experts.epochs(),
-                self.cfg.max_start_epoch,
-                self.cfg.expert_epochs
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Distiller for Mtt {
-    fn name(&self) -> String {
-        "mtt".into()
-    }
-
-    fn distill<B: AutodiffBackend>(
-        &mut self,
-        data: &Dataset,
-        ipc: usize,
-        ctx: &mut Ctx<'_, B>,
-    ) -> Result<SyntheticSet> {
-        self.check_experts()?;
-        let start = starting_checkpoint(data, ipc, ctx, |ctx| {
-            let mut ck = match &self.start {
-                Some(idx) => {
-                    let set = SyntheticSet::from_dataset(
-                        &data.subset(idx),
-                        ctx.provenance(data, "mtt", ipc, 0),
-                    );
-                    let momentum = vec![0.0; set.images.len()];
-                    Checkpoint {
-                        set,
-                        momentum,
-                        lr_momentum: 0.0,
-                    }
-                }
-                None => {
-                    initial_checkpoint(data, ipc, self.cfg.init, &self.cfg.spec, None, "mtt", ctx)?
-                }
-            };
-            ck.set.syn_lr = Some(self.cfg.lr_init as f32);
-            Ok(ck)
-        })?;
-        let done = start.set.provenance.iterations;
-        let device = ctx.device.clone();
-        let [c, h, w] = data.shape;
-        let n = start.set.len();
-        let labels = start.set.labels.clone();
-        let shape = [n, c, h, w];
-        let mut images = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(start.set.images.clone(), shape),
-            &device,
-        );
-        let mut mom = Tensor::<B::InnerBackend, 4>::from_data(
-            TensorData::new(start.momentum.clone(), shape),
-            &device,
-        );
-        let mask = match &self.trainable {
-            Some(t) if t.len() != n => {
-                return Err(Error::Other(format!(
-                    "{} update flags for {n} synthetic images",
-                    t.len()
-                )))
-            }
-            Some(t) => {
-                let v: Vec<f32> = t.iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-                Some(Tensor::<B::InnerBackend, 4>::from_data(
-                    TensorData::new(v, [n, 1, 1, 1]),
-                    &device,
-                ))
-            }
-            None => None,
-        };
-        let mut syn_lr = start.set.syn_lr.unwrap_or(self.cfg.lr_init as f32);
-        let mut lr_mom = start.lr_momentum;
-        let mut cfg = self.cfg.clone();
-        let mut reached = cfg.iterations.max(done);
-        for it in done..cfg.iterations {
-            let d = draw_iteration(&cfg, self.experts.len(), n, (h, w), ctx.seed, it);
-            let (from, to) = self
-                .experts
-                .pair(d.expert, d.start, d.start + cfg.expert_epochs)?;
-            if let (Some(dev), true) = (&self.check_device, it == done) {
-                let (found, form) =
-                    check_step::<B>(&cfg, dev, &from, &to, &d, &images, &labels, syn_lr)?;
-                cfg = form;
-                self.checked = Some(found);
-            }
-            let (value, gx, glr) = step::<B>(&cfg, &from, &to, &d, images.clone(), &labels, syn_lr);
-            if !value.is_finite() || !glr.is_finite() {
-                return Err(Error::Numerics(format!(
-                    "the MTT loss became {value} (syn_lr gradient {glr}) at iteration {}: lower lr_img or lr_lr",
-                    it + 1
-                )));
-            }
-            // Partial update: fixed images get no gradient, so they never move.
-            let gx = match &mask {
-                Some(m) => gx * m.clone(),
-                None => gx,
-            };
-            mom = mom * cfg.momentum + gx;
-            images = images - mom.clone() * cfg.lr_img;
-            lr_mom = lr_mom * cfg.momentum as f32 + glr;
-            syn_lr -= cfg.lr_lr as f32 * lr_mom;
-            let snapshot = || {
-                let mut set = start.set.clone();
-                set.images = images.to_data().convert::<f32>().into_vec::<f32>().unwrap();
-                set.syn_lr = Some(syn_lr);
-                set.provenance.iterations = it + 1;
-                Checkpoint {
-                    set,
-                    momentum: mom.to_data().convert::<f32>().into_vec::<f32>().unwrap(),
-                    lr_momentum: lr_mom,
-                }
-            };
-            if (ctx.on_iteration)(it + 1, value, &snapshot)? == Flow::Stop {
-                reached = it + 1;
-                break;
-            }
-        }
-        let mut set = start.set;
-        set.images = images
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .unwrap();
-        set.syn_lr = Some(syn_lr);
-        finished(set, reached)
-    }
 }

@@ -5,9 +5,9 @@
 use super::difficulty::{el2n, forgetting_scores};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::model::{Mode, Model, ModelSpec};
-use crate::report::write_atomic;
-use crate::train::{batch_images, train, TrainConfig};
+use crate::train::{batch_images, TrainConfig, Training};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
@@ -73,25 +73,16 @@ pub fn compute<B: AutodiffBackend>(
     let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
     let k = spec.num_classes();
     let mut correct: Vec<Vec<bool>> = vec![Vec::with_capacity(cfg.epochs); data.len()];
-    train::<B, _>(
-        &mut model,
-        data,
-        cfg,
-        None,
-        &mut rng,
-        device,
-        || {},
-        |e, _, m| {
-            if kind == ScoreKind::Forgetting {
-                let l = logits(m, data, device);
-                for (i, row) in l.chunks_exact(k).enumerate() {
-                    correct[i].push(argmax(row) == data.labels[i]);
-                }
+    Training::<B>::new(cfg, device).run_observed(&mut model, data, &mut rng, |e, _, m| {
+        if kind == ScoreKind::Forgetting {
+            let l = logits(m, data, device);
+            for (i, row) in l.chunks_exact(k).enumerate() {
+                correct[i].push(argmax(row) == data.labels[i]);
             }
-            on_epoch(e);
-            Ok(())
-        },
-    )?;
+        }
+        on_epoch(e);
+        Ok(())
+    })?;
     Ok(match kind {
         ScoreKind::Forgetting => forgetting_scores(&correct),
         ScoreKind::El2n => logits(&mut model, data, device)

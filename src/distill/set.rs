@@ -6,7 +6,7 @@
 use super::tensor_file::{self, f32_bytes, f32_values};
 use crate::data::{Dataset, Normalization};
 use crate::error::{Error, Result};
-use crate::report::write_atomic;
+use crate::files::write_atomic;
 use safetensors::tensor::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

@@ -1,8 +1,11 @@
-//! Tensors, weights and synthetic sets to and from the wire messages, with optional quantization
-//! (f16, or u8 with a per-tensor scale and offset), and the checks a server applies to whatever a
-//! client sends before it touches its own state.
+//! The wire: tensors, weights and synthetic sets to and from protobuf (proto/distillery.proto),
+//! with optional quantization (f16, or u8 with a per-tensor scale and offset); the typed messages
+//! ([`super::message`]) encoded to the bytes that are counted and sent, and decoded with the checks
+//! a server applies to whatever a client sends before it touches its own state.
 
+use super::message::{Payload, Rejection, Task, Update};
 use super::pb;
+use super::strategy::StrategyKind;
 use crate::data::Dataset;
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -229,4 +232,111 @@ pub fn decode_set(
 /// The exact number of bytes a message takes on the wire (its protobuf encoding).
 pub fn wire_len<M: Message>(m: &M) -> usize {
     m.encoded_len()
+}
+
+/// What the server expects of updates: weights of the network's shapes, sets of images of
+/// `shape` with labels below the number of `classes`.
+#[derive(Clone, Debug)]
+pub struct Expect {
+    /// Zero weights of the network's shapes.
+    pub weights: HostWeights,
+    /// Image shape.
+    pub shape: [usize; 3],
+    /// Class names.
+    pub classes: Vec<String>,
+}
+
+/// The bytes of `task` (tensors quantised by `q`).
+pub fn encode_task(task: &Task, q: Quantization) -> Vec<u8> {
+    task_message(task, q).encode_to_vec()
+}
+
+/// `task` as its protobuf message.
+pub fn task_message(task: &Task, q: Quantization) -> pb::RoundTask {
+    pb::RoundTask {
+        round: task.round as u32,
+        strategy: task.strategy.name().into(),
+        global: task.global.as_ref().map(|w| encode_weights(w, q)),
+        done: false,
+        seq: task.seq,
+    }
+}
+
+/// A task from its protobuf message (the global model checked against `expect`).
+pub fn task_from(m: &pb::RoundTask, expect: &Expect) -> Result<Task, String> {
+    let strategy = StrategyKind::from_name(&m.strategy)
+        .ok_or_else(|| format!("unknown strategy {:?} from the server", m.strategy))?;
+    let global = match &m.global {
+        Some(w) => Some(decode_weights(w, &expect.weights)?),
+        None => None,
+    };
+    Ok(Task {
+        round: m.round as usize,
+        seq: m.seq,
+        strategy,
+        global,
+    })
+}
+
+/// `update` as its protobuf message (tensors quantised by `q`).
+pub fn update_message(update: &Update, q: Quantization) -> pb::ClientUpdate {
+    let payload = match &update.payload {
+        Payload::Weights(w) => pb::client_update::Payload::Weights(encode_weights(w, q)),
+        Payload::Set(d) => pb::client_update::Payload::Synthetic(encode_set(d, None, q)),
+        Payload::Failed(why) => pb::client_update::Payload::Error(why.clone()),
+    };
+    pb::ClientUpdate {
+        client_id: update.client as u32,
+        round: update.round as u32,
+        num_samples: update.num_samples,
+        payload: Some(payload),
+        compute_seconds: update.compute_seconds,
+    }
+}
+
+/// The update in `bytes` from client `client` for `round`, checked: the size limit, the
+/// encoding, who and which round it says it is, and its payload against `expect`.
+pub fn decode_update(
+    bytes: &[u8],
+    client: usize,
+    round: usize,
+    limit: usize,
+    expect: &Expect,
+) -> Result<Update, Rejection> {
+    if bytes.len() > limit {
+        return Err(Rejection::Oversize {
+            bytes: bytes.len(),
+            limit,
+        });
+    }
+    let u = pb::ClientUpdate::decode(bytes).map_err(|e| Rejection::Undecodable(e.to_string()))?;
+    if u.client_id as usize != client || u.round as usize != round {
+        return Err(Rejection::Mislabelled {
+            client: u.client_id,
+            round: u.round,
+        });
+    }
+    let payload = match &u.payload {
+        None => return Err(Rejection::NoPayload),
+        Some(pb::client_update::Payload::Error(e)) => {
+            return Err(Rejection::ClientFailed(e.clone()))
+        }
+        Some(pb::client_update::Payload::Weights(w)) => {
+            Payload::Weights(decode_weights(w, &expect.weights).map_err(Rejection::Invalid)?)
+        }
+        Some(pb::client_update::Payload::Synthetic(s)) => {
+            Payload::Set(decode_set(s, expect.shape, &expect.classes).map_err(Rejection::Invalid)?)
+        }
+    };
+    Ok(Update {
+        client,
+        round,
+        num_samples: u.num_samples,
+        compute_seconds: if u.compute_seconds.is_finite() {
+            u.compute_seconds.max(0.0)
+        } else {
+            0.0
+        },
+        payload,
+    })
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use std::path::Path;
+use toml_edit::{value, DocumentMut, Item, Table};
 
 /// The flags of `distillery distill`.
 #[derive(Clone, Debug, clap::Args)]
@@ -19,7 +20,7 @@ pub struct DistillArgs {
     /// Distillation iterations (default: the method's reference, dm 20000, mtt 5000).
     #[arg(long)]
     pub iterations: Option<usize>,
-    /// Real images per class per iteration (reference: 256).
+    /// DM: real images per class per iteration (reference: 256).
     #[arg(long, default_value_t = 256)]
     pub batch_real: usize,
     /// Epochs each evaluation network trains (reference: 1000).
@@ -55,9 +56,11 @@ fn find(dir: &Path, stems: &[&str]) -> Option<String> {
 }
 
 /// The `[data]` table for `--data`: the embedded digits, an IDX folder or a CIFAR folder.
-fn data_table(data: &str) -> Result<String> {
+fn data_table(data: &str) -> Result<Table> {
+    let mut t = Table::new();
     if data == "digits" {
-        return Ok("source = \"digits\"\n".into());
+        t["source"] = value("digits");
+        return Ok(t);
     }
     let dir = Path::new(data);
     if !dir.is_dir() {
@@ -66,74 +69,90 @@ fn data_table(data: &str) -> Result<String> {
         )));
     }
     let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
-    let q = |s: &str| format!("{s:?}");
     let files = [
-        find(
-            &abs,
+        (
+            "train_images",
             &["train-images-idx3-ubyte", "train-images.idx3-ubyte"],
         ),
-        find(
-            &abs,
+        (
+            "train_labels",
             &["train-labels-idx1-ubyte", "train-labels.idx1-ubyte"],
         ),
-        find(&abs, &["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"]),
-        find(&abs, &["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"]),
-    ];
-    if let [Some(a), Some(b), Some(c), Some(d)] = &files {
-        let name = if data.to_lowercase().contains("fashion") {
-            "fashion_mnist"
-        } else {
-            "mnist"
-        };
-        return Ok(format!(
-            "source = \"idx\"\nname = \"{name}\"\ntrain_images = {}\ntrain_labels = {}\ntest_images = {}\ntest_labels = {}\n",
-            q(a), q(b), q(c), q(d)
-        ));
+        (
+            "test_images",
+            &["t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"],
+        ),
+        (
+            "test_labels",
+            &["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"],
+        ),
+    ]
+    .map(|(key, stems)| (key, find(&abs, stems)));
+    if files.iter().all(|(_, f)| f.is_some()) {
+        t["source"] = value("idx");
+        let fashion = data.to_lowercase().contains("fashion");
+        t["name"] = value(if fashion { "fashion_mnist" } else { "mnist" });
+        for (key, f) in files {
+            t[key] = value(f.unwrap_or_default());
+        }
+        return Ok(t);
     }
-    let d = q(&abs.to_string_lossy());
+    let d = abs.to_string_lossy().into_owned();
     if abs.join("data_batch_1.bin").is_file() {
-        return Ok(format!("source = \"cifar10\"\ndir = {d}\n"));
+        t["source"] = value("cifar10");
+    } else if abs.join("train.bin").is_file() {
+        t["source"] = value("cifar100");
+    } else {
+        return Err(Error::Other(format!(
+            "--data {data}: found neither MNIST IDX files (train-images-idx3-ubyte[.gz], ...) nor CIFAR binary files (data_batch_1.bin or train.bin)"
+        )));
     }
-    if abs.join("train.bin").is_file() {
-        return Ok(format!("source = \"cifar100\"\ndir = {d}\n"));
+    t["dir"] = value(d);
+    Ok(t)
+}
+
+/// A table of `pairs`.
+fn table<const N: usize>(pairs: [(&str, Item); N]) -> Table {
+    let mut t = Table::new();
+    for (k, v) in pairs {
+        t[k] = v;
     }
-    Err(Error::Other(format!(
-        "--data {data}: found neither MNIST IDX files (train-images-idx3-ubyte[.gz], ...) nor CIFAR binary files (data_batch_1.bin or train.bin)"
-    )))
+    t
 }
 
 /// The scenario text `distillery distill` runs.
 pub fn distill_scenario(a: &DistillArgs) -> Result<String> {
-    let data = data_table(&a.data)?;
-    let tag = Path::new(&a.data)
+    let tag: String = Path::new(&a.data)
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".into())
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>();
-    Ok(format!(
-        "# Written by `distillery distill`.\n\
-         name = \"{m}-{tag}-ipc{ipc}\"\n\
-         kind = \"distill\"\n\
-         seed = {seed}\n\
-         device = {device:?}\n\n\
-         [data]\n{data}\n\
-         [model]\narch = \"convnet\"\nwidth = {w}\ndepth = {depth}\n\n\
-         [distill]\nmethod = {m:?}\nipc = {ipc}\n{it}batch_real = {br}\n\n\
-         [eval]\nepochs = {ee}\nrepeats = {r}\n",
-        m = a.method,
-        ipc = a.ipc,
-        seed = a.seed,
-        device = a.device,
-        w = a.width,
-        depth = a.depth,
-        it = a
-            .iterations
-            .map(|n| format!("iterations = {n}\n"))
-            .unwrap_or_default(),
-        br = a.batch_real,
-        ee = a.eval_epochs,
-        r = a.repeats,
-    ))
+        .collect();
+    let mut doc = DocumentMut::new();
+    doc.decor_mut()
+        .set_prefix("# Written by `distillery distill`.\n");
+    doc["name"] = value(format!("{}-{tag}-ipc{}", a.method, a.ipc));
+    doc["kind"] = value("distill");
+    doc["seed"] = value(a.seed as i64);
+    doc["device"] = value(&a.device);
+    doc["data"] = Item::Table(data_table(&a.data)?);
+    doc["model"] = Item::Table(table([
+        ("arch", value("convnet")),
+        ("width", value(a.width as i64)),
+        ("depth", value(a.depth as i64)),
+    ]));
+    let mut distill = table([("method", value(&a.method)), ("ipc", value(a.ipc as i64))]);
+    if let Some(n) = a.iterations {
+        distill["iterations"] = value(n as i64);
+    }
+    if a.method == "dm" {
+        distill["batch_real"] = value(a.batch_real as i64);
+    }
+    doc["distill"] = Item::Table(distill);
+    doc["eval"] = Item::Table(table([
+        ("epochs", value(a.eval_epochs as i64)),
+        ("repeats", value(a.repeats as i64)),
+    ]));
+    Ok(doc.to_string())
 }

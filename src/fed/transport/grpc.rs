@@ -4,12 +4,14 @@
 //! `authorization: Bearer <token>`) authenticates clients; frames above the size limit are
 //! refused by tonic, and updates above `max_message_bytes` are rejected and logged by the engine.
 
-use super::engine::{Outcome, Transport};
-use super::pb;
-use super::pb::federation_client::FederationClient;
-use super::pb::federation_server::{Federation, FederationServer};
-use super::strategy::{client_app, ClientApp, ClientState, Settings, StrategyKind};
+use super::in_process::failed_update;
+use super::{Delivery, Transport};
 use crate::error::{Error, Result};
+use crate::fed::pb;
+use crate::fed::pb::federation_client::FederationClient;
+use crate::fed::pb::federation_server::{Federation, FederationServer};
+use crate::fed::protocol::{task_from, update_message};
+use crate::fed::strategy::{client_app, ClientApp, ClientState, Settings};
 use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
@@ -235,7 +237,7 @@ impl Transport for GrpcServer {
         selected: &[usize],
         task: &[u8],
         deadline: Option<Duration>,
-    ) -> Vec<(usize, Outcome)> {
+    ) -> Vec<(usize, Delivery)> {
         if !self.started {
             self.wait_for_clients();
             self.started = true;
@@ -243,7 +245,7 @@ impl Transport for GrpcServer {
         let Ok(t) = pb::RoundTask::decode(task) else {
             return selected
                 .iter()
-                .map(|&c| (c, Outcome::Unreachable))
+                .map(|&c| (c, Delivery::Unreachable))
                 .collect();
         };
         let joined = self
@@ -289,11 +291,11 @@ impl Transport for GrpcServer {
             .iter()
             .map(|&c| {
                 let o = if !joined.contains(&(c as u32)) {
-                    Outcome::Unreachable
+                    Delivery::Unreachable
                 } else {
                     match replies.get(&(c as u32)) {
-                        Some(b) => Outcome::Reply(b.clone()),
-                        None => Outcome::Late,
+                        Some(b) => Delivery::Reply(b.clone()),
+                        None => Delivery::Late,
                     }
                 };
                 (c, o)
@@ -330,6 +332,7 @@ pub fn run_client<B: AutodiffBackend>(
         .build()
         .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
     let frame = max_message_bytes.saturating_mul(2).saturating_add(1 << 20);
+    let expect = settings.expect();
     rt.block_on(async move {
         let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
             .map_err(|e| Error::Other(format!("server address {url:?}: {e}")))?;
@@ -383,39 +386,29 @@ pub fn run_client<B: AutodiffBackend>(
                 return Ok(done);
             }
             next = task.seq + 1;
-            let kind = match task.strategy.as_str() {
-                "fedavg" => StrategyKind::Fedavg,
-                "distilled_oneshot" => StrategyKind::DistilledOneshot,
-                "distilled_iterative" => StrategyKind::DistilledIterative,
-                other => {
-                    return Err(Error::Other(format!(
-                        "client {id}: unknown strategy {other:?} from the server"
-                    )))
-                }
-            };
-            let app = apps
-                .entry(task.strategy.clone())
-                .or_insert_with(|| client_app::<B>(kind, settings.clone()))
-                .clone();
-            let mut state = states
-                .remove(&task.strategy)
-                .unwrap_or_else(|| ClientState {
-                    id,
-                    data: data.clone(),
-                    syn: None,
-                });
-            let dev = device.clone();
+            let round = task.round as usize;
             let strategy = task.strategy.clone();
-            let round = task.round;
+            let typed =
+                task_from(&task, &expect).map_err(|e| Error::Other(format!("client {id}: {e}")))?;
+            let app = apps
+                .entry(strategy.clone())
+                .or_insert_with(|| client_app::<B>(typed.strategy, settings.clone()))
+                .clone();
+            let mut state = states.remove(&strategy).unwrap_or_else(|| ClientState {
+                id,
+                data: data.clone(),
+                syn: None,
+            });
+            let dev = device.clone();
             let (state, result) = tokio::task::spawn_blocking(move || {
-                let r = app.work(&task, &mut state, &dev);
+                let r = app.work(&typed, &mut state, &dev);
                 (state, r)
             })
             .await
             .map_err(|e| Error::Other(format!("client {id}: work panicked: {e}")))?;
             states.insert(strategy, state);
-            let update =
-                result.unwrap_or_else(|e| super::engine::failed_update(id, round, &e.to_string()));
+            let update = result.unwrap_or_else(|e| failed_update(id, round, &e.to_string()));
+            let update = update_message(&update, settings.quantization);
             client.submit(update).await.map_err(st)?;
             done += 1;
         }

@@ -7,8 +7,9 @@
 
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::device::{self, BackendJob, DeviceKind};
-use crate::distill::mtt::check::{form_name, forms};
-use crate::distill::mtt::{draw_iteration, step, MttConfig};
+pub use crate::distill::mtt::check::TOLERANCE;
+use crate::distill::mtt::check::{form_name, forms, rel_err};
+use crate::distill::mtt::{draw_iteration, step, MttConfig, MttSettings};
 use crate::error::{Error, Result};
 use crate::model::backward::ConvGrads;
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
@@ -18,12 +19,6 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use rand::{Rng, SeedableRng};
-
-/// Relative error above which a row is reported as a mismatch. Rounding alone reaches about 1e-3:
-/// f32 sums in another order, TF32 tensor cores where a GPU uses them, and ReLU masks that rounding can flip
-/// (the MTT image gradient's two forms differ by 1.0e-3 on the CPU at the default shapes). A wrong
-/// op is off by order 1.
-pub const TOLERANCE: f64 = 1e-2;
 
 /// What the checks run on.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,23 +70,6 @@ impl Row {
 
 /// Named results of the probe on one backend.
 pub type Probe = Vec<(String, Vec<f32>)>;
-
-/// Relative error of `a` against reference `b` and the norm of `b` (NaN when either holds a
-/// non-finite number or the lengths differ).
-pub fn rel_err(a: &[f32], b: &[f32]) -> (f64, f64) {
-    let norm = b.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-    let finite = a.iter().chain(b).all(|v| v.is_finite());
-    if a.len() != b.len() || !finite {
-        return (f64::NAN, norm);
-    }
-    let diff = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    (diff / norm.max(1e-30), norm)
-}
 
 fn host(rng: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
@@ -223,15 +201,14 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
         .zip(&real_grad)
         .map(|(p, g)| p.iter().zip(g).map(|(v, d)| v - 0.1 * d).collect())
         .collect();
-    let base = MttConfig {
+    let settings = MttSettings {
         syn_steps: cfg.syn_steps,
         expert_epochs: 1,
         max_start_epoch: 1,
-        ..MttConfig::reference(
-            spec.clone(),
-            Some(Dsa::new(STRATEGY_DEFAULT).expect("the default strategy")),
-        )
+        ..MttSettings::default()
     };
+    let dsa = Dsa::new(STRATEGY_DEFAULT).expect("the default strategy");
+    let base = MttConfig::new(settings, spec.clone(), &dsa);
     // The inner steps' rows and DSA draws, as a run's first iteration draws them.
     let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
     // Hand-written (conv), hand-written (matmul), nested autodiff.

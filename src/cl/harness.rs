@@ -1,0 +1,252 @@
+//! The task loop of a continual learner: for one strategy, train task after task (fine-tuning,
+//! joint training, or replay from a memory that a method's sets fill after each task), and test
+//! on every task after each one: the rows of the accuracy matrix.
+
+use super::learner::{accuracy_row, fit, Fit};
+use super::memory::{Budget, Memory};
+use crate::data::augment::Dsa;
+use crate::data::stream::Task;
+use crate::data::{globalise, localise, Dataset};
+use crate::distill::registry::{self, Env};
+use crate::distill::{Ctx, MethodConfig};
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelSpec};
+use crate::rng::step_seed;
+use crate::train::TrainConfig;
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How the continual learner uses its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// One network trained task after task on the task's data mixed with replayed memory.
+    Streaming,
+    /// After each task a fresh network trains on the whole memory only (GDumb; the DM paper's
+    /// continual protocol, REFERENCE.md §4.1).
+    Gdumb,
+}
+
+/// How a strategy learns.
+pub enum Learner<'a> {
+    /// No memory: train on each task in turn (streaming whatever the protocol).
+    Finetune,
+    /// All data seen so far (a fresh network per task under GDumb).
+    Joint,
+    /// A memory filled after each task by `method`'s sets of that task's data.
+    Memory {
+        /// The method.
+        method: &'a MethodConfig,
+        /// What it needs (its network is sized to each task's classes).
+        env: &'a Env<'a>,
+    },
+}
+
+/// A stream and how every strategy learns it.
+pub struct Harness<'a> {
+    /// The tasks.
+    pub tasks: &'a [Task],
+    /// The network every strategy starts from (the same initial weights).
+    pub spec: ModelSpec,
+    /// The learner's training on each task.
+    pub train: &'a TrainConfig,
+    /// GDumb: the fresh network's training on the memory.
+    pub memory_train: &'a TrainConfig,
+    /// Streaming or GDumb.
+    pub protocol: Protocol,
+    /// Share of each minibatch replayed (streaming).
+    pub replay_fraction: f64,
+    /// Per-sample DSA while the learner trains.
+    pub dsa: Option<&'a Dsa>,
+    /// Task-incremental heads: for each class, its task's classes.
+    pub heads: Option<Vec<Vec<usize>>>,
+    /// The memory budget.
+    pub budget: Budget,
+    /// The run's seed.
+    pub seed: u64,
+    /// The dataset's name (provenance of the memory's sets).
+    pub dataset: String,
+}
+
+/// What the loop reports after each task.
+pub struct TaskDone<'a> {
+    /// The task just trained on.
+    pub task: usize,
+    /// Accuracy on every task now.
+    pub row: &'a [f64],
+    /// The learner's last training loss.
+    pub loss: f64,
+    /// The memory now.
+    pub memory: &'a Memory,
+}
+
+/// One strategy's stream: the accuracy matrix's rows, the final memory, and the seconds spent
+/// filling it.
+pub struct Learned {
+    /// Row i: accuracy on every task after task i.
+    pub rows: Vec<Vec<f64>>,
+    /// The memory at the end.
+    pub memory: Memory,
+    /// Seconds filling the memory.
+    pub fill_seconds: f64,
+}
+
+impl Harness<'_> {
+    /// The network every strategy starts from.
+    pub fn initial<B: AutodiffBackend>(&self, device: &B::Device) -> Model<B::InnerBackend> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(self.seed, 0x1417));
+        self.spec.init::<B::InnerBackend, _>(&mut rng, device)
+    }
+
+    /// The untrained network's accuracy on each task (forward transfer's baseline).
+    pub fn baseline<B: AutodiffBackend>(&self, device: &B::Device) -> Vec<f64> {
+        accuracy_row(
+            &mut self.initial::<B>(device),
+            self.tasks,
+            self.heads.is_some(),
+            device,
+        )
+    }
+
+    /// `ipc` images per class of `task` made by `method` (labels global, priority order).
+    fn choose<B: AutodiffBackend>(
+        &self,
+        method: &MethodConfig,
+        env: &Env<'_>,
+        t: usize,
+        ipc: usize,
+        device: &B::Device,
+    ) -> Result<Dataset> {
+        let task = &self.tasks[t];
+        let local = localise(&task.train, &task.classes);
+        let mut env = env.clone();
+        env.spec = self.spec.with_classes(task.classes.len());
+        let mut ctx = Ctx::<B>::quiet(
+            device.clone(),
+            step_seed(self.seed, t as u64),
+            &self.dataset,
+        );
+        let set = registry::distil(method, &local, ipc, &env, &mut ctx)?;
+        let names = task.train.classes.clone();
+        Ok(globalise(&set.to_dataset(), &task.classes, &names))
+    }
+
+    /// Adds task `t`'s images to `memory` (as many per class as its new slots get).
+    fn fill<B: AutodiffBackend>(
+        &self,
+        learner: &Learner<'_>,
+        memory: &mut Memory,
+        t: usize,
+        device: &B::Device,
+    ) -> Result<()> {
+        let Learner::Memory { method, env } = learner else {
+            return Ok(());
+        };
+        let n_new = self.tasks[t].classes.len();
+        let shares = memory.shares_with(n_new);
+        let ipc = shares[shares.len() - n_new..]
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        if ipc > 0 {
+            let chosen = self.choose::<B>(method, env, t, ipc, device)?;
+            memory.add(t, &chosen).map_err(Error::Other)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the stream with `learner`, calling `on_task` after each task.
+    pub fn run<B: AutodiffBackend>(
+        &self,
+        learner: &Learner<'_>,
+        device: &B::Device,
+        mut on_task: impl FnMut(TaskDone<'_>) -> Result<()>,
+    ) -> Result<Learned> {
+        let first = self.tasks.first().map(|t| &t.train);
+        let (shape, classes) =
+            first.map_or(([1, 1, 1], Vec::new()), |d| (d.shape, d.classes.clone()));
+        let mut model = self.initial::<B>(device);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(self.seed, 0x5eed));
+        let mut memory = Memory::new(self.budget, shape, classes.clone());
+        let mut seen = Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+            shape,
+            classes,
+        };
+        let step = Fit {
+            train: self.train,
+            replay_fraction: self.replay_fraction,
+            dsa: self.dsa,
+            heads: self.heads.as_deref(),
+        };
+        let mut rows = Vec::new();
+        let mut fill_seconds = 0.0;
+        for (t, task) in self.tasks.iter().enumerate() {
+            let mut timed_fill = |memory: &mut Memory| -> Result<()> {
+                let ts = Instant::now();
+                self.fill::<B>(learner, memory, t, device)?;
+                fill_seconds += ts.elapsed().as_secs_f64();
+                Ok(())
+            };
+            let loss = match (learner, self.protocol) {
+                (Learner::Finetune, _) => {
+                    fit::<B, _>(&mut model, &task.train, None, &step, &mut rng, device)?
+                }
+                (Learner::Joint, protocol) => {
+                    seen.images.extend_from_slice(&task.train.images);
+                    seen.labels.extend_from_slice(&task.train.labels);
+                    if protocol == Protocol::Gdumb {
+                        model = self.initial::<B>(device);
+                    }
+                    fit::<B, _>(&mut model, &seen, None, &step, &mut rng, device)?
+                }
+                (Learner::Memory { .. }, Protocol::Streaming) => {
+                    let replay = memory.dataset();
+                    let l = fit::<B, _>(
+                        &mut model,
+                        &task.train,
+                        Some(&replay),
+                        &step,
+                        &mut rng,
+                        device,
+                    )?;
+                    timed_fill(&mut memory)?;
+                    l
+                }
+                (Learner::Memory { .. }, Protocol::Gdumb) => {
+                    timed_fill(&mut memory)?;
+                    model = self.initial::<B>(device);
+                    let fresh = Fit {
+                        train: self.memory_train,
+                        ..step.clone()
+                    };
+                    fit::<B, _>(
+                        &mut model,
+                        &memory.dataset(),
+                        None,
+                        &fresh,
+                        &mut rng,
+                        device,
+                    )?
+                }
+            };
+            let row = accuracy_row(&mut model, self.tasks, self.heads.is_some(), device);
+            on_task(TaskDone {
+                task: t,
+                row: &row,
+                loss,
+                memory: &memory,
+            })?;
+            rows.push(row);
+        }
+        Ok(Learned {
+            rows,
+            memory,
+            fill_seconds,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Checks of a device's numerics against the CPU's ([`doctor`]).
+
+pub mod doctor;

@@ -1,0 +1,287 @@
+//! `kind = "continual"`: build the task stream, run every strategy on it (each from the same
+//! initial network, [`crate::cl::harness`]), and write `metrics.csv`, `memory.csv`, each
+//! strategy's accuracy matrix (CSV and heatmap), the per-task and average-accuracy plots, and
+//! the forgetting metrics.
+
+use super::RunContext;
+use crate::cl::harness::{Harness, Learner};
+use crate::cl::memory::Budget;
+use crate::cl::metrics::AccuracyMatrix;
+use crate::data::stream::{self, Task};
+use crate::data::Split;
+use crate::device::BackendJob;
+use crate::error::{Error, Result};
+use crate::files::{write_atomic, Fixed};
+use crate::report::plot::{heatmap_svg, lines_svg};
+use crate::report::records::{
+    BudgetInfo, ContinualOutcome, Outcome, SlotInfo, StrategyOutcome, Summary, TaskInfo,
+};
+use crate::report::rows::{ContinualRow, MemoryRow};
+use crate::scenario::{ClEntry, Scenario, StreamKind};
+use crate::train::{LrSchedule, TrainConfig};
+use burn::tensor::backend::AutodiffBackend;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// A continual run.
+pub struct ContinualJob<'a> {
+    /// The run.
+    pub ctx: RunContext<'a>,
+}
+
+/// The stream a scenario asks for.
+pub fn build_stream(s: &Scenario, split: &Split) -> std::result::Result<Vec<Task>, String> {
+    let c = s.continual_section();
+    match c.stream {
+        StreamKind::ClassIncremental => match &c.class_groups {
+            Some(g) => stream::class_groups(split, g),
+            None => stream::class_incremental(split, c.tasks, c.shuffle_classes, s.seed),
+        },
+        StreamKind::Permuted => Ok(stream::permuted(split, c.tasks, s.seed)),
+        StreamKind::Rotated => Ok(stream::rotated(split, c.tasks, c.max_degrees)),
+    }
+}
+
+/// The accuracy matrix of `name` as CSV and heatmap, and each task's accuracy over the stream.
+fn write_matrix(dir: &Path, title: &str, name: &str, m: &AccuracyMatrix) -> Result<()> {
+    let tasks = m.r.first().map_or(0, Vec::len);
+    let names: Vec<String> = (0..tasks).map(|t| format!("task {t}")).collect();
+    write_atomic(
+        &dir.join(format!("accuracy_matrix_{name}.csv")),
+        m.to_csv().as_bytes(),
+    )?;
+    let svg = heatmap_svg(
+        &format!("{title} — accuracy after each task ({name})"),
+        "after training on",
+        "tested on",
+        &names,
+        &names,
+        &m.r,
+        None,
+    );
+    write_atomic(
+        &dir.join(format!("accuracy_matrix_{name}.svg")),
+        svg.as_bytes(),
+    )?;
+    let per_task: Vec<(String, Vec<(f64, f64)>)> = (0..tasks)
+        .map(|j| {
+            let pts = (j..m.r.len()).map(|i| (i as f64, m.r[i][j])).collect();
+            (format!("task {j}"), pts)
+        })
+        .collect();
+    let svg = lines_svg(
+        &format!("Each task's accuracy over the stream ({name})"),
+        "after training on task",
+        "test accuracy",
+        &per_task,
+    );
+    write_atomic(
+        &dir.join(format!("task_accuracy_{name}.svg")),
+        svg.as_bytes(),
+    )
+}
+
+/// The mean accuracy on the tasks seen so far, after each task.
+fn seen_means(m: &AccuracyMatrix) -> Vec<(f64, f64)> {
+    m.r.iter()
+        .enumerate()
+        .map(|(i, r)| (i as f64, r[..=i].iter().sum::<f64>() / (i + 1) as f64))
+        .collect()
+}
+
+/// The report table: one line per strategy.
+fn report(results: &[(String, &StrategyOutcome)]) -> Vec<String> {
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let mut lines = vec![format!(
+        "{:<10} {:>7} {:>9} {:>11} {:>9} {:>9}",
+        "strategy", "memory", "ACC", "forgetting", "BWT", "AIA"
+    )];
+    for (n, r) in results {
+        let m = &r.metrics;
+        lines.push(format!(
+            "{n:<10} {:>7} {:>9} {:>11} {:>9} {:>9}",
+            r.memory_images,
+            fmt(m.average_accuracy),
+            fmt(m.forgetting),
+            fmt(m.backward_transfer),
+            fmt(m.average_incremental_accuracy)
+        ));
+    }
+    lines.push(
+        "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); AIA: average incremental accuracy"
+            .to_string(),
+    );
+    lines
+}
+
+impl BackendJob for ContinualJob<'_> {
+    type Output = Result<Summary>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
+        let ctx = &self.ctx;
+        let s = ctx.scenario();
+        let c = s.continual_section();
+        let tasks = build_stream(s, ctx.split).map_err(|m| {
+            Error::Other(format!(
+                "{}: [continual] tasks: {m}",
+                ctx.loaded.path.display()
+            ))
+        })?;
+        let train_cfg = s.train_config();
+        let memory_cfg = TrainConfig {
+            epochs: c.memory_epochs,
+            schedule: LrSchedule::Step {
+                milestones: vec![c.memory_epochs / 2 + 1],
+                gamma: 0.1,
+            },
+            ..train_cfg.clone()
+        };
+        let (_, dsa) = ctx.dsa()?;
+        let heads = c.task_incremental.then(|| {
+            let mut h = vec![Vec::new(); ctx.split.train.num_classes()];
+            for t in &tasks {
+                for &k in &t.classes {
+                    h[k] = t.classes.clone();
+                }
+            }
+            h
+        });
+        let harness = Harness {
+            tasks: &tasks,
+            spec: ctx.spec(),
+            train: &train_cfg,
+            memory_train: &memory_cfg,
+            protocol: c.protocol,
+            replay_fraction: c.replay_fraction,
+            dsa: c.dsa.then_some(&dsa),
+            heads,
+            budget: c.budget(),
+            seed: s.seed,
+            dataset: ctx.split.cache_name(),
+        };
+        let env = ctx.env()?;
+        let mut log = ctx.csv::<ContinualRow>("metrics.csv")?;
+        let mut mem_log = ctx.csv::<MemoryRow>("memory.csv")?;
+        let progress = ctx.progress((c.strategies.len() * tasks.len()) as u64);
+        let baseline = harness.baseline::<B>(&device);
+        let mut results: Vec<(String, StrategyOutcome)> = Vec::new();
+        let mut avg_series = Vec::new();
+        for entry in &c.strategies {
+            let name = entry.name();
+            let method = match entry {
+                ClEntry::Memory(m) => Some(ctx.loaded.method_config(m)?),
+                _ => None,
+            };
+            let learner = match (entry, &method) {
+                (ClEntry::Finetune, _) => Learner::Finetune,
+                (ClEntry::Joint, _) => Learner::Joint,
+                (_, Some(m)) => Learner::Memory {
+                    method: m,
+                    env: &env,
+                },
+                (ClEntry::Memory(_), None) => unreachable!("memory entries have a method"),
+            };
+            let t0 = Instant::now();
+            let learned = harness.run::<B>(&learner, &device, |done| {
+                for (j, a) in done.row.iter().enumerate() {
+                    log.row(&ContinualRow {
+                        strategy: name.clone(),
+                        after_task: done.task,
+                        task: j,
+                        test_acc: Fixed(*a),
+                        memory_images: done.memory.len(),
+                        train_loss: Fixed(done.loss),
+                        elapsed_s: Fixed(ctx.elapsed()),
+                    })?;
+                }
+                for (task, class, images) in done.memory.counts() {
+                    mem_log.row(&MemoryRow {
+                        strategy: name.clone(),
+                        after_task: done.task,
+                        task,
+                        class,
+                        images,
+                    })?;
+                }
+                let t = done.task;
+                let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
+                progress.tick();
+                progress.say(&format!(
+                    "{name:>9} after task {t}: mean accuracy on tasks seen {seen:.4}, memory {} images",
+                    done.memory.len()
+                ));
+                Ok(())
+            })?;
+            let m = AccuracyMatrix::from_rows(learned.rows, Some(baseline.clone()))
+                .map_err(Error::Other)?;
+            write_matrix(&ctx.dir, &s.name, &name, &m)?;
+            avg_series.push((name.clone(), seen_means(&m)));
+            let memory = &learned.memory;
+            results.push((
+                name,
+                StrategyOutcome {
+                    metrics: m.summary(),
+                    memory_images: memory.len(),
+                    memory_per_slot: memory
+                        .counts()
+                        .into_iter()
+                        .map(|(task, class, images)| SlotInfo {
+                            task,
+                            class,
+                            images,
+                        })
+                        .collect(),
+                    seconds: t0.elapsed().as_secs_f64(),
+                    memory_fill_seconds: learned.fill_seconds,
+                    accuracy_matrix: m.r.clone(),
+                },
+            ));
+        }
+        let svg = lines_svg(
+            &format!("{}: mean accuracy on the tasks seen so far", s.name),
+            "after training on task",
+            "mean test accuracy (tasks seen)",
+            &avg_series,
+        );
+        write_atomic(&ctx.dir.join("average_accuracy.svg"), svg.as_bytes())?;
+        progress.finish();
+        let lines = report(
+            &results
+                .iter()
+                .map(|(n, r)| (n.clone(), r))
+                .collect::<Vec<_>>(),
+        );
+        let budget = match c.budget() {
+            Budget::PerClass(n) => BudgetInfo {
+                per_class: Some(n),
+                total: None,
+            },
+            Budget::Total(n) => BudgetInfo {
+                per_class: None,
+                total: Some(n),
+            },
+        };
+        let outcome = ContinualOutcome {
+            stream: c.stream,
+            tasks: tasks
+                .iter()
+                .map(|t| TaskInfo {
+                    id: t.id,
+                    classes: t.classes.clone(),
+                    train: t.train.len(),
+                    test: t.test.len(),
+                })
+                .collect(),
+            task_incremental: c.task_incremental,
+            protocol: c.protocol,
+            memory_budget: budget,
+            memory_shares: "each slot (a class of a task) keeps floor(B / slots) images, the first B mod slots slots one more; shrinking drops the images added last".into(),
+            replay_fraction: c.replay_fraction,
+            train: train_cfg,
+            random_init_accuracy: baseline,
+            strategies: results.into_iter().collect::<BTreeMap<_, _>>(),
+        };
+        Ok(ctx.summary(backend, lines, Outcome::Continual(Box::new(outcome))))
+    }
+}

@@ -1,0 +1,331 @@
+//! `kind = "distill"`: make the method's set and each baseline's (built by the registry,
+//! checkpointing as they go), measure every set's coverage, evaluate every set with the same
+//! protocol on every architecture asked for. `kind = "experts"` only trains the experts.
+
+mod make;
+pub mod observer;
+
+use super::RunContext;
+use crate::data::augment::STRATEGY_DIGITS;
+use crate::data::Dataset;
+use crate::device::BackendJob;
+use crate::distill::eval::{architecture, evaluate_set, EvalConfig, EvalSettings};
+use crate::distill::selmatch::window::WindowSearch;
+use crate::distill::{MethodConfig, SyntheticSet};
+use crate::error::{Error, Result};
+use crate::model::{ConvNetSpec, ModelSpec};
+use crate::report::mean_std;
+use crate::report::records::{
+    Accuracy, DistillOutcome, ExpertsInfo, ExpertsOutcome, Outcome, Summary,
+};
+use crate::report::rows::{CoverageRow, DistillRow};
+use crate::scenario::{Kind, MethodEntry};
+use crate::train::events::Progress;
+use burn::tensor::backend::AutodiffBackend;
+use observer::{Logs, Probe};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// A distill run.
+pub struct DistillJob<'a> {
+    /// The run.
+    pub ctx: RunContext<'a>,
+}
+
+/// What every method of a run shares: the architectures, the evaluation protocol, the data.
+pub struct Plan<'a> {
+    /// The run.
+    pub ctx: &'a RunContext<'a>,
+    /// The scenario's network.
+    pub base: ModelSpec,
+    /// The architectures sets are evaluated on, by name, the first one the headline.
+    pub models: Vec<(String, ModelSpec)>,
+    /// The evaluation protocol's settings.
+    pub eval_settings: EvalSettings,
+    /// The protocol as it runs.
+    pub eval: EvalConfig,
+    /// Plain augmentation for selected real images.
+    pub plain: crate::data::augment::Plain,
+    /// The DSA strategy's name.
+    pub dsa_name: String,
+    /// The training set.
+    pub train: &'a Dataset,
+    /// The test set.
+    pub test: Dataset,
+    /// The run's seed.
+    pub seed: u64,
+    /// The methods, the scenario's first, each once.
+    pub methods: Vec<MethodConfig>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(ctx: &'a RunContext<'a>) -> Result<Self> {
+        let s = ctx.scenario();
+        let e = s.eval_section();
+        let base = ctx.spec();
+        let m = &s.model;
+        let conv = ConvNetSpec {
+            input: ctx.split.train.shape,
+            num_classes: ctx.split.train.num_classes(),
+            width: m.width,
+            depth: m.depth,
+            norm: m.norm,
+            pooling: m.pooling,
+        };
+        let models = e
+            .models
+            .iter()
+            .map(|name| {
+                let spec = match name.as_str() {
+                    "convnet" => Some(base.clone()),
+                    other => architecture(&conv, other),
+                };
+                spec.map(|sp| (name.clone(), sp))
+                    .ok_or_else(|| Error::Other(format!("unknown architecture {name:?}")))
+            })
+            .collect::<Result<_>>()?;
+        let (dsa_name, dsa) = ctx.dsa()?;
+        let mut methods = vec![ctx.loaded.method()];
+        if s.kind == Kind::Experts {
+            methods.clear();
+        }
+        for b in &s.distill_section().run.baselines {
+            let m = ctx.loaded.method_config(b)?;
+            if s.kind == Kind::Distill && methods.iter().all(|x| x.name() != m.name()) {
+                methods.push(m);
+            }
+        }
+        Ok(Plan {
+            ctx,
+            base,
+            models,
+            eval: e.config(&dsa),
+            plain: e.plain(
+                crate::experiment::context::default_strategy(&ctx.split.name) == STRATEGY_DIGITS,
+            ),
+            eval_settings: e,
+            dsa_name,
+            train: &ctx.split.train,
+            test: ctx.split.test.clone(),
+            seed: s.seed,
+            methods,
+        })
+    }
+
+    /// The evaluation of `set`: with its learned step size as the learning rate when it has one
+    /// and `learned_lr` (as the MTT reference evaluates), and combined augmentation when it holds
+    /// selected real images.
+    pub fn eval_for(&self, set: &SyntheticSet) -> EvalConfig {
+        let mut c = self.eval.clone();
+        if let (Some(lr), true) = (set.syn_lr, self.eval_settings.learned_lr) {
+            c.train.lr = lr as f64;
+        }
+        if let Some(f) = &set.fixed {
+            c.combined = Some((self.plain.clone(), f.clone()));
+        }
+        c
+    }
+
+    /// SelMatch's window search: networks of the first architecture, tested on the test set.
+    pub fn window_search(&self) -> WindowSearch<'_> {
+        WindowSearch {
+            eval: EvalConfig {
+                combined: None,
+                ..self.eval.clone()
+            },
+            eval_settings: self.eval_settings.clone(),
+            spec: self.models[0].1.clone(),
+            plain: self.plain.clone(),
+            test: &self.test,
+        }
+    }
+}
+
+impl BackendJob for DistillJob<'_> {
+    type Output = Result<Summary>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
+        let ctx = &self.ctx;
+        let plan = Plan::new(ctx)?;
+        if ctx.scenario().kind == Kind::Experts {
+            return experts_only::<B>(&plan, device, backend);
+        }
+        let progress = ctx.progress(total_steps(&plan) as u64);
+        let mut logs = Logs {
+            metrics: ctx.csv::<DistillRow>("metrics.csv")?,
+            coverage: match plan.eval_settings.coverage {
+                true => Some(ctx.csv::<CoverageRow>("coverage.csv")?),
+                false => None,
+            },
+            windows: None,
+            dir: ctx.dir.clone(),
+            started: ctx.started,
+        };
+        let mut probe: Probe<B> = None;
+        let mut made = make::Made::default();
+        for m in &plan.methods {
+            let set = make::set::<B>(
+                &plan, m, &mut logs, &mut probe, &progress, &device, &mut made,
+            )?;
+            made.sets.push((m.name().to_string(), set));
+        }
+        let mut coverage = BTreeMap::new();
+        if plan.eval_settings.coverage {
+            for (m, set) in &made.sets {
+                let c = observer::measure::<B>(&plan, &mut probe, set, &device)?;
+                logs.coverage_row(m, set.provenance.iterations, &c)?;
+                progress.say(&format!("{m:<8} coverage {c}"));
+                coverage.insert(m.clone(), c);
+            }
+        }
+        let (results, report) = evaluate::<B>(&plan, &made.sets, &mut logs, &progress, &device)?;
+        progress.finish();
+        let primary = plan.methods[0].name();
+        let headline = results.get(primary).and_then(|r| r.get(&plan.models[0].0));
+        let timed = made.distilled.get(primary);
+        let outcome = DistillOutcome {
+            distill: ctx.scenario().distill_section(),
+            dsa_strategy: plan.dsa_name.clone(),
+            eval: plan.eval_settings.clone(),
+            syn_lr: made
+                .sets
+                .iter()
+                .filter_map(|(m, s)| s.syn_lr.map(|lr| (m.clone(), lr)))
+                .collect(),
+            coverage,
+            test_acc_mean: headline.map(|a| a.mean),
+            test_acc_std: headline.map(|a| a.std),
+            experts: made.experts.clone(),
+            seconds_per_iteration: timed
+                .filter(|d| d.iterations_this_run > 0)
+                .map_or(0.0, |d| d.seconds / d.iterations_this_run as f64),
+            distilled: made.distilled,
+            device_check: made.checks,
+            eval_during_distill_seconds: made.excluded,
+            results,
+        };
+        Ok(ctx.summary(backend, report, Outcome::Distill(Box::new(outcome))))
+    }
+}
+
+/// Steps the progress bar counts: experts, iterations, evaluation networks.
+fn total_steps(plan: &Plan<'_>) -> usize {
+    let s = plan.ctx.scenario();
+    let d = s.distill_section();
+    let e = &plan.eval_settings;
+    let n_syn = plan.train.num_classes() * d.run.ipc;
+    let per_net = e.epochs * n_syn.div_ceil(e.batch_size.max(1));
+    let iterations: usize = plan.methods.iter().map(MethodConfig::iterations).sum();
+    let experts = match plan
+        .methods
+        .iter()
+        .any(|m| m.trajectory_matching().is_some())
+    {
+        true => s.experts_section().steps(plan.train.len()),
+        false => 0,
+    };
+    let mid = plan.methods[0]
+        .iterations()
+        .saturating_sub(1)
+        .checked_div(d.run.eval_every)
+        .unwrap_or(0);
+    experts + iterations + (plan.methods.len() * plan.models.len() + mid) * e.repeats * per_net
+}
+
+/// Every set on every architecture: the accuracies, and one report line each.
+type Evaluated = (BTreeMap<String, BTreeMap<String, Accuracy>>, Vec<String>);
+
+fn evaluate<B: AutodiffBackend>(
+    plan: &Plan<'_>,
+    sets: &[(String, SyntheticSet)],
+    logs: &mut Logs,
+    progress: &Progress,
+    device: &B::Device,
+) -> Result<Evaluated> {
+    let mut results = BTreeMap::new();
+    let mut report = Vec::new();
+    for (m, set) in sets {
+        let mut per_model = BTreeMap::new();
+        let data = set.to_dataset();
+        for (name, spec) in &plan.models {
+            let cfg = plan.eval_for(set);
+            let accs =
+                evaluate_set::<B>(&data, &plan.test, spec, &cfg, plan.seed, device, progress)?;
+            logs.eval_rows(m, name, set.provenance.iterations, &accs)?;
+            let (mean, std) = mean_std(&accs);
+            let line = format!(
+                "{m:<8} {name:<16} {:.2} ± {:.2} % ({} nets)",
+                100.0 * mean,
+                100.0 * std,
+                accs.len()
+            );
+            progress.say(&line);
+            report.push(line);
+            per_model.insert(
+                name.clone(),
+                Accuracy {
+                    test_acc: accs,
+                    mean,
+                    std,
+                },
+            );
+        }
+        results.insert(m.clone(), per_model);
+    }
+    Ok((results, report))
+}
+
+/// `kind = "experts"`: trains the missing experts and reports where they are.
+fn experts_only<B: AutodiffBackend>(
+    plan: &Plan<'_>,
+    device: B::Device,
+    backend: &str,
+) -> Result<Summary> {
+    let ctx = plan.ctx;
+    let s = ctx.scenario();
+    let x = s.experts_section();
+    let progress = ctx.progress(x.steps(plan.train.len()) as u64);
+    let mut logs = Logs {
+        metrics: ctx.csv::<DistillRow>("metrics.csv")?,
+        coverage: None,
+        windows: None,
+        dir: ctx.dir.clone(),
+        started: ctx.started,
+    };
+    let env = ctx.env()?;
+    let dataset = ctx.split.cache_name();
+    let experts_plan = env.expert_plan(plan.train, &dataset, s.seed);
+    progress.say(&format!("experts: {}", experts_plan.dir.display()));
+    let t0 = Instant::now();
+    make::with_observer::<B, _>(
+        plan,
+        "mtt",
+        &mut logs,
+        &mut None,
+        &progress,
+        &device,
+        |dctx| experts_plan.prepare(plan.train, dctx).map(|_| ()),
+    )?;
+    progress.finish();
+    let info = ExpertsInfo {
+        dir: experts_plan.dir.clone(),
+        count: x.count,
+        epochs: x.epochs,
+    };
+    let report = vec![format!(
+        "{} experts of {} epochs in {}",
+        x.count,
+        x.epochs,
+        info.dir.display()
+    )];
+    let outcome = Outcome::Experts(ExpertsOutcome {
+        experts: info,
+        experts_seconds: t0.elapsed().as_secs_f64(),
+    });
+    Ok(ctx.summary(backend, report, outcome))
+}
+
+/// The entries of the scenario's baselines list (for messages).
+pub fn baseline_names(entries: &[MethodEntry]) -> Vec<String> {
+    entries.iter().map(MethodEntry::name).collect()
+}

@@ -1,0 +1,90 @@
+//! Federated runs over gRPC: `distillery serve` runs a scenario's server half and writes its
+//! results folder; each `distillery client` process runs one client against it.
+
+use super::federated::{client_data, settings, FederatedJob, Transport};
+use super::{load_data, RunContext, RunOptions, RunOutput};
+use crate::device::{self, BackendJob};
+use crate::error::{Error, Result};
+use crate::files::write_json_atomic;
+use crate::scenario::{self, Kind, Loaded};
+use burn::tensor::backend::AutodiffBackend;
+use std::path::Path;
+
+fn federated(path: &Path, what: &str) -> Result<Loaded> {
+    let loaded = scenario::load(path)?;
+    if loaded.scenario.kind != Kind::Federated {
+        return Err(Error::Other(format!(
+            "{}: `{what}` runs kind = \"federated\" scenarios",
+            path.display()
+        )));
+    }
+    Ok(loaded)
+}
+
+/// Runs a federated scenario's server half over gRPC on `addr`; its clients are separate
+/// `distillery client` processes. Writes a results folder as `run` does.
+pub fn serve(path: &Path, addr: std::net::SocketAddr, opts: &RunOptions) -> Result<RunOutput> {
+    let loaded = federated(path, "serve")?;
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    let ctx = RunContext::create(&loaded, &split, opts)?;
+    let dir = ctx.dir.clone();
+    let job = FederatedJob {
+        ctx,
+        transport: Transport::Grpc(addr),
+    };
+    let summary = device::dispatch(device, job)?;
+    write_json_atomic(&dir.join("summary.json"), &summary)?;
+    Ok(RunOutput { dir, summary })
+}
+
+/// Runs client `id` of a federated scenario against the server at `url` until the server ends
+/// the run; returns the number of tasks it did. Its caches (experts) go under `cache`.
+pub fn client(path: &Path, url: &str, id: usize, cache: &Path) -> Result<usize> {
+    let loaded = federated(path, "client")?;
+    let f = loaded.scenario.federated_section();
+    if id >= f.clients {
+        return Err(Error::Other(format!(
+            "client id {id}: the scenario has clients 0..{}",
+            f.clients
+        )));
+    }
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    let job = ClientJob {
+        loaded: &loaded,
+        split: &split,
+        url,
+        id,
+        cache,
+    };
+    device::dispatch(device, job)
+}
+
+struct ClientJob<'a> {
+    loaded: &'a Loaded,
+    split: &'a crate::data::Split,
+    url: &'a str,
+    id: usize,
+    cache: &'a Path,
+}
+
+impl BackendJob for ClientJob<'_> {
+    type Output = Result<usize>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &str) -> Self::Output {
+        let f = self.loaded.scenario.federated_section();
+        let mut data = client_data(self.loaded, self.split)?;
+        let settings =
+            std::sync::Arc::new(settings(self.loaded, self.split, self.cache.to_path_buf())?);
+        crate::fed::transport::grpc::run_client::<B>(
+            self.url,
+            self.id,
+            data.swap_remove(self.id),
+            settings,
+            crate::fed::transport::grpc::token(&f.token),
+            f.max_message_bytes,
+            device,
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! The client half of the distilled strategies: a client distils its partition with the
+//! scenario's method (built by the registry for that partition), `ipc` images for each class it
+//! holds at least that many of, and sends the real images of the classes it holds fewer of.
+
+use super::{ClientApp, ClientState, Settings};
+use crate::data::{globalise, localise, Dataset};
+use crate::distill::dm::Around;
+use crate::distill::registry::{self, Env};
+use crate::distill::{Checkpoint, Ctx, Provenance, SyntheticSet};
+use crate::error::{Error, Result};
+use crate::fed::message::{Payload, Task, Update};
+use crate::rng::step_seed;
+use burn::tensor::backend::AutodiffBackend;
+use std::sync::Arc;
+
+/// Distils on the client; `around`: FedDM (DM around the task's global model).
+pub struct Distilling {
+    /// The run's settings.
+    pub s: Arc<Settings>,
+    /// Distil around the global model the task carries (FedDM).
+    pub around: bool,
+}
+
+/// The images of the classes with at least `ipc` samples ("rich"), relabelled 0..k, their global
+/// labels, and the real images of the classes with fewer ("poor"), which are sent as they are.
+fn rich_and_poor(data: &Dataset, ipc: usize) -> (Dataset, Vec<usize>, Dataset) {
+    let by = data.class_indices();
+    let rich: Vec<usize> = (0..by.len()).filter(|&c| by[c].len() >= ipc).collect();
+    let poor_idx: Vec<usize> = by
+        .iter()
+        .filter(|v| !v.is_empty() && v.len() < ipc)
+        .flatten()
+        .copied()
+        .collect();
+    (localise(data, &rich), rich, data.subset(&poor_idx))
+}
+
+impl Distilling {
+    /// FedDM continues from the set sent last round (its rich classes, in order).
+    fn previous(&self, state: &ClientState, rich: &[usize], seed: u64) -> Option<Checkpoint> {
+        let s = &self.s;
+        let prev = state.syn.as_ref().filter(|_| self.around)?;
+        let local = localise(prev, rich);
+        (local.len() == rich.len() * s.ipc).then(|| Checkpoint {
+            momentum: vec![0.0; local.images.len()],
+            set: SyntheticSet::from_dataset(
+                &local,
+                Provenance {
+                    method: s.method.name().into(),
+                    ipc: s.ipc,
+                    dataset: s.dataset.clone(),
+                    seed,
+                    iterations: 0,
+                    classes: local.classes.clone(),
+                    normalization: None,
+                },
+            ),
+            lr_momentum: 0.0,
+        })
+    }
+
+    /// The client's set for round `round` (labels global).
+    fn distil<B: AutodiffBackend>(
+        &self,
+        round: usize,
+        state: &mut ClientState,
+        around: Option<Around>,
+        device: &B::Device,
+    ) -> Result<Dataset> {
+        let s = &self.s;
+        let (local, rich, poor) = rich_and_poor(&state.data, s.ipc);
+        let seed = step_seed(s.seed, (state.id as u64) << 20 | round as u64);
+        let mut out = poor;
+        if !rich.is_empty() {
+            // FedDM embeds with the global model (all classes' logits); fresh nets need only
+            // the local classes.
+            let spec = match around {
+                Some(_) => s.spec.clone(),
+                None => s.spec.with_classes(rich.len()),
+            };
+            let mut env = Env::new(spec, s.dsa.clone(), s.experts.clone(), s.cache.clone());
+            env.around = around;
+            let mut ctx = Ctx::<B>::quiet(device.clone(), seed, &s.dataset);
+            ctx.resume = self.previous(state, &rich, seed);
+            let set = registry::distil(&s.method, &local, s.ipc, &env, &mut ctx)?;
+            let mut d = globalise(&set.to_dataset(), &rich, &s.classes);
+            d.images.extend_from_slice(&out.images);
+            d.labels.extend_from_slice(&out.labels);
+            out = d;
+        }
+        state.syn = Some(out.clone());
+        Ok(out)
+    }
+}
+
+impl<B: AutodiffBackend> ClientApp<B> for Distilling {
+    fn work(&self, task: &Task, state: &mut ClientState, device: &B::Device) -> Result<Update> {
+        let around = match (self.around, &task.global) {
+            (false, _) => None,
+            (true, Some(w)) => Some(Around {
+                params: w.params.clone(),
+                rho: self.s.rho,
+            }),
+            (true, None) => {
+                return Err(Error::Other(
+                    "the round task carries no global model".into(),
+                ))
+            }
+        };
+        let set = self.distil::<B>(task.round, state, around, device)?;
+        Ok(Update {
+            client: state.id,
+            round: task.round,
+            num_samples: state.data.len() as u64,
+            compute_seconds: 0.0,
+            payload: Payload::Set(set),
+        })
+    }
+}

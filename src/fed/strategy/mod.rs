@@ -1,0 +1,218 @@
+//! What a federated algorithm does, apart from how its clients are run (Flower's split): the
+//! server half ([`Strategy`]: configure a round, accept and aggregate updates, evaluate) and the
+//! client half ([`ClientApp`]: the local work, run wherever the client runs). One type per
+//! algorithm: [`fedavg`], [`oneshot`] (each client distils once), [`feddm`] (FedDM: every round
+//! clients distil around the global model); the weighted mean is the pure [`aggregate`].
+
+pub mod aggregate;
+pub mod client;
+pub mod fedavg;
+pub mod feddm;
+pub mod oneshot;
+
+use super::message::{Payload, Rejection, Task, Update};
+use super::protocol::{Expect, HostWeights, Quantization};
+use crate::data::augment::Dsa;
+use crate::data::Dataset;
+use crate::distill::mtt::experts::ExpertSettings;
+use crate::distill::MethodConfig;
+use crate::error::Result;
+use crate::model::{Model, ModelSpec};
+use crate::rng::step_seed;
+use crate::train::{evaluate, TrainConfig};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The strategies, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Weights every round, averaged by sample count (McMahan et al.).
+    Fedavg,
+    /// Each client distils its data once; the server trains on the union.
+    DistilledOneshot,
+    /// FedDM: every round clients distil around the global model; the server trains on the union.
+    DistilledIterative,
+}
+
+impl StrategyKind {
+    /// Every strategy.
+    pub const ALL: [StrategyKind; 3] = [
+        StrategyKind::Fedavg,
+        StrategyKind::DistilledOneshot,
+        StrategyKind::DistilledIterative,
+    ];
+
+    /// The name used in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Fedavg => "fedavg",
+            StrategyKind::DistilledOneshot => "distilled_oneshot",
+            StrategyKind::DistilledIterative => "distilled_iterative",
+        }
+    }
+
+    /// The strategy called `name`.
+    pub fn from_name(name: &str) -> Option<StrategyKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Everything the strategies need besides data (the same on server and clients).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The network.
+    pub spec: ModelSpec,
+    /// The run's seed.
+    pub seed: u64,
+    /// Rounds (fedavg, distilled_iterative).
+    pub rounds: usize,
+    /// How tensors travel.
+    pub quantization: Quantization,
+    /// FedAvg's local training (epochs per round, batch, optimiser).
+    pub local: TrainConfig,
+    /// The server's training on the union of synthetic sets.
+    pub server: TrainConfig,
+    /// DSA for the server's training on synthetic sets.
+    pub server_dsa: Option<Dsa>,
+    /// The DSA strategy the clients' method uses.
+    pub dsa: Dsa,
+    /// Images per class each client sends.
+    pub ipc: usize,
+    /// How clients make their sets.
+    pub method: MethodConfig,
+    /// Expert trajectories of trajectory-matching clients.
+    pub experts: ExpertSettings,
+    /// Where clients cache experts and difficulty scores.
+    pub cache: PathBuf,
+    /// FedDM's perturbation radius.
+    pub rho: f32,
+    /// The dataset's name (provenance, cache keys).
+    pub dataset: String,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// Image shape.
+    pub shape: [usize; 3],
+}
+
+impl Settings {
+    /// Zero weights of the network's shape (the template decoded weights are checked against).
+    pub fn weights_template(&self) -> HostWeights {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        HostWeights {
+            params: self.spec.init_host(&mut rng),
+            buffers: self.spec.buffers(),
+        }
+    }
+
+    /// What updates must look like.
+    pub fn expect(&self) -> Expect {
+        Expect {
+            weights: self.weights_template(),
+            shape: self.shape,
+            classes: self.classes.clone(),
+        }
+    }
+
+    /// The initial global model (the same for every strategy).
+    pub fn initial<B: AutodiffBackend>(&self, device: &B::Device) -> Model<B::InnerBackend> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(self.seed, 0x910b));
+        self.spec.init::<B::InnerBackend, _>(&mut rng, device)
+    }
+}
+
+/// A client's data and what it keeps between rounds.
+#[derive(Clone, Debug)]
+pub struct ClientState {
+    /// Its id (0-based).
+    pub id: usize,
+    /// Its training partition (global labels).
+    pub data: Dataset,
+    /// Its synthetic set so far (distilled_iterative).
+    pub syn: Option<Dataset>,
+}
+
+/// An update the server accepted.
+#[derive(Clone, Debug)]
+pub enum Accepted {
+    /// Model weights and the client's sample count.
+    Weights(HostWeights, u64),
+    /// A synthetic set.
+    Set(Dataset),
+}
+
+/// The client half of a strategy.
+pub trait ClientApp<B: AutodiffBackend>: Send + Sync {
+    /// Does `task`'s work on the client's data.
+    fn work(&self, task: &Task, state: &mut ClientState, device: &B::Device) -> Result<Update>;
+}
+
+/// The server half of a strategy.
+pub trait Strategy<B: AutodiffBackend>: Send {
+    /// Its kind.
+    fn kind(&self) -> StrategyKind;
+    /// Rounds it runs.
+    fn rounds(&self) -> usize;
+    /// The task every client selected for `round` receives (`seq` filled in by the engine).
+    fn configure_round(&mut self, round: usize) -> Task;
+    /// Checks a decoded update for this strategy (nothing of the server's state changes).
+    fn accept(&self, update: Update) -> std::result::Result<Accepted, Rejection>;
+    /// Folds a round's accepted updates into the global state.
+    fn aggregate(&mut self, round: usize, updates: Vec<Accepted>, device: &B::Device)
+        -> Result<()>;
+    /// The global model.
+    fn global(&mut self) -> &mut Model<B::InnerBackend>;
+    /// The client half, to run on the clients.
+    fn client(&self) -> Arc<dyn ClientApp<B>>;
+
+    /// Test accuracy of the global model.
+    fn evaluate(&mut self, test: &Dataset, device: &B::Device) -> f64 {
+        evaluate(self.global(), test, 500, device).0
+    }
+}
+
+/// Builds the strategy `kind` with the initial global model.
+pub fn build<B: AutodiffBackend>(
+    kind: StrategyKind,
+    s: Arc<Settings>,
+    device: &B::Device,
+) -> Box<dyn Strategy<B>> {
+    let global = s.initial::<B>(device);
+    match kind {
+        StrategyKind::Fedavg => Box::new(fedavg::FedAvg { s, global }),
+        StrategyKind::DistilledOneshot => Box::new(oneshot::OneShot { s, global }),
+        StrategyKind::DistilledIterative => Box::new(feddm::FedDm { s, global }),
+    }
+}
+
+/// The client half of strategy `kind` (what a `distillery client` process runs).
+pub fn client_app<B: AutodiffBackend>(
+    kind: StrategyKind,
+    s: Arc<Settings>,
+) -> Arc<dyn ClientApp<B>> {
+    match kind {
+        StrategyKind::Fedavg => Arc::new(fedavg::LocalTraining { s }),
+        StrategyKind::DistilledOneshot => Arc::new(client::Distilling { s, around: false }),
+        StrategyKind::DistilledIterative => Arc::new(client::Distilling { s, around: true }),
+    }
+}
+
+/// The weights of `m` on the host.
+pub fn host_weights<B: burn::prelude::Backend>(m: &Model<B>) -> HostWeights {
+    let (params, buffers) = m.to_host();
+    HostWeights { params, buffers }
+}
+
+/// A set from an update, or why it cannot be one (the distilled strategies).
+pub fn accept_set(update: Update, kind: StrategyKind) -> std::result::Result<Accepted, Rejection> {
+    match update.payload {
+        Payload::Set(d) => Ok(Accepted::Set(d)),
+        Payload::Failed(e) => Err(Rejection::ClientFailed(e)),
+        Payload::Weights(_) => Err(Rejection::WrongPayload {
+            strategy: kind.name(),
+        }),
+    }
+}
