@@ -10,8 +10,9 @@ use burn::backend::Autodiff;
 use burn::tensor::backend::AutodiffBackend;
 use distillery::data;
 use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
-use distillery::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow};
+use distillery::distill::{Ctx, Distiller, Dm, DmConfig, DmSettings, Event};
 use distillery::model::{ConvNetSpec, ModelSpec};
+use distillery::train::events::Flow;
 use std::time::Instant;
 
 fn bench<B: AutodiffBackend>(
@@ -29,30 +30,28 @@ fn bench<B: AutodiffBackend>(
         width,
         ..ConvNetSpec::reference([1, 28, 28], 10)
     });
-    let cfg = DmConfig {
+    let settings = DmSettings {
         iterations: iters + 1,
         batch_real: br,
-        ..DmConfig::reference(spec, Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
+        ..DmSettings::default()
     };
+    let cfg = DmConfig::new(settings, spec, &Dsa::new(STRATEGY_DIGITS).unwrap());
     let mut times = Vec::new();
     let mut last = Instant::now();
-    let mut on = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| {
+    let mut on = |e: Event<'_>| {
         // The first iteration includes warm-up (allocations, kernel compilation on CUDA).
-        if it > 1 {
-            times.push(last.elapsed().as_secs_f64());
+        if let Event::Iteration { iteration, .. } = e {
+            if iteration > 1 {
+                times.push(last.elapsed().as_secs_f64());
+            }
+            last = Instant::now();
         }
-        last = Instant::now();
         Ok(Flow::Continue)
     };
-    let mut ctx = Ctx::<B> {
-        device,
-        seed: 0,
-        dataset: "synthetic".into(),
-        normalization: None,
-        on_iteration: &mut on,
-        resume: None,
-    };
+    let mut ctx = Ctx::<B>::quiet(device, 0, "synthetic");
+    ctx.observer = Some(&mut on);
     Dm { cfg }.distill(&d, ipc, &mut ctx).expect("DM runs");
+    drop(ctx);
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{name:<6} DM iteration, 1x28x28, 10 classes, IPC {ipc}, batch_real {br}, ConvNet-3 w{width}, DSA, {} threads: median {:.2} s (min {:.2}, max {:.2}, {} runs)",

@@ -7,7 +7,7 @@
 //! Options after `--`: `--clients 10,100`, `--per-client N` (20), `--dm-iters N` (10),
 //! `--server-epochs N` (2). Worker threads: DISTILLERY_THREADS (default: all cores).
 
-use distillery::runner::{self, RunOptions};
+use distillery::experiment::{self as runner, RunOptions};
 use distillery::scenario;
 use std::path::Path;
 
@@ -54,22 +54,22 @@ batch_size = 32
 [eval]
 epochs = {server_epochs}
 [distill]
+ipc = 1
 iterations = {dm_iters}
 batch_real = 16
 [federated]
 clients = {n}
 strategies = ["distilled_oneshot", "fedavg"]
 rounds = 1
-ipc = 1
 fedavg_until_oneshot = false
 "#,
             train = n * per,
         );
         let l = scenario::parse(&text, Path::new("bench.toml")).expect("scenario");
         let out = runner::run(&l, &RunOptions::quiet(&root)).expect("run");
-        let s = &out.summary["strategies"];
-        let secs = |k: &str| s[k]["seconds"].as_f64().unwrap_or(f64::NAN);
-        let mb = |k: &str| s[k]["bytes_total"].as_f64().unwrap_or(f64::NAN) / 1e6;
+        let s = &out.summary.federated().expect("a federated run").strategies;
+        let secs = |k: &str| s[k].seconds;
+        let mb = |k: &str| s[k].bytes_total as f64 / 1e6;
         println!(
             "{n:>8} {:>22.2} {:>16.2} {:>14.3} {:>14.3}",
             secs("distilled_oneshot"),

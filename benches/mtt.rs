@@ -15,10 +15,11 @@ use burn::tensor::backend::AutodiffBackend;
 use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::device::{self, BackendJob, DeviceKind};
 use distillery::distill::mtt::experts::{Experts, Trajectory};
-use distillery::distill::mtt::{Mtt, MttConfig};
-use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
+use distillery::distill::mtt::{Mtt, MttConfig, MttSettings};
+use distillery::distill::{Ctx, Distiller, Event};
 use distillery::model::backward::ConvGrads;
 use distillery::model::{ConvNetSpec, ModelSpec};
+use distillery::train::events::Flow;
 use distillery::{data, Error};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -74,19 +75,23 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
                 .collect()
         })
         .collect();
-    let cfg = MttConfig {
+    let settings = MttSettings {
         iterations: iters + 1,
         syn_steps: steps,
         expert_epochs: 1,
         max_start_epoch: 1,
-        hand_written: manual,
+        hand_written_backward: manual,
         conv_grads,
-        ..MttConfig::reference(spec, Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
+        ..MttSettings::default()
     };
+    let cfg = MttConfig::new(settings, spec, &Dsa::new(STRATEGY_DIGITS).unwrap());
     let mut times = Vec::new();
     let mut last = Instant::now();
     let verbose = std::env::var_os("MTT_BENCH_EACH").is_some();
-    let mut on = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| -> Result<Flow, Error> {
+    let mut on = |e: Event<'_>| -> Result<Flow, Error> {
+        let Event::Iteration { iteration: it, .. } = e else {
+            return Ok(Flow::Continue);
+        };
         let secs = last.elapsed().as_secs_f64();
         if verbose {
             // One line per iteration as it ends: on a GPU the first one includes compiling kernels.
@@ -98,14 +103,8 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
         last = Instant::now();
         Ok(Flow::Continue)
     };
-    let mut ctx = Ctx::<B> {
-        device,
-        seed: 0,
-        dataset: "synthetic".into(),
-        normalization: None,
-        on_iteration: &mut on,
-        resume: None,
-    };
+    let mut ctx = Ctx::<B>::quiet(device, 0, "synthetic");
+    ctx.observer = Some(&mut on);
     Mtt::new(
         cfg,
         Experts::Loaded(vec![Trajectory {
@@ -114,6 +113,7 @@ fn one<B: AutodiffBackend>(device: B::Device, label: &str, set: &Setting) {
     )
     .distill(&d, ipc, &mut ctx)
     .expect("MTT runs");
+    drop(ctx);
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{label:<6} MTT iteration, 1x28x28, IPC {ipc}, ConvNet-3 w{width}, DSA, {}, syn_steps {steps:>2}: median {:.2} s (min {:.2}, {} runs), peak RSS {:.0} MiB",

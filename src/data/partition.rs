@@ -124,68 +124,16 @@ pub fn partition(
             all.shuffle(&mut rng);
             split_by(&all, &vec![1.0 / clients as f64; clients])
         }
-        Partitioning::Dirichlet { alpha, min_size } => {
-            if *min_size * clients > labels.len() {
-                return Err(format!(
-                    "min_size {min_size} x {clients} clients exceeds the {} samples",
-                    labels.len()
-                ));
-            }
-            let mut attempt = 0;
-            loop {
-                let mut parts = vec![Vec::new(); clients];
-                for cls in &by_class {
-                    let mut c = cls.clone();
-                    c.shuffle(&mut rng);
-                    for (p, piece) in parts
-                        .iter_mut()
-                        .zip(split_by(&c, &dirichlet(*alpha, clients, &mut rng)?))
-                    {
-                        p.extend(piece);
-                    }
-                }
-                if parts.iter().all(|p| p.len() >= *min_size) {
-                    break parts;
-                }
-                attempt += 1;
-                if attempt == 1000 {
-                    return Err(format!(
-                        "no Dirichlet(alpha = {alpha}) draw in 1000 gave every client {min_size} samples: lower min_size or raise alpha"
-                    ));
-                }
-            }
-        }
+        Partitioning::Dirichlet { alpha, min_size } => dirichlet_parts(
+            &by_class,
+            labels.len(),
+            clients,
+            *alpha,
+            *min_size,
+            &mut rng,
+        )?,
         Partitioning::Pathological { classes_per_client } => {
-            let k = *classes_per_client;
-            if k == 0 || k > num_classes {
-                return Err(format!(
-                    "classes_per_client = {k}: expected 1 to {num_classes}"
-                ));
-            }
-            let mut holders = vec![Vec::new(); num_classes];
-            for i in 0..clients {
-                let first = i % num_classes;
-                let mut others: Vec<usize> = (0..num_classes).filter(|&c| c != first).collect();
-                others.shuffle(&mut rng);
-                for c in std::iter::once(first).chain(others.into_iter().take(k - 1)) {
-                    holders[c].push(i);
-                }
-            }
-            let mut parts = vec![Vec::new(); clients];
-            for (cls, h) in by_class.iter().zip(&holders) {
-                if h.is_empty() {
-                    continue;
-                }
-                let mut c = cls.clone();
-                c.shuffle(&mut rng);
-                for (&client, piece) in h
-                    .iter()
-                    .zip(split_by(&c, &vec![1.0 / h.len() as f64; h.len()]))
-                {
-                    parts[client].extend(piece);
-                }
-            }
-            parts
+            pathological_parts(&by_class, clients, *classes_per_client, &mut rng)?
         }
         Partitioning::Shards { shards_per_client } => {
             let s = *shards_per_client;
@@ -223,6 +171,82 @@ pub fn partition(
     };
     for p in &mut parts {
         p.sort_unstable();
+    }
+    Ok(parts)
+}
+
+/// Per class, client shares drawn from Dirichlet(`alpha`), redrawn until every client has
+/// `min_size` samples.
+fn dirichlet_parts<R: Rng>(
+    by_class: &[Vec<usize>],
+    n: usize,
+    clients: usize,
+    alpha: f64,
+    min_size: usize,
+    rng: &mut R,
+) -> Result<Vec<Vec<usize>>, String> {
+    if min_size * clients > n {
+        return Err(format!(
+            "min_size {min_size} x {clients} clients exceeds the {n} samples"
+        ));
+    }
+    for _ in 0..1000 {
+        let mut parts = vec![Vec::new(); clients];
+        for cls in by_class {
+            let mut c = cls.clone();
+            c.shuffle(rng);
+            for (p, piece) in parts
+                .iter_mut()
+                .zip(split_by(&c, &dirichlet(alpha, clients, rng)?))
+            {
+                p.extend(piece);
+            }
+        }
+        if parts.iter().all(|p| p.len() >= min_size) {
+            return Ok(parts);
+        }
+    }
+    Err(format!(
+        "no Dirichlet(alpha = {alpha}) draw in 1000 gave every client {min_size} samples: lower min_size or raise alpha"
+    ))
+}
+
+/// Each client holds `k` classes (client i's first is class i mod K, the rest drawn); each
+/// class is split evenly among its holders.
+fn pathological_parts<R: Rng>(
+    by_class: &[Vec<usize>],
+    clients: usize,
+    k: usize,
+    rng: &mut R,
+) -> Result<Vec<Vec<usize>>, String> {
+    let num_classes = by_class.len();
+    if k == 0 || k > num_classes {
+        return Err(format!(
+            "classes_per_client = {k}: expected 1 to {num_classes}"
+        ));
+    }
+    let mut holders = vec![Vec::new(); num_classes];
+    for i in 0..clients {
+        let first = i % num_classes;
+        let mut others: Vec<usize> = (0..num_classes).filter(|&c| c != first).collect();
+        others.shuffle(rng);
+        for c in std::iter::once(first).chain(others.into_iter().take(k - 1)) {
+            holders[c].push(i);
+        }
+    }
+    let mut parts = vec![Vec::new(); clients];
+    for (cls, h) in by_class.iter().zip(&holders) {
+        if h.is_empty() {
+            continue;
+        }
+        let mut c = cls.clone();
+        c.shuffle(rng);
+        for (&client, piece) in h
+            .iter()
+            .zip(split_by(&c, &vec![1.0 / h.len() as f64; h.len()]))
+        {
+            parts[client].extend(piece);
+        }
     }
     Ok(parts)
 }

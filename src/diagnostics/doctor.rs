@@ -87,60 +87,18 @@ pub fn spec(cfg: &DoctorConfig) -> ModelSpec {
     })
 }
 
+type I<B> = <B as AutodiffBackend>::InnerBackend;
+
 /// Computes every checked quantity on backend `B` from inputs drawn from `cfg.seed` alone, so two
 /// backends see identical inputs.
 pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Probe {
-    type I<B> = <B as AutodiffBackend>::InnerBackend;
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
     let [c, h, w] = cfg.shape;
     let (n, wd) = (cfg.batch, cfg.width);
     let mut res: Probe = Vec::new();
-    let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
     // Convolutions at the first two blocks' shapes (the second after 2x2 pooling).
-    for (layer, (ci, hh, ww)) in [(c, h, w), (wd, h / 2, w / 2)].into_iter().enumerate() {
-        let tag = format!("block {}: {ci}->{wd} ch, {hh}x{ww}", layer + 1);
-        let x = host(&mut rng, n * ci * hh * ww, 1.0);
-        let k = host(&mut rng, wd * ci * 9, 0.2);
-        let dz = host(&mut rng, n * wd * hh * ww, 1.0);
-        let xi = t4::<I<B>>(&x, [n, ci, hh, ww], device);
-        let ki = t4::<I<B>>(&k, [wd, ci, 3, 3], device);
-        let dzi = t4::<I<B>>(&dz, [n, wd, hh, ww], device);
-        res.push((
-            format!("conv2d forward ({tag})"),
-            out(conv2d(xi.clone(), ki.clone(), None, opts.clone())),
-        ));
-        // The hand-written backward's two forms of each gradient.
-        for (how, wname, iname) in [
-            (ConvGrads::Conv, "swapped-dims conv2d", "conv_transpose2d"),
-            (
-                ConvGrads::Matmul,
-                "shifted matmuls",
-                "flipped-kernel conv2d",
-            ),
-        ] {
-            res.push((
-                format!("conv weight grad, {wname} ({tag})"),
-                out(conv3x3_weight_grad(xi.clone(), dzi.clone(), 1, how)),
-            ));
-            res.push((
-                format!("conv input grad, {iname} ({tag})"),
-                out(conv3x3_input_grad(dzi.clone(), ki.clone(), 1, how)),
-            ));
-        }
-        let xa = t4::<B>(&x, [n, ci, hh, ww], device).require_grad();
-        let ka = t4::<B>(&k, [wd, ci, 3, 3], device).require_grad();
-        let loss = (conv2d(xa.clone(), ka.clone(), None, opts.clone())
-            * t4::<B>(&dz, [n, wd, hh, ww], device))
-        .sum();
-        let g = loss.backward();
-        res.push((
-            format!("conv weight grad, autodiff ({tag})"),
-            out(ka.grad(&g).expect("tracked")),
-        ));
-        res.push((
-            format!("conv input grad, autodiff ({tag})"),
-            out(xa.grad(&g).expect("tracked")),
-        ));
+    for (layer, shape) in [(c, h, w), (wd, h / 2, w / 2)].into_iter().enumerate() {
+        convolutions::<B>(&mut res, layer, shape, cfg, &mut rng, device);
     }
     // DSA, one family at a time, per-sample draws: the output and its gradient in the images.
     let x = host(&mut rng, n * c * h * w, 1.0);
@@ -157,18 +115,89 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
             out(xa.grad(&g).expect("tracked")),
         ));
     }
-    // The ConvNet's parameter gradient on one batch, hand-written and by autodiff.
+    let params = spec(cfg).init_host(&mut rng);
+    let real_grad = convnet::<B>(&mut res, cfg, &params, &x, device);
+    mtt_step::<B>(&mut res, cfg, &params, &real_grad, &x, device);
+    res
+}
+
+/// The 3x3 convolution of block `layer` (input `(channels, height, width)`): its forward pass and
+/// its weight and input gradients formed every way.
+fn convolutions<B: AutodiffBackend>(
+    res: &mut Probe,
+    layer: usize,
+    (ci, hh, ww): (usize, usize, usize),
+    cfg: &DoctorConfig,
+    rng: &mut impl Rng,
+    device: &B::Device,
+) {
+    let (n, wd) = (cfg.batch, cfg.width);
+    let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+    let tag = format!("block {}: {ci}->{wd} ch, {hh}x{ww}", layer + 1);
+    let x = host(rng, n * ci * hh * ww, 1.0);
+    let k = host(rng, wd * ci * 9, 0.2);
+    let dz = host(rng, n * wd * hh * ww, 1.0);
+    let xi = t4::<I<B>>(&x, [n, ci, hh, ww], device);
+    let ki = t4::<I<B>>(&k, [wd, ci, 3, 3], device);
+    let dzi = t4::<I<B>>(&dz, [n, wd, hh, ww], device);
+    res.push((
+        format!("conv2d forward ({tag})"),
+        out(conv2d(xi.clone(), ki.clone(), None, opts.clone())),
+    ));
+    // The hand-written backward's two forms of each gradient.
+    for (how, wname, iname) in [
+        (ConvGrads::Conv, "swapped-dims conv2d", "conv_transpose2d"),
+        (
+            ConvGrads::Matmul,
+            "shifted matmuls",
+            "flipped-kernel conv2d",
+        ),
+    ] {
+        res.push((
+            format!("conv weight grad, {wname} ({tag})"),
+            out(conv3x3_weight_grad(xi.clone(), dzi.clone(), 1, how)),
+        ));
+        res.push((
+            format!("conv input grad, {iname} ({tag})"),
+            out(conv3x3_input_grad(dzi.clone(), ki.clone(), 1, how)),
+        ));
+    }
+    let xa = t4::<B>(&x, [n, ci, hh, ww], device).require_grad();
+    let ka = t4::<B>(&k, [wd, ci, 3, 3], device).require_grad();
+    let loss =
+        (conv2d(xa.clone(), ka.clone(), None, opts) * t4::<B>(&dz, [n, wd, hh, ww], device)).sum();
+    let g = loss.backward();
+    res.push((
+        format!("conv weight grad, autodiff ({tag})"),
+        out(ka.grad(&g).expect("tracked")),
+    ));
+    res.push((
+        format!("conv input grad, autodiff ({tag})"),
+        out(xa.grad(&g).expect("tracked")),
+    ));
+}
+
+/// The ConvNet's parameter gradient on one batch `x` at `params`, hand-written (both forms) and
+/// by autodiff; returns the autodiff one.
+fn convnet<B: AutodiffBackend>(
+    res: &mut Probe,
+    cfg: &DoctorConfig,
+    params: &[Vec<f32>],
+    x: &[f32],
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
+    let [c, h, w] = cfg.shape;
+    let n = cfg.batch;
     let spec = spec(cfg);
     let ModelSpec::ConvNet(conv) = &spec else {
         unreachable!("spec() builds a ConvNet")
     };
-    let params = spec.init_host(&mut rng);
     let labels: Vec<usize> = (0..n).map(|i| i % 10).collect();
     let p_inner: Vec<Tensor<I<B>, 1>> = params
         .iter()
         .map(|p| Tensor::from_data(TensorData::new(p.clone(), [p.len()]), device))
         .collect();
-    let xi = t4::<I<B>>(&x, [n, c, h, w], device);
+    let xi = t4::<I<B>>(x, [n, c, h, w], device);
     let y = one_hot::<I<B>>(&labels, 10, device);
     for (how, tag) in [(ConvGrads::Conv, "conv"), (ConvGrads::Matmul, "matmul")] {
         let (_, grads) = backward::loss_and_grads_with(conv, &p_inner, xi.clone(), y.clone(), how)
@@ -193,12 +222,27 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
         "ConvNet parameter grads, autodiff".into(),
         real_grad.concat(),
     ));
-    // One MTT step towards the point ten SGD steps (lr 0.01) along that gradient reach, as an
-    // expert's would. A target off in a random direction makes the image gradient a small residue
-    // of cancelling terms, poorly resolved in f32 even on one backend.
+    real_grad
+}
+
+/// One MTT step on images `x` from `params` towards the point ten SGD steps (lr 0.01) along
+/// `real_grad` reach, as an expert's would, in every gradient form. A target off in a random
+/// direction makes the image gradient a small residue of cancelling terms, poorly resolved in
+/// f32 even on one backend.
+fn mtt_step<B: AutodiffBackend>(
+    res: &mut Probe,
+    cfg: &DoctorConfig,
+    params: &[Vec<f32>],
+    real_grad: &[Vec<f32>],
+    x: &[f32],
+    device: &B::Device,
+) {
+    let [c, h, w] = cfg.shape;
+    let n = cfg.batch;
+    let labels: Vec<usize> = (0..n).map(|i| i % 10).collect();
     let target: Vec<Vec<f32>> = params
         .iter()
-        .zip(&real_grad)
+        .zip(real_grad)
         .map(|(p, g)| p.iter().zip(g).map(|(v, d)| v - 0.1 * d).collect())
         .collect();
     let settings = MttSettings {
@@ -208,19 +252,18 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
         ..MttSettings::default()
     };
     let dsa = Dsa::new(STRATEGY_DEFAULT).expect("the default strategy");
-    let base = MttConfig::new(settings, spec.clone(), &dsa);
+    let base = MttConfig::new(settings, spec(cfg), &dsa);
     // The inner steps' rows and DSA draws, as a run's first iteration draws them.
     let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
     // Hand-written (conv), hand-written (matmul), nested autodiff.
     for mcfg in forms(&base) {
         let how = form_name(&mcfg);
-        let images = t4::<I<B>>(&x, [n, c, h, w], device);
-        let (loss, gx, glr) = step::<B>(&mcfg, &params, &target, &draw, images, &labels, 0.01);
+        let images = t4::<I<B>>(x, [n, c, h, w], device);
+        let (loss, gx, glr) = step::<B>(&mcfg, params, &target, &draw, images, &labels, 0.01);
         res.push((format!("MTT step loss, {how}"), vec![loss as f32]));
         res.push((format!("MTT step syn_lr grad, {how}"), vec![glr]));
         res.push((format!("MTT step image grad, {how}"), out(gx)));
     }
-    res
 }
 
 /// Pairs of rows that compute the same quantity two ways on one device.

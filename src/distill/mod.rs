@@ -100,7 +100,7 @@ pub struct Ctx<'a, B: AutodiffBackend> {
 
 impl<'a, B: AutodiffBackend> Ctx<'a, B> {
     /// A context whose events nobody hears (federated clients, continual memories, tests).
-    pub fn quiet(device: B::Device, seed: u64, dataset: &str) -> Ctx<'static, B> {
+    pub fn quiet(device: B::Device, seed: u64, dataset: &str) -> Self {
         Ctx {
             device,
             seed,

@@ -7,17 +7,20 @@ use super::RunContext;
 use crate::cl::harness::{Harness, Learner};
 use crate::cl::memory::Budget;
 use crate::cl::metrics::AccuracyMatrix;
+use crate::data::augment::Dsa;
 use crate::data::stream::{self, Task};
 use crate::data::Split;
 use crate::device::BackendJob;
+use crate::distill::registry::Env;
 use crate::error::{Error, Result};
-use crate::files::{write_atomic, Fixed};
+use crate::files::{write_atomic, CsvLog, Fixed};
 use crate::report::plot::{heatmap_svg, lines_svg};
 use crate::report::records::{
     BudgetInfo, ContinualOutcome, Outcome, SlotInfo, StrategyOutcome, Summary, TaskInfo,
 };
 use crate::report::rows::{ContinualRow, MemoryRow};
 use crate::scenario::{ClEntry, Scenario, StreamKind};
+use crate::train::events::Progress;
 use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
@@ -115,6 +118,132 @@ fn report(results: &[(String, &StrategyOutcome)]) -> Vec<String> {
     lines
 }
 
+/// A strategy's name, results, and mean accuracy on the tasks seen after each task.
+type Streamed = (String, StrategyOutcome, Vec<(f64, f64)>);
+
+/// One continual run in progress: the stream, what memory methods need, the files.
+struct Streams<'a, 'h> {
+    ctx: &'a RunContext<'a>,
+    harness: &'a Harness<'h>,
+    env: &'a Env<'a>,
+    baseline: Vec<f64>,
+    log: CsvLog<ContinualRow>,
+    mem_log: CsvLog<MemoryRow>,
+    progress: Progress,
+}
+
+impl Streams<'_, '_> {
+    /// Runs strategy `entry` over the stream, writing its rows and files as it goes; returns its
+    /// name, its results and its mean accuracy on the tasks seen after each task.
+    fn strategy<B: AutodiffBackend>(
+        &mut self,
+        entry: &ClEntry,
+        device: &B::Device,
+    ) -> Result<Streamed> {
+        let name = entry.name();
+        let method = match entry {
+            ClEntry::Memory(m) => Some(self.ctx.loaded.method_config(m)?),
+            _ => None,
+        };
+        let learner = match (entry, &method) {
+            (ClEntry::Finetune, _) => Learner::Finetune,
+            (ClEntry::Joint, _) => Learner::Joint,
+            (_, Some(m)) => Learner::Memory {
+                method: m,
+                env: self.env,
+            },
+            (ClEntry::Memory(_), None) => unreachable!("memory entries have a method"),
+        };
+        let t0 = Instant::now();
+        let (ctx, log, mem_log, progress) =
+            (self.ctx, &mut self.log, &mut self.mem_log, &self.progress);
+        let learned = self.harness.run::<B>(&learner, device, |done| {
+            for (j, a) in done.row.iter().enumerate() {
+                log.row(&ContinualRow {
+                    strategy: name.clone(),
+                    after_task: done.task,
+                    task: j,
+                    test_acc: Fixed(*a),
+                    memory_images: done.memory.len(),
+                    train_loss: Fixed(done.loss),
+                    elapsed_s: Fixed(ctx.elapsed()),
+                })?;
+            }
+            for (task, class, images) in done.memory.counts() {
+                mem_log.row(&MemoryRow {
+                    strategy: name.clone(),
+                    after_task: done.task,
+                    task,
+                    class,
+                    images,
+                })?;
+            }
+            let t = done.task;
+            let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
+            progress.tick();
+            progress.say(&format!(
+                "{name:>9} after task {t}: mean accuracy on tasks seen {seen:.4}, memory {} images",
+                done.memory.len()
+            ));
+            Ok(())
+        })?;
+        let m = AccuracyMatrix::from_rows(learned.rows, Some(self.baseline.clone()))
+            .map_err(Error::Other)?;
+        write_matrix(&ctx.dir, &ctx.scenario().name, &name, &m)?;
+        let memory = &learned.memory;
+        let outcome = StrategyOutcome {
+            metrics: m.summary(),
+            memory_images: memory.len(),
+            memory_per_slot: memory
+                .counts()
+                .into_iter()
+                .map(|(task, class, images)| SlotInfo {
+                    task,
+                    class,
+                    images,
+                })
+                .collect(),
+            seconds: t0.elapsed().as_secs_f64(),
+            memory_fill_seconds: learned.fill_seconds,
+            accuracy_matrix: m.r.clone(),
+        };
+        Ok((name, outcome, seen_means(&m)))
+    }
+}
+
+/// The harness of a scenario's stream: its training, protocol, heads and budget.
+fn harness<'a>(
+    ctx: &RunContext<'_>,
+    tasks: &'a [Task],
+    cfgs: &'a (TrainConfig, TrainConfig),
+    dsa: &'a Dsa,
+) -> Harness<'a> {
+    let s = ctx.scenario();
+    let c = s.continual_section();
+    let heads = c.task_incremental.then(|| {
+        let mut h = vec![Vec::new(); ctx.split.train.num_classes()];
+        for t in tasks {
+            for &k in &t.classes {
+                h[k] = t.classes.clone();
+            }
+        }
+        h
+    });
+    Harness {
+        tasks,
+        spec: ctx.spec(),
+        train: &cfgs.0,
+        memory_train: &cfgs.1,
+        protocol: c.protocol,
+        replay_fraction: c.replay_fraction,
+        dsa: c.dsa.then_some(dsa),
+        heads,
+        budget: c.budget(),
+        seed: s.seed,
+        dataset: ctx.split.cache_name(),
+    }
+}
+
 impl BackendJob for ContinualJob<'_> {
     type Output = Result<Summary>;
 
@@ -137,106 +266,25 @@ impl BackendJob for ContinualJob<'_> {
             },
             ..train_cfg.clone()
         };
+        let cfgs = (train_cfg, memory_cfg);
         let (_, dsa) = ctx.dsa()?;
-        let heads = c.task_incremental.then(|| {
-            let mut h = vec![Vec::new(); ctx.split.train.num_classes()];
-            for t in &tasks {
-                for &k in &t.classes {
-                    h[k] = t.classes.clone();
-                }
-            }
-            h
-        });
-        let harness = Harness {
-            tasks: &tasks,
-            spec: ctx.spec(),
-            train: &train_cfg,
-            memory_train: &memory_cfg,
-            protocol: c.protocol,
-            replay_fraction: c.replay_fraction,
-            dsa: c.dsa.then_some(&dsa),
-            heads,
-            budget: c.budget(),
-            seed: s.seed,
-            dataset: ctx.split.cache_name(),
-        };
+        let harness = harness(ctx, &tasks, &cfgs, &dsa);
         let env = ctx.env()?;
-        let mut log = ctx.csv::<ContinualRow>("metrics.csv")?;
-        let mut mem_log = ctx.csv::<MemoryRow>("memory.csv")?;
-        let progress = ctx.progress((c.strategies.len() * tasks.len()) as u64);
-        let baseline = harness.baseline::<B>(&device);
-        let mut results: Vec<(String, StrategyOutcome)> = Vec::new();
+        let mut run = Streams {
+            ctx,
+            harness: &harness,
+            env: &env,
+            baseline: harness.baseline::<B>(&device),
+            log: ctx.csv("metrics.csv")?,
+            mem_log: ctx.csv("memory.csv")?,
+            progress: ctx.progress((c.strategies.len() * tasks.len()) as u64),
+        };
+        let mut results = Vec::new();
         let mut avg_series = Vec::new();
         for entry in &c.strategies {
-            let name = entry.name();
-            let method = match entry {
-                ClEntry::Memory(m) => Some(ctx.loaded.method_config(m)?),
-                _ => None,
-            };
-            let learner = match (entry, &method) {
-                (ClEntry::Finetune, _) => Learner::Finetune,
-                (ClEntry::Joint, _) => Learner::Joint,
-                (_, Some(m)) => Learner::Memory {
-                    method: m,
-                    env: &env,
-                },
-                (ClEntry::Memory(_), None) => unreachable!("memory entries have a method"),
-            };
-            let t0 = Instant::now();
-            let learned = harness.run::<B>(&learner, &device, |done| {
-                for (j, a) in done.row.iter().enumerate() {
-                    log.row(&ContinualRow {
-                        strategy: name.clone(),
-                        after_task: done.task,
-                        task: j,
-                        test_acc: Fixed(*a),
-                        memory_images: done.memory.len(),
-                        train_loss: Fixed(done.loss),
-                        elapsed_s: Fixed(ctx.elapsed()),
-                    })?;
-                }
-                for (task, class, images) in done.memory.counts() {
-                    mem_log.row(&MemoryRow {
-                        strategy: name.clone(),
-                        after_task: done.task,
-                        task,
-                        class,
-                        images,
-                    })?;
-                }
-                let t = done.task;
-                let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
-                progress.tick();
-                progress.say(&format!(
-                    "{name:>9} after task {t}: mean accuracy on tasks seen {seen:.4}, memory {} images",
-                    done.memory.len()
-                ));
-                Ok(())
-            })?;
-            let m = AccuracyMatrix::from_rows(learned.rows, Some(baseline.clone()))
-                .map_err(Error::Other)?;
-            write_matrix(&ctx.dir, &s.name, &name, &m)?;
-            avg_series.push((name.clone(), seen_means(&m)));
-            let memory = &learned.memory;
-            results.push((
-                name,
-                StrategyOutcome {
-                    metrics: m.summary(),
-                    memory_images: memory.len(),
-                    memory_per_slot: memory
-                        .counts()
-                        .into_iter()
-                        .map(|(task, class, images)| SlotInfo {
-                            task,
-                            class,
-                            images,
-                        })
-                        .collect(),
-                    seconds: t0.elapsed().as_secs_f64(),
-                    memory_fill_seconds: learned.fill_seconds,
-                    accuracy_matrix: m.r.clone(),
-                },
-            ));
+            let (name, outcome, series) = run.strategy::<B>(entry, &device)?;
+            avg_series.push((name.clone(), series));
+            results.push((name, outcome));
         }
         let svg = lines_svg(
             &format!("{}: mean accuracy on the tasks seen so far", s.name),
@@ -245,7 +293,7 @@ impl BackendJob for ContinualJob<'_> {
             &avg_series,
         );
         write_atomic(&ctx.dir.join("average_accuracy.svg"), svg.as_bytes())?;
-        progress.finish();
+        run.progress.finish();
         let lines = report(
             &results
                 .iter()
@@ -278,8 +326,8 @@ impl BackendJob for ContinualJob<'_> {
             memory_budget: budget,
             memory_shares: "each slot (a class of a task) keeps floor(B / slots) images, the first B mod slots slots one more; shrinking drops the images added last".into(),
             replay_fraction: c.replay_fraction,
-            train: train_cfg,
-            random_init_accuracy: baseline,
+            train: cfgs.0.clone(),
+            random_init_accuracy: run.baseline.clone(),
             strategies: results.into_iter().collect::<BTreeMap<_, _>>(),
         };
         Ok(ctx.summary(backend, lines, Outcome::Continual(Box::new(outcome))))

@@ -241,6 +241,121 @@ fn report_line(name: &str, r: &StrategyRecord) -> String {
     )
 }
 
+/// A federated run in progress: its settings, its clients' data, the files, the transport.
+struct Federated<'a> {
+    ctx: &'a RunContext<'a>,
+    settings: Arc<Settings>,
+    data: Vec<Dataset>,
+    logs: Logs,
+    pool: Arc<WorkerPool>,
+    remote: Option<GrpcServer>,
+    /// Rounds counted over all strategies (each task carries it).
+    seq: u32,
+}
+
+impl Federated<'_> {
+    /// Runs strategy `kind` to the end (FedAvg stopping at `stop_at` when given): its rounds.
+    fn strategy<B: AutodiffBackend>(
+        &mut self,
+        kind: StrategyKind,
+        stop_at: Option<f64>,
+        device: &B::Device,
+    ) -> Result<(Vec<Round>, EngineConfig)> {
+        let ctx = self.ctx;
+        let s = ctx.scenario();
+        let f = s.federated_section();
+        let name = kind.name();
+        let mut strategy = build::<B>(kind, self.settings.clone(), device);
+        let mut cfg = engine_config(ctx.loaded);
+        cfg.stop_at_accuracy = stop_at;
+        let expect = self.settings.expect();
+        let mut in_process;
+        let transport: &mut dyn crate::fed::transport::Transport = match self.remote.as_mut() {
+            Some(r) => r,
+            None => {
+                let states = self
+                    .data
+                    .iter()
+                    .enumerate()
+                    .map(|(id, d)| ClientState {
+                        id,
+                        data: d.clone(),
+                        syn: None,
+                    })
+                    .collect();
+                let side = ClientSide {
+                    expect: expect.clone(),
+                    quantization: f.quantization,
+                    faults: f.faults.clone(),
+                    dropout: f.dropout,
+                    seed: s.seed,
+                };
+                let app = strategy.client();
+                in_process =
+                    InProcess::start::<B>(states, app, self.pool.clone(), side, device.clone())?;
+                &mut in_process
+            }
+        };
+        let fed = Federation {
+            clients: f.clients,
+            expect: &expect,
+            cfg: &cfg,
+            test: &ctx.split.test,
+        };
+        let (logs, mut total) = (&mut self.logs, 0u64);
+        let rounds = run_rounds::<B>(
+            strategy.as_mut(),
+            transport,
+            &fed,
+            &mut self.seq,
+            device,
+            |r| {
+                logs.round(name, r, &mut total)?;
+                for c in r
+                    .clients
+                    .iter()
+                    .filter(|c| c.outcome != ClientOutcome::Accepted)
+                {
+                    let (what, why) = (c.outcome.name(), c.outcome.reason());
+                    ctx.say(&format!(
+                        "{name} round {}: client {} {what} {why}",
+                        r.round, c.client
+                    ));
+                }
+                if !r.aggregated {
+                    ctx.say(&format!(
+                    "{name} round {}: {} accepted updates, fewer than min_clients = {}; the global model is unchanged",
+                    r.round, r.accepted, cfg.min_clients
+                ));
+                }
+                ctx.say(&format!(
+                    "{name} round {}: test accuracy {:.4}, {}/{} updates accepted, {:.3} MB so far",
+                    r.round,
+                    r.accuracy,
+                    r.accepted,
+                    r.clients.len(),
+                    total as f64 / 1e6
+                ));
+                Ok(())
+            },
+        )?;
+        Ok((rounds, cfg))
+    }
+}
+
+/// Accuracy against cumulative MB after each round.
+fn curve(rounds: &[Round]) -> Vec<(f64, f64)> {
+    let mut cum = 0u64;
+    rounds
+        .iter()
+        .map(|r| {
+            let (u, d) = r.bytes();
+            cum += u + d;
+            (cum as f64 / 1e6, r.accuracy)
+        })
+        .collect()
+}
+
 impl BackendJob for FederatedJob<'_> {
     type Output = Result<Summary>;
 
@@ -249,21 +364,8 @@ impl BackendJob for FederatedJob<'_> {
         let s = ctx.scenario();
         let f = s.federated_section();
         let parts = client_indices(ctx.loaded, ctx.split)?;
-        let data: Vec<Dataset> = parts.iter().map(|p| ctx.split.train.subset(p)).collect();
         write_partition(ctx, &parts)?;
-        let settings = Arc::new(settings(
-            ctx.loaded,
-            ctx.split,
-            ctx.opts.results_root.clone(),
-        )?);
-        let expect = settings.expect();
-        let mut logs = Logs {
-            comm: ctx.csv("comm.csv")?,
-            clients: ctx.csv("clients.csv")?,
-            metrics: ctx.csv("metrics.csv")?,
-        };
-        let pool = Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads)));
-        let mut remote = match &self.transport {
+        let remote = match &self.transport {
             Transport::InProcess => None,
             Transport::Grpc(addr) => Some(GrpcServer::start(
                 *addr,
@@ -272,8 +374,24 @@ impl BackendJob for FederatedJob<'_> {
                 f.max_message_bytes,
             )?),
         };
+        let mut run = Federated {
+            ctx,
+            settings: Arc::new(settings(
+                ctx.loaded,
+                ctx.split,
+                ctx.opts.results_root.clone(),
+            )?),
+            data: parts.iter().map(|p| ctx.split.train.subset(p)).collect(),
+            logs: Logs {
+                comm: ctx.csv("comm.csv")?,
+                clients: ctx.csv("clients.csv")?,
+                metrics: ctx.csv("metrics.csv")?,
+            },
+            pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
+            remote,
+            seq: 0,
+        };
         let mut oneshot_acc: Option<f64> = None;
-        let mut seq = 0u32;
         let mut results = BTreeMap::new();
         let mut series = Vec::new();
         let mut report = vec![format!(
@@ -286,102 +404,19 @@ impl BackendJob for FederatedJob<'_> {
                 continue;
             }
             let t0 = Instant::now();
-            let mut strategy = build::<B>(kind, settings.clone(), &device);
-            let mut cfg = engine_config(ctx.loaded);
-            if kind == StrategyKind::Fedavg && f.fedavg_until_oneshot {
-                cfg.stop_at_accuracy = oneshot_acc;
-            }
-            let mut in_process;
-            let transport: &mut dyn crate::fed::transport::Transport = match remote.as_mut() {
-                Some(r) => r,
-                None => {
-                    let states = data
-                        .iter()
-                        .enumerate()
-                        .map(|(id, d)| ClientState {
-                            id,
-                            data: d.clone(),
-                            syn: None,
-                        })
-                        .collect();
-                    let side = ClientSide {
-                        expect: expect.clone(),
-                        quantization: f.quantization,
-                        faults: f.faults.clone(),
-                        dropout: f.dropout,
-                        seed: s.seed,
-                    };
-                    in_process = InProcess::start::<B>(
-                        states,
-                        strategy.client(),
-                        pool.clone(),
-                        side,
-                        device.clone(),
-                    )?;
-                    &mut in_process
-                }
-            };
-            let fed = Federation {
-                clients: f.clients,
-                expect: &expect,
-                cfg: &cfg,
-                test: &ctx.split.test,
-            };
-            let mut total = 0u64;
-            let rounds = run_rounds::<B>(
-                strategy.as_mut(),
-                transport,
-                &fed,
-                &mut seq,
-                &device,
-                |r| {
-                    logs.round(name, r, &mut total)?;
-                    for c in r
-                        .clients
-                        .iter()
-                        .filter(|c| c.outcome != ClientOutcome::Accepted)
-                    {
-                        ctx.say(&format!(
-                            "{name} round {}: client {} {} {}",
-                            r.round,
-                            c.client,
-                            c.outcome.name(),
-                            c.outcome.reason()
-                        ));
-                    }
-                    if !r.aggregated {
-                        ctx.say(&format!(
-                        "{name} round {}: {} accepted updates, fewer than min_clients = {}; the global model is unchanged",
-                        r.round, r.accepted, cfg.min_clients
-                    ));
-                    }
-                    ctx.say(&format!(
-                    "{name} round {}: test accuracy {:.4}, {}/{} updates accepted, {:.3} MB so far",
-                    r.round, r.accuracy, r.accepted, r.clients.len(), total as f64 / 1e6
-                ));
-                    Ok(())
-                },
-            )?;
+            let stop_at = (kind == StrategyKind::Fedavg && f.fedavg_until_oneshot)
+                .then_some(oneshot_acc)
+                .flatten();
+            let (rounds, cfg) = run.strategy::<B>(kind, stop_at, &device)?;
             let rec = record(&rounds, cfg.stop_at_accuracy, t0.elapsed().as_secs_f64());
             if kind == StrategyKind::DistilledOneshot {
                 oneshot_acc = rec.final_accuracy;
             }
             report.push(report_line(name, &rec));
-            let mut cum = 0u64;
-            series.push((
-                name.to_string(),
-                rounds
-                    .iter()
-                    .map(|r| {
-                        let (u, d) = r.bytes();
-                        cum += u + d;
-                        (cum as f64 / 1e6, r.accuracy)
-                    })
-                    .collect::<Vec<_>>(),
-            ));
+            series.push((name.to_string(), curve(&rounds)));
             results.insert(name.to_string(), rec);
         }
-        drop(remote);
+        drop(run.remote.take());
         let svg = lines_svg(
             &format!("{}: global test accuracy against bytes exchanged", s.name),
             "cumulative MB (up + down)",
@@ -396,7 +431,7 @@ impl BackendJob for FederatedJob<'_> {
         let outcome = FederatedOutcome {
             clients: f.clients,
             partition: f.partition.clone(),
-            client_sizes: data.iter().map(Dataset::len).collect(),
+            client_sizes: run.data.iter().map(Dataset::len).collect(),
             quantization: f.quantization.name().into(),
             transport: match self.transport {
                 Transport::InProcess => "in_process".into(),

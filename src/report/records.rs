@@ -64,6 +64,30 @@ impl Summary {
             _ => None,
         }
     }
+
+    /// The train results, if this is a train run.
+    pub fn train(&self) -> Option<&TrainOutcome> {
+        match &self.outcome {
+            Outcome::Train(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The continual results, if this is a continual run.
+    pub fn continual(&self) -> Option<&ContinualOutcome> {
+        match &self.outcome {
+            Outcome::Continual(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The federated results, if this is a federated run.
+    pub fn federated(&self) -> Option<&FederatedOutcome> {
+        match &self.outcome {
+            Outcome::Federated(f) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 /// The data a run used.

@@ -10,7 +10,7 @@ pub mod edit;
 pub mod sections;
 pub mod validate;
 
-use crate::data::spec::DataSpec;
+pub use crate::data::spec::DataSpec;
 use crate::data::Split;
 use crate::device::DeviceKind;
 use crate::distill::eval::EvalSettings;

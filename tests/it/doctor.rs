@@ -2,7 +2,8 @@
 //! probe's two-way pairs agreeing on the CPU.
 
 use distillery::device::DeviceKind;
-use distillery::doctor::{compare, doctor, rel_err, DoctorConfig, Probe};
+use distillery::diagnostics::doctor::{compare, doctor, DoctorConfig, Probe};
+use distillery::distill::mtt::check::rel_err;
 
 #[test]
 fn rel_err_matches_hand_computation() {

@@ -6,32 +6,36 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use distillery::data::augment::{BatchAug, Combined, Dsa, Plain};
 use distillery::data::{self, Dataset};
+use distillery::distill::mtt::distiller::Start;
 use distillery::distill::mtt::experts::{Experts, Trajectory};
-use distillery::distill::mtt::{Mtt, MttConfig};
+use distillery::distill::mtt::{Mtt, MttConfig, MttSettings};
 use distillery::distill::selmatch::scores::{self, ScoreKind};
-use distillery::distill::selmatch::{distilled_mask, distilled_per_class, search_beta};
-use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, SyntheticSet};
+use distillery::distill::selmatch::window::{distilled_mask, distilled_per_class, search_beta};
+use distillery::distill::SyntheticSet;
 use distillery::train::TrainConfig;
 use rand::SeedableRng;
 
-mod common;
-use common::{spec, AD};
+use crate::common::{spec, AD};
 
 fn setup() -> (Dataset, Vec<Trajectory>) {
-    common::experts(150, 3, 1)
+    crate::common::experts(150, 3, 1)
 }
 
 fn cfg() -> MttConfig {
-    MttConfig {
-        iterations: 4,
-        syn_steps: 3,
-        expert_epochs: 1,
-        max_start_epoch: 2,
-        lr_img: 100.0,
-        lr_lr: 1e-4,
-        lr_init: 0.05,
-        ..MttConfig::reference(spec(), Some(Dsa::new("color_crop").unwrap()))
-    }
+    MttConfig::new(
+        MttSettings {
+            iterations: 4,
+            syn_steps: 3,
+            expert_epochs: 1,
+            max_start_epoch: 2,
+            lr_img: 100.0,
+            lr_lr: 1e-4,
+            lr_teacher: 0.05,
+            ..MttSettings::default()
+        },
+        spec(),
+        &Dsa::new("color_crop").unwrap(),
+    )
 }
 
 /// Runs MTT from the first `ipc` images of each class with update flags `trainable`.
@@ -46,24 +50,13 @@ fn run(
         .iter()
         .flat_map(|c| c[..ipc].to_vec())
         .collect();
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
-    let mut ctx = Ctx::<AD> {
-        device: Default::default(),
-        seed: 2,
-        dataset: "synthetic".into(),
-        normalization: None,
-        on_iteration: &mut none,
-        resume: None,
+    let start = Start {
+        images: Some(&start),
+        trainable: trainable.as_deref(),
     };
-    Mtt {
-        cfg: cfg(),
-        experts: Experts::Loaded(experts.to_vec()),
-        start: Some(start),
-        trainable,
-        ..Mtt::new(cfg(), Experts::Loaded(Vec::new()))
-    }
-    .distill(d, ipc, &mut ctx)
-    .unwrap()
+    Mtt::new(cfg(), Experts::Loaded(experts.to_vec()))
+        .run(d, ipc, &start, "mtt", &mut crate::common::quiet_ctx(2))
+        .unwrap()
 }
 
 #[test]
@@ -148,7 +141,7 @@ fn combined_augmentation_treats_selected_and_distilled_rows_apart() {
     let x = Tensor::<Flex, 4>::from_data(TensorData::new(v.clone(), [6, 1, 4, 4]), &dev);
     // Plain augmentation with no shift and no flip is the identity, DSA colour never is.
     let aug = Combined {
-        dsa: Dsa::new("color").unwrap(),
+        dsa: Some(Dsa::new("color").unwrap()),
         plain: Plain {
             pad: 0,
             flip: false,
@@ -282,9 +275,9 @@ batch_size = 16
 repeats = 1
 "#;
     let root = tempfile::tempdir().unwrap();
-    let opts = distillery::runner::RunOptions::quiet(root.path());
+    let opts = distillery::experiment::RunOptions::quiet(root.path());
     let l = distillery::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
-    let out = distillery::runner::run(&l, &opts).unwrap();
+    let out = distillery::experiment::run(&l, &opts).unwrap();
     let windows = std::fs::read_to_string(out.dir.join("windows.csv")).unwrap();
     assert_eq!(windows.lines().count(), 1 + 3, "{windows}");
     let set = SyntheticSet::load(&out.dir.join("selmatch.safetensors")).unwrap();
@@ -311,7 +304,7 @@ repeats = 1
     assert_eq!(std::fs::read_dir(&scores_dir).unwrap().count(), 1);
     // Every set's coverage is in the summary: fractions, the overall one between the halves.
     for m in ["selmatch", "random"] {
-        let c = &out.summary["coverage"][m];
+        let c = serde_json::to_value(&out.summary.distill().unwrap().coverage[m]).unwrap();
         let f = |k: &str| c[k].as_f64().unwrap_or(f64::NAN);
         assert!(f("radius") > 0.0, "{m}: {c}");
         for k in ["overall", "easy", "hard"] {
@@ -338,7 +331,7 @@ repeats = 1
         "{csv}"
     );
     for r in &rows[1..] {
-        let c = &out.summary["coverage"][r[0]];
+        let c = serde_json::to_value(&out.summary.distill().unwrap().coverage[r[0]]).unwrap();
         for (col, k) in [(2, "overall"), (3, "easy"), (4, "hard"), (5, "radius")] {
             let v: f64 = r[col].parse().unwrap();
             assert!(
@@ -353,19 +346,20 @@ repeats = 1
     let experts = root.path().join("experts");
     assert!(experts.is_dir());
     std::fs::remove_dir_all(&experts).unwrap();
-    let again = distillery::runner::resume(&out.dir, &opts).unwrap();
+    let again = distillery::experiment::resume(&out.dir, &opts).unwrap();
     assert!(!experts.exists(), "the resumed run trained experts");
     // On the CPU nothing is checked against the CPU.
-    assert_eq!(out.summary["device_check"], serde_json::json!({}));
-    assert_eq!(again.summary["coverage"], out.summary["coverage"]);
+    assert!(out.summary.distill().unwrap().device_check.is_empty());
+    assert_eq!(
+        again.summary.distill().unwrap().coverage,
+        out.summary.distill().unwrap().coverage
+    );
     let csv2 = std::fs::read_to_string(out.dir.join("coverage.csv")).unwrap();
     assert_eq!(csv2.lines().count(), csv.lines().count() + 2, "{csv2}");
-    let acc = out.summary["results"]["selmatch"]["convnet"]["mean"]
-        .as_f64()
-        .unwrap();
+    let acc = out.summary.distill().unwrap().results["selmatch"]["convnet"].mean;
     assert!(acc > 0.6, "selmatch: {acc} (chance is 1/3)");
 }
 
 fn out_train_images(l: &distillery::scenario::Loaded) -> Vec<f32> {
-    distillery::runner::load_data(l).unwrap().train.images
+    distillery::experiment::load_data(l).unwrap().train.images
 }

@@ -1,14 +1,11 @@
 //! End-to-end continual runs on the embedded digits: replay beats fine-tuning, the files agree
 //! with each other, task-incremental heads help, budgets hold, bad sections are refused.
 
-use distillery::runner::{self, RunOptions};
+use crate::common::run_text;
+use distillery::experiment::{self as runner, RunOptions};
+use distillery::report::records::StrategyOutcome;
 use distillery::scenario;
 use std::path::Path;
-
-fn run_text(text: &str, root: &Path) -> runner::RunOutput {
-    let l = scenario::parse(text, Path::new("test.toml")).unwrap();
-    runner::run(&l, &RunOptions::quiet(root)).unwrap()
-}
 
 fn scenario_text(extra: &str) -> String {
     format!(
@@ -36,10 +33,12 @@ tasks = 5
     )
 }
 
-fn acc(out: &runner::RunOutput, strategy: &str) -> f64 {
-    out.summary["strategies"][strategy]["average_accuracy"]
-        .as_f64()
-        .unwrap()
+fn strategy<'a>(out: &'a runner::RunOutput, name: &str) -> &'a StrategyOutcome {
+    &out.summary.continual().unwrap().strategies[name]
+}
+
+fn acc(out: &runner::RunOutput, name: &str) -> f64 {
+    strategy(out, name).metrics.average_accuracy.unwrap()
 }
 
 #[test]
@@ -63,9 +62,7 @@ memory_per_class = 10"#,
     assert!(rnd > ft + 0.3, "random replay {rnd} vs finetune {ft}");
     assert!(dm > ft + 0.3, "dm replay {dm} vs finetune {ft}");
     assert!(joint > 0.85, "joint {joint}");
-    let f = out.summary["strategies"]["finetune"]["forgetting"]
-        .as_f64()
-        .unwrap();
+    let f = strategy(&out, "finetune").metrics.forgetting.unwrap();
     assert!(f > 0.5, "finetune forgetting {f}");
 
     // The matrix file, the summary and metrics.csv say the same thing.
@@ -83,9 +80,7 @@ memory_per_class = 10"#,
         .map(|j| (j..4).map(|l| rows[l][j]).fold(f64::MIN, f64::max) - rows[4][j])
         .sum::<f64>()
         / 4.0;
-    let fr = out.summary["strategies"]["random"]["forgetting"]
-        .as_f64()
-        .unwrap();
+    let fr = strategy(&out, "random").metrics.forgetting.unwrap();
     assert!((by_hand - fr).abs() < 1e-5, "{by_hand} vs {fr}");
     let metrics = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
     assert_eq!(metrics.lines().count(), 1 + 4 * 5 * 5);
@@ -98,7 +93,7 @@ memory_per_class = 10"#,
         assert!(out.dir.join(f).exists(), "{f} missing");
     }
     // Memory: 10 per class seen, 100 at the end.
-    assert_eq!(out.summary["strategies"]["dm"]["memory_images"], 100);
+    assert_eq!(strategy(&out, "dm").memory_images, 100);
 }
 
 #[test]

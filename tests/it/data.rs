@@ -240,7 +240,7 @@ fn cifar_zca_whitens_both_sets_with_the_training_statistics() {
     let path = dir.path().join("s.toml");
     let load = |extra: &str| {
         let l = distillery::scenario::parse(&scenario(extra), &path).unwrap();
-        distillery::runner::load_data(&l).unwrap()
+        distillery::experiment::load_data(&l).unwrap()
     };
     let plain = load("");
     assert_eq!(plain.zca, None);

@@ -1,6 +1,7 @@
 //! Distillation: the DM loss and its gradient, the selection rules, synthetic-set files,
 //! checkpoint/resume and the `distill` scenario end to end, all on tiny data.
 
+use crate::common::{ctx, iterations};
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use distillery::data::augment::{Draw, Dsa, STRATEGY_DIGITS};
@@ -8,10 +9,12 @@ use distillery::data::{self, Dataset};
 use distillery::distill::dm::{dm_loss, draw_iteration, real_means};
 use distillery::distill::init::{herding, k_center};
 use distillery::distill::{
-    Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow, InitKind, Provenance, SyntheticSet,
+    Checkpoint, Distiller, Dm, DmConfig, DmSettings, InitKind, Provenance, SyntheticSet,
 };
+use distillery::experiment::RunOptions;
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::batch_images;
+use distillery::train::events::Flow;
 use std::path::Path;
 
 type B = Flex;
@@ -36,27 +39,15 @@ fn tiny_spec(norm: Norm) -> ModelSpec {
 }
 
 fn tiny_cfg(norm: Norm, dsa: Option<Dsa>, iterations: usize) -> DmConfig {
-    DmConfig {
+    let settings = DmSettings {
         iterations,
         batch_real: 16,
         init: InitKind::Noise,
-        ..DmConfig::reference(tiny_spec(norm), dsa)
-    }
-}
-
-fn ctx<'a>(
-    seed: u64,
-    on: &'a mut distillery::distill::OnIteration<'a>,
-    resume: Option<Checkpoint>,
-) -> Ctx<'a, AD> {
-    Ctx {
-        device: Default::default(),
-        seed,
-        dataset: "synthetic".into(),
-        normalization: None,
-        on_iteration: on,
-        resume,
-    }
+        dsa: dsa.is_some(),
+        ..DmSettings::default()
+    };
+    let dsa = dsa.unwrap_or_else(|| Dsa::new(STRATEGY_DIGITS).unwrap());
+    DmConfig::new(settings, tiny_spec(norm), &dsa)
 }
 
 /// The mean DM loss of `images` (grouped by class, `ipc` each) over the networks and real
@@ -95,22 +86,22 @@ fn dm_loss_decreases_on_tiny_data() {
     let data = tiny_data();
     let cfg = tiny_cfg(Norm::Instance, Some(Dsa::new(STRATEGY_DIGITS).unwrap()), 40);
     let mut losses = Vec::new();
-    let mut on = |_: usize, l: f64, _: &dyn Fn() -> Checkpoint| {
+    let mut on = iterations(|_, l, _| {
         losses.push(l);
         Ok(Flow::Continue)
-    };
+    });
     let mut c = ctx(3, &mut on, None);
     let set = Dm { cfg: cfg.clone() }.distill(&data, 2, &mut c).unwrap();
+    drop(c);
     // The set DM started from (its noise init for seed 3).
-    let mut noop = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let start = distillery::distill::initial_checkpoint(
         &data,
         2,
-        cfg.init,
+        cfg.settings.init,
         &cfg.spec,
         None,
         "dm",
-        &ctx(3, &mut noop, None),
+        &crate::common::quiet_ctx(3),
     )
     .unwrap()
     .set;
@@ -346,20 +337,19 @@ fn corrupt_or_foreign_set_files_are_clear_errors() {
 fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
     let data = tiny_data();
     let cfg = tiny_cfg(Norm::Instance, Some(Dsa::new(STRATEGY_DIGITS).unwrap()), 12);
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
     let full = Dm { cfg: cfg.clone() }
-        .distill(&data, 2, &mut ctx(4, &mut none, None))
+        .distill(&data, 2, &mut crate::common::quiet_ctx(4))
         .unwrap();
     // Interrupted after iteration 5 (the callback fails), with a checkpoint taken there.
     let dir = tempfile::tempdir().unwrap();
     let ck_path = dir.path().join("ck.safetensors");
-    let mut stop = |it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+    let mut stop = iterations(|it, _, snap: &dyn Fn() -> Checkpoint| {
         if it == 5 {
             snap().save(&ck_path)?;
             return Err(distillery::Error::Other("interrupted".into()));
         }
         Ok(Flow::Continue)
-    };
+    });
     let e = Dm { cfg: cfg.clone() }
         .distill(&data, 2, &mut ctx(4, &mut stop, None))
         .unwrap_err();
@@ -367,10 +357,10 @@ fn resuming_from_a_checkpoint_reproduces_the_uninterrupted_run() {
     let ck = Checkpoint::load(&ck_path).unwrap();
     assert_eq!(ck.set.provenance.iterations, 5);
     let mut seen = Vec::new();
-    let mut count = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| {
+    let mut count = iterations(|it, _, _| {
         seen.push(it);
         Ok(Flow::Continue)
-    };
+    });
     let resumed = Dm { cfg }
         .distill(&data, 2, &mut ctx(4, &mut count, Some(ck)))
         .unwrap();
@@ -414,8 +404,7 @@ models = ["convnet", "mlp"]
 fn distill_scenario_writes_sets_metrics_and_summary_and_beats_chance() {
     let root = tempfile::tempdir().unwrap();
     let l = distillery::scenario::parse(&scenario_text(20, 5), Path::new("t.toml")).unwrap();
-    let out =
-        distillery::runner::run(&l, &distillery::runner::RunOptions::quiet(root.path())).unwrap();
+    let out = distillery::experiment::run(&l, &RunOptions::quiet(root.path())).unwrap();
     for f in [
         "scenario.toml",
         "run.json",
@@ -436,10 +425,10 @@ fn distill_scenario_writes_sets_metrics_and_summary_and_beats_chance() {
     );
     // 3 methods x 2 models x 2 nets.
     assert_eq!(csv.lines().filter(|l| l.starts_with("eval,")).count(), 12);
-    let r = &out.summary["results"];
+    let r = &out.summary.distill().unwrap().results;
     for m in ["dm", "random", "herding"] {
         for arch in ["convnet", "mlp"] {
-            let acc = r[m][arch]["mean"].as_f64().unwrap();
+            let acc = r[m][arch].mean;
             assert!(acc > 0.6, "{m} on {arch}: {acc} (chance is 1/3)");
         }
     }
@@ -541,7 +530,10 @@ fn distill_shortcut_builds_a_valid_scenario() {
     assert!(st.success());
     let l = distillery::scenario::load(&out_file).unwrap();
     let d = l.scenario.distill_section();
-    assert_eq!((d.ipc, d.iterations(), d.batch_real), (10, 20000, 256));
+    let distillery::distill::MethodConfig::Dm(dm) = &d.method else {
+        panic!("the shortcut's method is {:?}", d.method.name())
+    };
+    assert_eq!((d.run.ipc, dm.iterations, dm.batch_real), (10, 20000, 256));
     assert!(matches!(
         l.scenario.data,
         distillery::scenario::DataSpec::Idx { .. }
@@ -583,6 +575,14 @@ fn distill_sections_are_validated_with_field_names() {
     let text = scenario_text(10, 5).replace("batch_real = 16", "batch_real = 16\nlr_imgs = 3");
     let e = parse_err(&text);
     assert!(e.contains("lr_imgs"), "{e}");
+    // A key of another method names that method and the keys this one takes.
+    let text = scenario_text(10, 5).replace("batch_real = 16", "batch_real = 16\nalpha = 0.5");
+    let e = parse_err(&text);
+    assert!(
+        e.contains("`alpha` is a setting of selmatch, not of method = \"dm\"")
+            && e.contains("batch_real, dsa, init, iterations"),
+        "{e}"
+    );
     // Coverage during distillation needs coverage switched on.
     let text = scenario_text(10, 5)
         .replace("batch_real = 16", "batch_real = 16\ncoverage_every = 5")

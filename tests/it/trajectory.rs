@@ -1,12 +1,21 @@
 //! Expert trajectories (groundwork for trajectory matching): training, files, resumption, errors.
 
-use burn::backend::{Autodiff, Flex};
+use crate::common::train_counting;
 use distillery::data;
-use distillery::distill::mtt::experts::{expert_path, train_experts, Manifest, Trajectory};
+use distillery::distill::mtt::experts::{expert_path, ExpertPlan, Manifest, Trajectory};
 use distillery::model::{ConvNetSpec, ModelSpec, Norm, Pooling};
 use distillery::train::{LrSchedule, TrainConfig};
+use std::path::Path;
 
-type AD = Autodiff<Flex>;
+/// The plan of `count` experts by manifest `m` in `dir`.
+fn plan(m: &Manifest, count: usize, dir: &Path) -> ExpertPlan {
+    ExpertPlan {
+        dir: dir.to_path_buf(),
+        manifest: m.clone(),
+        count,
+        dsa: None,
+    }
+}
 
 fn manifest(seed: u64) -> Manifest {
     Manifest {
@@ -19,6 +28,7 @@ fn manifest(seed: u64) -> Manifest {
             pooling: Pooling::Avg,
         }),
         dataset: "synthetic".into(),
+        fingerprint: String::new(),
         train_images: 90,
         train: TrainConfig {
             epochs: 3,
@@ -38,22 +48,7 @@ fn experts_are_saved_per_epoch_reloaded_and_resumed() {
     let d = data::synthetic::generate(90, [1, 8, 8], 3, 0.3, 1);
     let dir = tempfile::tempdir().unwrap();
     let m = manifest(5);
-    let dev = Default::default();
-    let mut made = Vec::new();
-    train_experts::<AD>(
-        &d,
-        &m,
-        None,
-        2,
-        dir.path(),
-        &dev,
-        || {},
-        |i| {
-            made.push(i);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let made = train_counting(&d, &plan(&m, 2, dir.path())).unwrap();
     assert_eq!(made, vec![0, 1]);
     let t0 = Trajectory::load(&m.spec, 3, &expert_path(dir.path(), 0)).unwrap();
     let t1 = Trajectory::load(&m.spec, 3, &expert_path(dir.path(), 1)).unwrap();
@@ -73,39 +68,16 @@ fn experts_are_saved_per_epoch_reloaded_and_resumed() {
     t0.save(&m.spec, &p).unwrap();
     assert_eq!(Trajectory::load(&m.spec, 3, &p).unwrap(), t0);
     // Asking for 3 experts trains only the missing one.
-    made.clear();
-    train_experts::<AD>(
-        &d,
-        &m,
-        None,
-        3,
-        dir.path(),
-        &dev,
-        || {},
-        |i| {
-            made.push(i);
-            Ok(())
-        },
-    )
-    .unwrap();
+    let made = train_counting(&d, &plan(&m, 3, dir.path())).unwrap();
     assert_eq!(made, vec![2]);
     assert_eq!(
         Trajectory::load(&m.spec, 3, &expert_path(dir.path(), 0)).unwrap(),
         t0
     );
     // Other settings in the same folder are refused.
-    let e = train_experts::<AD>(
-        &d,
-        &manifest(6),
-        None,
-        1,
-        dir.path(),
-        &dev,
-        || {},
-        |_| Ok(()),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = train_counting(&d, &plan(&manifest(6), 1, dir.path()))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("manifest.json") && e.contains("other settings"),
         "{e}"
@@ -124,17 +96,7 @@ fn corrupt_or_mismatched_expert_files_are_clear_errors() {
     let d = data::synthetic::generate(30, [1, 8, 8], 3, 0.3, 1);
     let mut short = manifest(1);
     short.train.epochs = 1;
-    train_experts::<AD>(
-        &d,
-        &short,
-        None,
-        1,
-        dir.path(),
-        &Default::default(),
-        || {},
-        |_| Ok(()),
-    )
-    .unwrap();
+    train_counting(&d, &plan(&short, 1, dir.path())).unwrap();
     let e = Trajectory::load(&m.spec, 3, &p).unwrap_err().to_string();
     assert!(e.contains("missing tensor `epoch2."), "{e}");
 }

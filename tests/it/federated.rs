@@ -4,10 +4,11 @@
 
 use burn::backend::{Autodiff, Flex};
 use distillery::data::Dataset;
-use distillery::fed::wire::{
-    decode_set, decode_tensor, encode_set, encode_tensor, wire_len, Quantization,
+use distillery::experiment::{self as runner, RunOptions};
+use distillery::fed::protocol::{
+    decode_set, decode_tensor, encode_set, encode_task, encode_tensor, wire_len, Quantization,
 };
-use distillery::runner::{self, RunOptions};
+use distillery::report::records::Summary;
 use distillery::scenario;
 use prost::Message;
 use std::path::Path;
@@ -109,11 +110,12 @@ batch_size = 32
 lr = 0.02
 [eval]
 epochs = 40
+[distill]
+method = "random"
+ipc = 3
 [federated]
 clients = 5
 partition = {{ kind = "iid" }}
-ipc = 3
-distiller = "random"
 {extra}
 "#
     )
@@ -126,7 +128,7 @@ fn run(text: &str, root: &Path) -> runner::RunOutput {
 
 fn s_params(l: &scenario::Loaded) -> usize {
     let split = runner::load_data(l).unwrap();
-    runner::federated::settings(&l.scenario, &split)
+    runner::federated::settings(l, &split, "results".into())
         .unwrap()
         .spec
         .num_params()
@@ -163,7 +165,7 @@ quantization = "u8""#,
     )
     .unwrap();
     let split = runner::load_data(&l).unwrap();
-    let s = std::sync::Arc::new(runner::federated::settings(&l.scenario, &split).unwrap());
+    let s = std::sync::Arc::new(runner::federated::settings(&l, &split, "results".into()).unwrap());
     let device = Default::default();
     let mut fedavg = distillery::fed::strategy::build::<Autodiff<Flex>>(
         distillery::fed::strategy::StrategyKind::Fedavg,
@@ -172,7 +174,7 @@ quantization = "u8""#,
     );
     let mut task = fedavg.configure_round(0);
     task.seq = 1;
-    let want = task.encode_to_vec().len();
+    let want = encode_task(&task, Quantization::U8).len();
     let got: Vec<usize> = comm
         .iter()
         .filter(|r| r[0] == "fedavg" && r[1] == "0" && r[3] == "down")
@@ -200,7 +202,8 @@ quantization = "u8""#,
             .filter(|r| r[0] == k)
             .map(|r| r[4].parse::<u64>().unwrap())
             .sum();
-        assert_eq!(out.summary["strategies"][k]["bytes_total"], sum, "{k}");
+        let f = out.summary.federated().unwrap();
+        assert_eq!(f.strategies[k].bytes_total, sum, "{k}");
     }
     assert!(out.dir.join("accuracy_vs_bytes.svg").exists());
     assert!(out.dir.join("partition.svg").exists());
@@ -236,10 +239,10 @@ faults = { crash = [1], nan = [2], slow = [3], slow_seconds = 6.0 }"#,
     assert_eq!(what, "rejected");
     assert!(why.contains("not finite"), "{why}");
     assert_eq!(of("0", "3").0, "late");
-    let f = &out.summary["strategies"]["fedavg"];
-    assert_eq!(f["rounds"], 2);
-    assert_eq!(f["accepted_updates"], 4);
-    let acc = f["final_accuracy"].as_f64().unwrap();
+    let f = &out.summary.federated().unwrap().strategies["fedavg"];
+    assert_eq!(f.rounds, 2);
+    assert_eq!(f.accepted_updates, 4);
+    let acc = f.final_accuracy.unwrap();
     assert!(
         acc > 0.3,
         "accuracy {acc} from the two good clients (chance 0.1)"
@@ -330,24 +333,20 @@ token = "s3cret""#,
         .map(|e| e.unwrap().path())
         .find(|p| p.join("summary.json").exists())
         .expect("a finished run");
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
-            .unwrap();
-    assert_eq!(summary["transport"], "grpc");
+    let summary = Summary::load(&run_dir).unwrap();
+    let remote = summary.federated().unwrap();
+    assert_eq!(remote.transport, "grpc");
     for k in ["distilled_oneshot", "fedavg"] {
-        let acc = summary["strategies"][k]["final_accuracy"].as_f64().unwrap();
+        let acc = remote.strategies[k].final_accuracy.unwrap();
         assert!(acc > 0.2, "{k}: {acc}");
-        assert_eq!(
-            summary["strategies"][k]["not_accepted"],
-            serde_json::json!([])
-        );
+        assert!(remote.strategies[k].not_accepted.is_empty());
     }
     // The same scenario in one process gives the same accuracies: same strategy code.
     let local = run(&text.replace("loopback", "loopback-local"), dir.path());
     for k in ["distilled_oneshot", "fedavg"] {
         assert_eq!(
-            summary["strategies"][k]["final_accuracy"],
-            local.summary["strategies"][k]["final_accuracy"],
+            remote.strategies[k].final_accuracy,
+            local.summary.federated().unwrap().strategies[k].final_accuracy,
             "{k}"
         );
     }

@@ -5,38 +5,36 @@ use burn::backend::Flex;
 use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::data::Dataset;
 use distillery::distill::mtt::experts::{Experts, Trajectory};
-use distillery::distill::mtt::{draw_iteration, step, Mtt, MttConfig};
-use distillery::distill::{Checkpoint, Ctx, Distiller, Flow, OnIteration, SyntheticSet};
+use distillery::distill::mtt::{draw_iteration, step, Mtt, MttConfig, MttSettings};
+use distillery::distill::{Checkpoint, Ctx, DistillObserver, Distiller, SyntheticSet};
+use distillery::report::records::Outcome;
+use distillery::train::events::Flow;
 
-mod common;
-use common::{spec, AD};
+use crate::common::{iterations, spec, AD};
 
 fn setup() -> (Dataset, Vec<Trajectory>) {
-    common::experts(150, 6, 2)
+    crate::common::experts(150, 6, 2)
 }
 
 fn cfg(iterations: usize) -> MttConfig {
-    MttConfig {
-        iterations,
-        syn_steps: 4,
-        expert_epochs: 2,
-        max_start_epoch: 3,
-        lr_img: 100.0,
-        lr_lr: 1e-4,
-        lr_init: 0.05,
-        ..MttConfig::reference(spec(), Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
-    }
+    MttConfig::new(
+        MttSettings {
+            iterations,
+            syn_steps: 4,
+            expert_epochs: 2,
+            max_start_epoch: 3,
+            lr_img: 100.0,
+            lr_lr: 1e-4,
+            lr_teacher: 0.05,
+            ..MttSettings::default()
+        },
+        spec(),
+        &Dsa::new(STRATEGY_DIGITS).unwrap(),
+    )
 }
 
-fn ctx<'a>(on: &'a mut OnIteration<'a>, resume: Option<Checkpoint>) -> Ctx<'a, AD> {
-    Ctx {
-        device: Default::default(),
-        seed: 8,
-        dataset: "synthetic".into(),
-        normalization: None,
-        on_iteration: on,
-        resume,
-    }
+fn ctx<'a>(on: &'a mut DistillObserver<'a>, resume: Option<Checkpoint>) -> Ctx<'a, AD> {
+    crate::common::ctx(8, on, resume)
 }
 
 /// Mean matching loss of `set` over iterations 500..506's draws (never used while distilling).
@@ -54,7 +52,7 @@ fn held_out(c: &MttConfig, experts: &[Trajectory], set: &SyntheticSet) -> f64 {
         total += step::<AD>(
             c,
             &e[d.start],
-            &e[d.start + c.expert_epochs],
+            &e[d.start + c.settings.expert_epochs],
             &d,
             x,
             &set.labels,
@@ -70,14 +68,14 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
     let (d, experts) = setup();
     let c = cfg(25);
     let mut first = None;
-    let mut on = |_: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+    let mut on = iterations(|_: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
         if first.is_none() {
             let mut s = snap().set;
             s.images = Vec::new();
             first = Some(s);
         }
         Ok(Flow::Continue)
-    };
+    });
     let set = Mtt::new(c.clone(), Experts::Loaded(experts.clone()))
         .distill(&d, 2, &mut ctx(&mut on, None))
         .unwrap();
@@ -86,8 +84,7 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
     let init = distillery::distill::Selection {
         kind: distillery::distill::InitKind::Real,
         spec: spec(),
-        embed_epochs: 0,
-        pool: None,
+        settings: Default::default(),
     }
     .indices::<AD>(&d, 2, 8, &Default::default())
     .unwrap();
@@ -105,26 +102,26 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
 #[test]
 fn resumed_mtt_equals_the_uninterrupted_run() {
     let (d, experts) = setup();
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
+    let mut none = iterations(|_, _, _| Ok(Flow::Continue));
     let full = Mtt::new(cfg(6), Experts::Loaded(experts.clone()))
         .distill(&d, 2, &mut ctx(&mut none, None))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("ck.safetensors");
-    let mut stop = |it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+    let mut stop = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
         if it == 3 {
             snap().save(&p)?;
             return Err(distillery::Error::Other("stop".into()));
         }
         Ok(Flow::Continue)
-    };
+    });
     let mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
     assert!(mtt
         .clone()
         .distill(&d, 2, &mut ctx(&mut stop, None))
         .is_err());
     let ck = Checkpoint::load(&p).unwrap();
-    let mut none2 = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
+    let mut none2 = iterations(|_, _, _| Ok(Flow::Continue));
     let resumed = mtt
         .clone()
         .distill(&d, 2, &mut ctx(&mut none2, Some(ck)))
@@ -139,22 +136,22 @@ fn a_stop_returns_the_set_of_that_iteration() {
     let mut mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
     // The snapshot at iteration 3, taken by a callback that lets the run go on.
     let mut at3 = None;
-    let mut watch = |it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+    let mut watch = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
         if it == 3 {
             at3 = Some(snap().set);
         }
         Ok(Flow::Continue)
-    };
+    });
     let full = mtt
         .clone()
         .distill(&d, 2, &mut ctx(&mut watch, None))
         .unwrap();
     let at3 = at3.unwrap();
     let mut seen = Vec::new();
-    let mut stop = |it: usize, _: f64, _: &dyn Fn() -> Checkpoint| {
+    let mut stop = iterations(|it: usize, _: f64, _: &dyn Fn() -> Checkpoint| {
         seen.push(it);
         Ok(if it == 3 { Flow::Stop } else { Flow::Continue })
-    };
+    });
     let stopped = mtt.distill(&d, 2, &mut ctx(&mut stop, None)).unwrap();
     assert_eq!(seen, vec![1, 2, 3]);
     assert_eq!(stopped.provenance.iterations, 3);
@@ -168,8 +165,8 @@ fn a_stop_returns_the_set_of_that_iteration() {
 fn experts_too_short_for_the_settings_are_an_error() {
     let (d, experts) = setup();
     let mut c = cfg(3);
-    c.max_start_epoch = 6;
-    let mut none = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
+    c.settings.max_start_epoch = 6;
+    let mut none = iterations(|_, _, _| Ok(Flow::Continue));
     let e = Mtt::new(c, Experts::Loaded(experts))
         .distill(&d, 2, &mut ctx(&mut none, None))
         .unwrap_err()
@@ -227,10 +224,10 @@ repeats = 2
 }
 
 /// Runs scenario `text` quietly with its results under `root`.
-fn run_scenario(text: &str, root: &std::path::Path) -> distillery::runner::RunOutput {
+fn run_scenario(text: &str, root: &std::path::Path) -> distillery::experiment::RunOutput {
     let l = distillery::scenario::parse(text, std::path::Path::new("t.toml")).unwrap();
-    let opts = distillery::runner::RunOptions::quiet(root);
-    distillery::runner::run(&l, &opts).unwrap()
+    let opts = distillery::experiment::RunOptions::quiet(root);
+    distillery::experiment::run(&l, &opts).unwrap()
 }
 
 #[test]
@@ -242,7 +239,10 @@ fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
     let csv = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().filter(|l| l.starts_with("experts,")).count(), 2);
     assert_eq!(csv.lines().filter(|l| l.starts_with("eval,")).count(), 0);
-    let dir = std::path::PathBuf::from(out.summary["experts"]["dir"].as_str().unwrap());
+    let Outcome::Experts(e) = &out.summary.outcome else {
+        panic!("an experts run")
+    };
+    let dir = e.experts.dir.clone();
     assert!(dir.starts_with(root.path().join("experts")));
     assert!(dir.join("manifest.json").is_file() && dir.join("expert_0001.safetensors").is_file());
     // The distill run reuses them (no expert rows) and evaluates MTT with its learned syn_lr.
@@ -257,30 +257,41 @@ fn mtt_scenario_trains_experts_once_and_evaluates_with_the_learned_step_size() {
     let lr = set.syn_lr.expect("a learned step size");
     assert!(lr.is_finite() && lr > 0.0 && lr != 0.05, "{lr}");
     for m in ["mtt", "random"] {
-        let acc = out.summary["results"][m]["convnet"]["mean"]
-            .as_f64()
-            .unwrap();
+        let acc = out.summary.distill().unwrap().results[m]["convnet"].mean;
         assert!(acc > 0.6, "{m}: {acc} (chance is 1/3)");
     }
-    // Another seed with `[experts] seed = 4` distils anew on the same experts.
-    let other = mtt_scenario("distill")
-        .replace("seed = 4", "seed = 5")
-        .replace("[experts]\n", "[experts]\nseed = 4\n");
-    let again = run_scenario(&other, root.path());
-    let csv = std::fs::read_to_string(again.dir.join("metrics.csv")).unwrap();
-    assert_eq!(csv.lines().filter(|l| l.starts_with("experts,")).count(), 0);
-    assert_eq!(
-        again.summary["experts"]["dir"],
-        out.summary["experts"]["dir"]
-    );
+    // Another seed with `[experts] seed = 4` distils anew on the same experts. (Synthetic data
+    // is drawn from the run's seed, so this part runs on the embedded digits, which are not.)
+    let digits = |seed: u64| {
+        mtt_scenario("distill")
+            .replace("seed = 4", &format!("seed = {seed}"))
+            .replace("[experts]\n", "[experts]\nseed = 4\n")
+            .replace(
+                "source = \"synthetic\"\ntrain = 150\ntest = 90\nsize = 8\nclasses = 3",
+                "source = \"digits\"",
+            )
+    };
+    let first = run_scenario(&digits(4), root.path());
+    let again = run_scenario(&digits(5), root.path());
+    let rows = |o: &distillery::experiment::RunOutput| {
+        let csv = std::fs::read_to_string(o.dir.join("metrics.csv")).unwrap();
+        csv.lines().filter(|l| l.starts_with("experts,")).count()
+    };
+    assert_eq!((rows(&first), rows(&again)), (2, 0));
+    let experts_of = |o: &distillery::experiment::RunOutput| {
+        o.summary.distill().unwrap().experts.clone().unwrap().dir
+    };
+    assert_eq!(experts_of(&again), experts_of(&first));
     assert_eq!(
         std::fs::read_dir(root.path().join("experts"))
             .unwrap()
             .count(),
-        1
+        2,
+        "the synthetic data's experts and the digits' experts"
     );
-    let other_set = SyntheticSet::load(&again.dir.join("mtt.safetensors")).unwrap();
-    assert_ne!(other_set.images, set.images);
+    let a = SyntheticSet::load(&first.dir.join("mtt.safetensors")).unwrap();
+    let b = SyntheticSet::load(&again.dir.join("mtt.safetensors")).unwrap();
+    assert_ne!(a.images, b.images);
 }
 
 #[test]
@@ -291,10 +302,10 @@ fn a_time_budget_stops_distillation_and_is_reported() {
         &mtt_scenario_with("distill", "max_seconds = 1e-6"),
         root.path(),
     );
-    let m = &out.summary["distilled"]["mtt"];
-    assert_eq!(m["iterations"], 1, "{m}");
-    assert_eq!(m["stopped_by_budget"], true);
-    assert!(m["seconds"].as_f64().unwrap() > 0.0);
+    let m = &out.summary.distill().unwrap().distilled["mtt"];
+    assert_eq!(m.iterations, 1, "{m:?}");
+    assert!(m.stopped_by_budget);
+    assert!(m.seconds > 0.0);
     let set = SyntheticSet::load(&out.dir.join("mtt.safetensors")).unwrap();
     assert_eq!(set.provenance.iterations, 1);
     let csv = std::fs::read_to_string(out.dir.join("metrics.csv")).unwrap();

@@ -8,28 +8,32 @@ use distillery::data::augment::{Dsa, STRATEGY_DIGITS};
 use distillery::data::Dataset;
 use distillery::distill::mtt::check::{check_step, decide, form_name, Outcome};
 use distillery::distill::mtt::experts::{Experts, Trajectory};
-use distillery::distill::mtt::{draw_iteration, Mtt, MttConfig};
-use distillery::distill::{Checkpoint, Ctx, Distiller, Flow};
+use distillery::distill::mtt::{draw_iteration, Mtt, MttConfig, MttSettings};
+use distillery::distill::{Distiller, Event};
 use distillery::model::backward::ConvGrads;
+use distillery::train::events::Flow;
 
-mod common;
-use common::{spec, AD};
+use crate::common::{spec, AD};
 
 fn cfg() -> MttConfig {
-    MttConfig {
-        iterations: 3,
-        syn_steps: 4,
-        expert_epochs: 1,
-        max_start_epoch: 2,
-        lr_img: 100.0,
-        lr_lr: 1e-4,
-        lr_init: 0.05,
-        ..MttConfig::reference(spec(), Some(Dsa::new(STRATEGY_DIGITS).unwrap()))
-    }
+    MttConfig::new(
+        MttSettings {
+            iterations: 3,
+            syn_steps: 4,
+            expert_epochs: 1,
+            max_start_epoch: 2,
+            lr_img: 100.0,
+            lr_lr: 1e-4,
+            lr_teacher: 0.05,
+            ..MttSettings::default()
+        },
+        spec(),
+        &Dsa::new(STRATEGY_DIGITS).unwrap(),
+    )
 }
 
 fn setup() -> (Dataset, Vec<Trajectory>) {
-    common::experts(90, 3, 1)
+    crate::common::experts(90, 3, 1)
 }
 
 fn reference() -> Outcome {
@@ -82,8 +86,8 @@ fn a_wrong_configured_form_is_replaced_by_one_that_agrees() {
     )
     .unwrap();
     assert_eq!(calls, ["hand-written (conv)", "hand-written (matmul)"]);
-    assert!(chosen.hand_written);
-    assert_eq!(chosen.conv_grads, ConvGrads::Matmul);
+    assert!(chosen.settings.hand_written_backward);
+    assert_eq!(chosen.settings.conv_grads, ConvGrads::Matmul);
     assert_eq!(check.chosen, "hand-written (matmul)");
     // ||(0.15, 0, 0, 0)|| / ||(0.3, -0.2, 0.1, 0.05)|| (plus the 1e-4 rounding), by hand.
     let norm = (0.3f64 * 0.3 + 0.04 + 0.01 + 0.0025).sqrt();
@@ -95,17 +99,15 @@ fn a_wrong_configured_form_is_replaced_by_one_that_agrees() {
         "{msg}"
     );
     // Everything else about the run is kept.
-    assert_eq!(chosen.syn_steps, cfg().syn_steps);
-    assert_eq!(chosen.lr_img, cfg().lr_img);
+    assert_eq!(chosen.settings.syn_steps, cfg().settings.syn_steps);
+    assert_eq!(chosen.settings.lr_img, cfg().settings.lr_img);
 }
 
 #[test]
 fn the_other_forms_are_tried_in_order_from_a_matmul_configuration() {
     let mut calls = Vec::new();
-    let matmul = MttConfig {
-        conv_grads: ConvGrads::Matmul,
-        ..cfg()
-    };
+    let mut matmul = cfg();
+    matmul.settings.conv_grads = ConvGrads::Matmul;
     let (check, chosen) = decide(
         &matmul,
         &reference(),
@@ -124,7 +126,7 @@ fn the_other_forms_are_tried_in_order_from_a_matmul_configuration() {
             "nested autodiff"
         ]
     );
-    assert!(!chosen.hand_written);
+    assert!(!chosen.settings.hand_written_backward);
     assert_eq!(check.tried.len(), 3);
 }
 
@@ -160,8 +162,10 @@ fn no_agreeing_form_is_an_error_naming_the_errors() {
     assert!(decide(&cfg(), &reference(), "cuda", nan).is_err());
 }
 
+/// Plumbing only: the CPU is both the device and the reference here, so this checks that the
+/// check runs and agrees with itself, not a device's numerics (`distillery doctor` on a GPU does).
 #[test]
-fn on_the_cpu_the_check_agrees_to_rounding() {
+fn plumbing_cpu_against_cpu_the_check_agrees_to_rounding() {
     let (d, experts) = setup();
     let c = cfg();
     let dev = Default::default();
@@ -194,25 +198,28 @@ fn on_the_cpu_the_check_agrees_to_rounding() {
     );
 }
 
+/// The set a run makes, and the form its device check chose (the check reported as an event).
 fn run(check: Option<&str>) -> (Vec<f32>, Option<String>) {
     let (d, experts) = setup();
-    let mut on = |_: usize, _: f64, _: &dyn Fn() -> Checkpoint| Ok(Flow::Continue);
-    let mut ctx = Ctx::<AD> {
-        device: Default::default(),
-        seed: 8,
-        dataset: "synthetic".into(),
-        normalization: None,
-        on_iteration: &mut on,
-        resume: None,
+    let mut chosen = None;
+    let mut on = |e: Event<'_>| {
+        if let Event::DeviceChecked(c) = e {
+            chosen = Some(c.chosen.clone());
+        }
+        Ok(Flow::Continue)
     };
+    let mut ctx = crate::common::ctx(8, &mut on, None);
     let mut mtt = Mtt::new(cfg(), Experts::Loaded(experts));
     mtt.check_device = check.map(str::to_string);
     let set = mtt.distill(&d, 2, &mut ctx).unwrap();
-    (set.images, mtt.checked.map(|c| c.chosen))
+    drop(ctx);
+    (set.images, chosen)
 }
 
+/// Plumbing only (the CPU checked against itself): a checked run reports its check and makes the
+/// same set as an unchecked one.
 #[test]
-fn a_checked_run_distils_the_same_set() {
+fn plumbing_a_run_checked_cpu_against_cpu_distils_the_same_set() {
     let (plain, none) = run(None);
     let (checked, chosen) = run(Some("cpu"));
     assert_eq!(none, None);

@@ -31,10 +31,7 @@ fn metrics_match_hand_computed_values() {
     // FWT = ((0.1 - 0.15) + (0.3 - 0.05)) / 2
     assert!(close(m.forward_transfer(), 0.1));
     let s = m.summary();
-    assert!(s["conventions"]["forgetting"]
-        .as_str()
-        .unwrap()
-        .contains("Chaudhry"));
+    assert!(s.conventions["forgetting"].contains("Chaudhry"));
     assert!(m
         .to_csv()
         .starts_with("after_task,task_0,task_1,task_2\n0,0.900000,0.100000"));

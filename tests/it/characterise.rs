@@ -53,7 +53,18 @@ fn stable(v: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(stable).collect()),
-        Value::String(s) if s.starts_with('/') => Value::String("<path>".into()),
+        Value::String(s) if s.contains('/') => Value::String(
+            s.split(' ')
+                .map(|w| {
+                    if w.len() > 1 && w.starts_with('/') {
+                        "<path>"
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         // Seven significant digits: an f32 reads the same widened to f64 or printed as f32.
         Value::Number(n) if n.is_f64() => {
             let x = n.as_f64().unwrap_or(f64::NAN);

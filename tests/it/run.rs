@@ -1,14 +1,11 @@
 //! End-to-end runs: training on the embedded digits, determinism, results folder, CLI errors.
 
-use distillery::runner::{self, RunOptions};
+use crate::common::run_text;
+use distillery::experiment::{self as runner, RunOptions};
 use distillery::scenario;
+use distillery::scenario::edit::with_top_key;
 use std::path::Path;
 use std::process::Command;
-
-fn run_text(text: &str, root: &Path) -> runner::RunOutput {
-    let l = scenario::parse(text, Path::new("test.toml")).unwrap();
-    runner::run(&l, &RunOptions::quiet(root)).unwrap()
-}
 
 #[test]
 fn convnet_on_embedded_digits_reaches_90_percent() {
@@ -31,7 +28,7 @@ eval_every = 12
 "#,
         dir.path(),
     );
-    let acc = out.summary["test_acc_mean"].as_f64().unwrap();
+    let acc = out.summary.train().unwrap().test_acc_mean;
     assert!(
         acc >= 0.90,
         "test accuracy {acc} below 0.90 (chance is 0.10)"
@@ -74,7 +71,10 @@ fn same_scenario_and_seed_give_identical_metrics() {
     let (ma, mb) = (metrics_without_time(&a.dir), metrics_without_time(&b.dir));
     assert_eq!(ma.len(), 4, "header + 3 epochs");
     assert_eq!(ma, mb);
-    assert_eq!(a.summary["test_acc"], b.summary["test_acc"]);
+    assert_eq!(
+        a.summary.train().unwrap().test_acc,
+        b.summary.train().unwrap().test_acc
+    );
     let c = run_text(&TINY.replace("seed = 7", "seed = 8"), root.path());
     assert_ne!(
         metrics_without_time(&c.dir),
@@ -178,7 +178,7 @@ fn non_finite_loss_is_an_error_naming_the_epoch() {
     use burn::backend::{Autodiff, Flex};
     use distillery::data::synthetic;
     use distillery::model::{ConvNetSpec, ModelSpec};
-    use distillery::train::{train, TrainConfig};
+    use distillery::train::{TrainConfig, Training};
     use rand::SeedableRng;
     let data = synthetic::generate(40, [1, 8, 8], 4, 0.1, 0);
     let spec = ModelSpec::ConvNet(ConvNetSpec {
@@ -196,21 +196,13 @@ fn non_finite_loss_is_an_error_naming_the_epoch() {
         ..TrainConfig::reference(3)
     };
     let mut epochs_seen = 0;
-    let e = train::<Autodiff<Flex>, _>(
-        &mut model,
-        &data,
-        &cfg,
-        None,
-        &mut rng,
-        &dev,
-        || {},
-        |_, _, _| {
+    let e = Training::<Autodiff<Flex>>::new(&cfg, &dev)
+        .run_observed(&mut model, &data, &mut rng, |_, _, _| {
             epochs_seen += 1;
             Ok(())
-        },
-    )
-    .unwrap_err()
-    .to_string();
+        })
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("training loss became") && e.contains("epoch 1"),
         "{e}"
@@ -233,15 +225,15 @@ fn non_finite_pixels_are_rejected_by_validation() {
 #[test]
 fn device_flag_overrides_the_scenario_and_is_recorded() {
     use distillery::device::DeviceKind;
-    // The key's line is replaced at top level only; a missing key is added first.
+    // The key's value is replaced at top level only (comments kept); a missing key is added.
     let t = "# c\nname = \"x\"\ndevice = \"cuda\"\n[data]\ndevice = \"kept\"\n";
     assert_eq!(
-        runner::with_device(t, DeviceKind::Cpu),
+        with_top_key(t, "device", DeviceKind::Cpu.name()),
         "# c\nname = \"x\"\ndevice = \"cpu\"\n[data]\ndevice = \"kept\"\n"
     );
     assert_eq!(
-        runner::with_device("name = \"x\"\n", DeviceKind::Cuda),
-        "device = \"cuda\"\nname = \"x\"\n"
+        with_top_key("name = \"x\"\n", "device", DeviceKind::Cuda.name()),
+        "name = \"x\"\ndevice = \"cuda\"\n"
     );
     // A scenario that names CUDA runs on the CPU with the flag (in any build), and the results
     // folder's copy names the device used.
@@ -259,7 +251,7 @@ fn device_flag_overrides_the_scenario_and_is_recorded() {
         copy.contains("device = \"cpu\"") && !copy.contains("cuda"),
         "{copy}"
     );
-    assert!(out.summary["test_acc_mean"].as_f64().unwrap() > 0.25);
+    assert!(out.summary.train().unwrap().test_acc_mean > 0.25);
     let cli = Command::new(env!("CARGO_BIN_EXE_distillery"))
         .args(["run", "-q", "--device", "cpu", "--results"])
         .arg(dir.path().join("results"))
@@ -285,7 +277,7 @@ fn seed_flag_overrides_the_scenario_and_is_recorded() {
     // Top level only: an `[experts] seed` stays, so runs at other seeds share the experts.
     let t = "name = \"x\"\nseed = 0\n[experts]\nseed = 0\n";
     assert_eq!(
-        runner::with_top_key(t, "seed", "3"),
+        with_top_key(t, "seed", 3),
         "name = \"x\"\nseed = 3\n[experts]\nseed = 0\n"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -296,8 +288,8 @@ fn seed_flag_overrides_the_scenario_and_is_recorded() {
         runner::run_file_on(&file, None, seed, &RunOptions::quiet(results.clone())).unwrap()
     };
     let (a, b) = (run(Some(3)), run(None));
-    assert_eq!(a.summary["seed"].as_u64(), Some(3));
-    assert_eq!(b.summary["seed"].as_u64(), Some(7));
+    assert_eq!(a.summary.seed, 3);
+    assert_eq!(b.summary.seed, 7);
     let copy = std::fs::read_to_string(a.dir.join("scenario.toml")).unwrap();
     assert!(
         copy.contains("seed = 3") && !copy.contains("seed = 7"),

@@ -402,17 +402,9 @@ fn resnet18_has_the_reference_shape_and_learns() {
         lr: 0.05,
         ..TrainConfig::reference(15)
     };
-    distillery::train::train::<AD, _>(
-        &mut m,
-        &d,
-        &cfg,
-        None,
-        &mut rng,
-        &dev(),
-        || {},
-        |_, _, _| Ok(()),
-    )
-    .unwrap();
+    distillery::train::Training::<AD>::new(&cfg, &dev())
+        .run(&mut m, &d, &mut rng)
+        .unwrap();
     let (acc, _) = distillery::train::evaluate(&mut m, &d, 64, &dev());
     assert!(acc > 0.8, "training accuracy {acc} (chance 1/3)");
 }

@@ -1,0 +1,27 @@
+//! The integration tests, one binary (each module an area): linking burn once keeps the suite's
+//! build short. Fixtures shared by several areas are in `common`.
+
+mod augment;
+mod characterise;
+mod cl_memory;
+mod cl_metrics;
+mod common;
+mod compare;
+mod continual;
+mod data;
+mod device_check;
+mod difficulty;
+mod distill;
+mod doctor;
+mod federated;
+mod manual;
+mod model;
+mod mtt;
+mod partition;
+mod run;
+mod scenario;
+mod selmatch;
+mod stream;
+mod trajectory;
+mod unroll;
+mod zca;
