@@ -243,10 +243,11 @@ fn main() -> ExitCode {
         } => distillery::report::compare::compare(&dirs, &model, against.as_deref())
             .map(|text| print!("{text}")),
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
+            let kind = serde_json::to_value(l.scenario.kind).unwrap_or_default();
             println!(
-                "{}: ok ({:?} scenario \"{}\")",
+                "{}: ok ({} scenario \"{}\")",
                 file.display(),
-                l.scenario.kind,
+                kind.as_str().unwrap_or("?"),
                 l.scenario.name
             )
         }),

@@ -2,9 +2,52 @@
 //! sends, the update a client answers with, and why the server may refuse one. How they travel
 //! (protobuf, quantised tensors) is [`super::protocol`]'s business.
 
-use super::protocol::HostWeights;
-use super::strategy::StrategyKind;
 use crate::data::Dataset;
+use serde::{Deserialize, Serialize};
+
+/// The strategies, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Weights every round, averaged by sample count (McMahan et al.).
+    Fedavg,
+    /// Each client distils its data once; the server trains on the union.
+    DistilledOneshot,
+    /// FedDM: every round clients distil around the global model; the server trains on the union.
+    DistilledIterative,
+}
+
+impl StrategyKind {
+    /// Every strategy.
+    pub const ALL: [StrategyKind; 3] = [
+        StrategyKind::Fedavg,
+        StrategyKind::DistilledOneshot,
+        StrategyKind::DistilledIterative,
+    ];
+
+    /// The name used in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::Fedavg => "fedavg",
+            StrategyKind::DistilledOneshot => "distilled_oneshot",
+            StrategyKind::DistilledIterative => "distilled_iterative",
+        }
+    }
+
+    /// The strategy called `name`.
+    pub fn from_name(name: &str) -> Option<StrategyKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// A network's parameters and buffers (host copies with their shapes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostWeights {
+    /// Parameter values, in the model's order.
+    pub params: Vec<Vec<f32>>,
+    /// Buffer values (batch-norm statistics).
+    pub buffers: Vec<Vec<f32>>,
+}
 
 /// What every client selected for a round receives.
 #[derive(Clone, Debug, PartialEq)]

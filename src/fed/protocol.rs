@@ -3,9 +3,9 @@
 //! ([`super::message`]) encoded to the bytes that are counted and sent, and decoded with the checks
 //! a server applies to whatever a client sends before it touches its own state.
 
-use super::message::{Payload, Rejection, Task, Update};
+pub use super::message::HostWeights;
+use super::message::{Payload, Rejection, StrategyKind, Task, Update};
 use super::pb;
-use super::strategy::StrategyKind;
 use crate::data::Dataset;
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -125,15 +125,6 @@ pub fn decode_tensor(t: &pb::Tensor) -> Result<(Vec<f32>, Vec<usize>), String> {
         return Err(format!("value {} at index {i} is not finite", values[i]));
     }
     Ok((values, shape))
-}
-
-/// A network's parameters and buffers (host copies with their shapes).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostWeights {
-    /// Parameter values, in the model's order.
-    pub params: Vec<Vec<f32>>,
-    /// Buffer values (batch-norm statistics).
-    pub buffers: Vec<Vec<f32>>,
 }
 
 /// Encodes weights; each tensor is sent flat (its shape is fixed by the architecture).

@@ -133,11 +133,8 @@ impl DistillSection {
             _ => Map::new(),
         };
         merged.extend(run);
-        let run: DistillRun = serde_json::from_value(Value::Object(merged)).map_err(|e| {
-            e.to_string()
-                .replace("invalid type", "distill: invalid type")
-                .to_string()
-        })?;
+        let run: DistillRun = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| format!("a run key of [distill]: {e}"))?;
         Ok(DistillSection {
             method: MethodConfig::from_map(&method)?,
             run,
@@ -145,7 +142,8 @@ impl DistillSection {
         })
     }
 
-    /// The settings a method entry runs with: an inline entry's own; for a bare name, this
+    /// The settings a method entry runs with (an error says what a bad name should have been):
+    /// an inline entry's own; for a bare name, this
     /// table's method when it is that one, the trajectory matching of a SelMatch table for
     /// `mtt` (same settings, so the two sets differ only by SelMatch's window and partial
     /// updates), else the method's reference defaults.
@@ -155,12 +153,8 @@ impl DistillSection {
             MethodEntry::Named(n) if n == self.method.name() => Ok(self.method.clone()),
             MethodEntry::Named(n) => match (&self.method, n.as_str()) {
                 (MethodConfig::Selmatch(s), "mtt") => Ok(MethodConfig::Mtt(s.mtt.clone())),
-                _ => MethodConfig::defaults(n).ok_or_else(|| {
-                    format!(
-                        "{n:?}: expected one of {}",
-                        MethodConfig::names().join(", ")
-                    )
-                }),
+                _ => MethodConfig::defaults(n)
+                    .ok_or_else(|| format!("one of {}", MethodConfig::names().join(", "))),
             },
         }
     }

@@ -107,7 +107,7 @@ impl Loaded {
             .map(|c| c.resolved(|p| self.resolve(p)))
             .map_err(|m| Error::Scenario {
                 path: self.path.clone(),
-                msg: m,
+                msg: format!("{:?}: expected {m}", entry.name()),
             })
     }
 

@@ -82,12 +82,7 @@ impl Checker<'_> {
                 Some(c)
             }
             Err(m) => {
-                self.fail(
-                    section,
-                    list,
-                    format!("[.., {m}]"),
-                    "methods by name or as tables",
-                );
+                self.fail(section, list, format!("[.., {:?}, ..]", entry.name()), &m);
                 None
             }
         }

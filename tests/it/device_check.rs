@@ -181,8 +181,7 @@ fn plumbing_cpu_against_cpu_the_check_agrees_to_rounding() {
     let (check, chosen) = check_step::<AD>(
         &c,
         "cpu",
-        &e[draw.start],
-        &e[draw.start + 1],
+        (&e[draw.start], &e[draw.start + 1]),
         &draw,
         &images,
         &set.labels,

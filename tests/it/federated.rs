@@ -167,7 +167,7 @@ quantization = "u8""#,
     let split = runner::load_data(&l).unwrap();
     let s = std::sync::Arc::new(runner::federated::settings(&l, &split, "results".into()).unwrap());
     let device = Default::default();
-    let mut fedavg = distillery::fed::strategy::build::<Autodiff<Flex>>(
+    let mut fedavg = distillery::fed::strategy::build::build::<Autodiff<Flex>>(
         distillery::fed::strategy::StrategyKind::Fedavg,
         s,
         &device,

@@ -177,14 +177,13 @@ pub fn decide(
     )))
 }
 
-/// Runs the first [`CHECK_STEPS`] inner steps of iteration `draw` on backend `B` and on the CPU
-/// and [`decide`]s which gradient form the run goes on with.
-#[allow(clippy::too_many_arguments)]
+/// Runs the first [`CHECK_STEPS`] inner steps of iteration `draw` (from the expert's
+/// parameters `from` towards `to`) on backend `B` and on the CPU, and [`decide`]s which gradient
+/// form the run goes on with.
 pub fn check_step<B: AutodiffBackend>(
     cfg: &MttConfig,
     device_name: &str,
-    from: &[Vec<f32>],
-    to: &[Vec<f32>],
+    (from, to): (&[Vec<f32>], &[Vec<f32>]),
     draw: &MttDraw,
     images: &Tensor<B::InnerBackend, 4>,
     labels: &[usize],

@@ -137,7 +137,7 @@ impl Mtt {
                 .pair(d.expert, d.start, d.start + st.expert_epochs)?;
             if let (Some(dev), true) = (&self.check_device, it == done) {
                 let (found, form) =
-                    check_step::<B>(&cfg, dev, &from, &to, &d, &images, &labels, syn_lr)?;
+                    check_step::<B>(&cfg, dev, (&from, &to), &d, &images, &labels, syn_lr)?;
                 cfg = form;
                 ctx.report(Event::DeviceChecked(&found))?;
             }

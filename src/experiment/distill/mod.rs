@@ -19,7 +19,7 @@ use crate::report::records::{
     Accuracy, DistillOutcome, ExpertsInfo, ExpertsOutcome, Outcome, Summary,
 };
 use crate::report::rows::{CoverageRow, DistillRow};
-use crate::scenario::{Kind, MethodEntry};
+use crate::scenario::Kind;
 use crate::train::events::Progress;
 use burn::tensor::backend::AutodiffBackend;
 use observer::{Logs, Probe};
@@ -323,9 +323,4 @@ fn experts_only<B: AutodiffBackend>(
         experts_seconds: t0.elapsed().as_secs_f64(),
     });
     Ok(ctx.summary(backend, report, outcome))
-}
-
-/// The entries of the scenario's baselines list (for messages).
-pub fn baseline_names(entries: &[MethodEntry]) -> Vec<String> {
-    entries.iter().map(MethodEntry::name).collect()
 }

@@ -5,11 +5,13 @@
 //! clients distil around the global model); the weighted mean is the pure [`aggregate`].
 
 pub mod aggregate;
+pub mod build;
 pub mod client;
 pub mod fedavg;
 pub mod feddm;
 pub mod oneshot;
 
+pub use super::message::StrategyKind;
 use super::message::{Payload, Rejection, Task, Update};
 use super::protocol::{Expect, HostWeights, Quantization};
 use crate::data::augment::Dsa;
@@ -22,44 +24,8 @@ use crate::rng::step_seed;
 use crate::train::{evaluate, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// The strategies, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StrategyKind {
-    /// Weights every round, averaged by sample count (McMahan et al.).
-    Fedavg,
-    /// Each client distils its data once; the server trains on the union.
-    DistilledOneshot,
-    /// FedDM: every round clients distil around the global model; the server trains on the union.
-    DistilledIterative,
-}
-
-impl StrategyKind {
-    /// Every strategy.
-    pub const ALL: [StrategyKind; 3] = [
-        StrategyKind::Fedavg,
-        StrategyKind::DistilledOneshot,
-        StrategyKind::DistilledIterative,
-    ];
-
-    /// The name used in files and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            StrategyKind::Fedavg => "fedavg",
-            StrategyKind::DistilledOneshot => "distilled_oneshot",
-            StrategyKind::DistilledIterative => "distilled_iterative",
-        }
-    }
-
-    /// The strategy called `name`.
-    pub fn from_name(name: &str) -> Option<StrategyKind> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
 
 /// Everything the strategies need besides data (the same on server and clients).
 #[derive(Clone, Debug)]
@@ -171,32 +137,6 @@ pub trait Strategy<B: AutodiffBackend>: Send {
     /// Test accuracy of the global model.
     fn evaluate(&mut self, test: &Dataset, device: &B::Device) -> f64 {
         evaluate(self.global(), test, 500, device).0
-    }
-}
-
-/// Builds the strategy `kind` with the initial global model.
-pub fn build<B: AutodiffBackend>(
-    kind: StrategyKind,
-    s: Arc<Settings>,
-    device: &B::Device,
-) -> Box<dyn Strategy<B>> {
-    let global = s.initial::<B>(device);
-    match kind {
-        StrategyKind::Fedavg => Box::new(fedavg::FedAvg { s, global }),
-        StrategyKind::DistilledOneshot => Box::new(oneshot::OneShot { s, global }),
-        StrategyKind::DistilledIterative => Box::new(feddm::FedDm { s, global }),
-    }
-}
-
-/// The client half of strategy `kind` (what a `distillery client` process runs).
-pub fn client_app<B: AutodiffBackend>(
-    kind: StrategyKind,
-    s: Arc<Settings>,
-) -> Arc<dyn ClientApp<B>> {
-    match kind {
-        StrategyKind::Fedavg => Arc::new(fedavg::LocalTraining { s }),
-        StrategyKind::DistilledOneshot => Arc::new(client::Distilling { s, around: false }),
-        StrategyKind::DistilledIterative => Arc::new(client::Distilling { s, around: true }),
     }
 }
 
