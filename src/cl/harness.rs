@@ -110,29 +110,6 @@ impl Harness<'_> {
         )
     }
 
-    /// `ipc` images per class of `task` made by `method` (labels global, priority order).
-    fn choose<B: AutodiffBackend>(
-        &self,
-        method: &MethodConfig,
-        env: &Env<'_>,
-        t: usize,
-        ipc: usize,
-        device: &B::Device,
-    ) -> Result<Dataset> {
-        let task = &self.tasks[t];
-        let local = localise(&task.train, &task.classes);
-        let mut env = env.clone();
-        env.spec = self.spec.with_classes(task.classes.len());
-        let mut ctx = Ctx::<B>::quiet(
-            device.clone(),
-            step_seed(self.seed, t as u64),
-            &self.dataset,
-        );
-        let set = registry::distil(method, &local, ipc, &env, &mut ctx)?;
-        let names = task.train.classes.clone();
-        Ok(globalise(&set.to_dataset(), &task.classes, &names))
-    }
-
     /// Adds task `t`'s images to `memory` (as many per class as its new slots get).
     fn fill<B: AutodiffBackend>(
         &self,
@@ -144,18 +121,15 @@ impl Harness<'_> {
         let Learner::Memory { method, env } = learner else {
             return Ok(());
         };
-        let n_new = self.tasks[t].classes.len();
-        let shares = memory.shares_with(n_new);
-        let ipc = shares[shares.len() - n_new..]
-            .iter()
-            .copied()
-            .max()
-            .unwrap_or(0);
-        if ipc > 0 {
-            let chosen = self.choose::<B>(method, env, t, ipc, device)?;
-            memory.add(t, &chosen).map_err(Error::Other)?;
-        }
-        Ok(())
+        let chooser = Chooser {
+            method,
+            env,
+            spec: &self.spec,
+            seed: step_seed(self.seed, t as u64),
+            dataset: &self.dataset,
+        };
+        let task = &self.tasks[t];
+        remember::<B>(memory, &chooser, t, &task.train, &task.classes, device)
     }
 
     /// Runs the stream with `learner`, calling `on_task` after each task.
@@ -249,4 +223,48 @@ impl Harness<'_> {
             fill_seconds,
         })
     }
+}
+
+/// What makes a memory's images: a method with what it needs, the network it is sized from,
+/// the seed of this fill, the dataset's name.
+pub struct Chooser<'a> {
+    /// The method.
+    pub method: &'a MethodConfig,
+    /// What it needs (its network is replaced by `spec` sized to the task's classes).
+    pub env: &'a Env<'a>,
+    /// The network.
+    pub spec: &'a ModelSpec,
+    /// The seed of this fill.
+    pub seed: u64,
+    /// The dataset's name (provenance).
+    pub dataset: &'a str,
+}
+
+/// Adds task `t`'s images of `classes` (from `data`, labels global) to `memory`: as many per class
+/// as the new slots get, made by `chooser`'s method from the task's images alone.
+pub fn remember<B: AutodiffBackend>(
+    memory: &mut Memory,
+    chooser: &Chooser<'_>,
+    t: usize,
+    data: &Dataset,
+    classes: &[usize],
+    device: &B::Device,
+) -> Result<()> {
+    let n_new = classes.len();
+    let shares = memory.shares_with(n_new);
+    let ipc = shares[shares.len() - n_new..]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0);
+    if ipc == 0 || classes.is_empty() {
+        return Ok(());
+    }
+    let local = localise(data, classes);
+    let mut env = chooser.env.clone();
+    env.spec = chooser.spec.with_classes(classes.len());
+    let mut ctx = Ctx::<B>::quiet(device.clone(), chooser.seed, chooser.dataset);
+    let set = registry::distil(chooser.method, &local, ipc, &env, &mut ctx)?;
+    let chosen = globalise(&set.to_dataset(), classes, &data.classes);
+    memory.add(t, &chosen).map_err(Error::Other)
 }

@@ -80,6 +80,16 @@ impl Split {
 }
 
 impl Dataset {
+    /// No images of `shape`.
+    pub fn empty(shape: [usize; 3]) -> Self {
+        Dataset {
+            images: Vec::new(),
+            labels: Vec::new(),
+            shape,
+            classes: Vec::new(),
+        }
+    }
+
     /// A stable 64-bit hash of the shape, labels and pixels (FNV-1a over 32-bit words), the part
     /// of cache keys that tells one client's or task's data from another's.
     pub fn fingerprint(&self) -> u64 {

@@ -47,7 +47,7 @@ pub fn build_stream(s: &Scenario, split: &Split) -> std::result::Result<Vec<Task
 }
 
 /// The accuracy matrix of `name` as CSV and heatmap, and each task's accuracy over the stream.
-fn write_matrix(dir: &Path, title: &str, name: &str, m: &AccuracyMatrix) -> Result<()> {
+pub fn write_matrix(dir: &Path, title: &str, name: &str, m: &AccuracyMatrix) -> Result<()> {
     let tasks = m.r.first().map_or(0, Vec::len);
     let names: Vec<String> = (0..tasks).map(|t| format!("task {t}")).collect();
     write_atomic(
@@ -86,7 +86,7 @@ fn write_matrix(dir: &Path, title: &str, name: &str, m: &AccuracyMatrix) -> Resu
 }
 
 /// The mean accuracy on the tasks seen so far, after each task.
-fn seen_means(m: &AccuracyMatrix) -> Vec<(f64, f64)> {
+pub fn seen_means(m: &AccuracyMatrix) -> Vec<(f64, f64)> {
     m.r.iter()
         .enumerate()
         .map(|(i, r)| (i as f64, r[..=i].iter().sum::<f64>() / (i + 1) as f64))

@@ -123,7 +123,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
     loaded.path = origin;
     if matches!(
         loaded.scenario.kind,
-        Kind::Train | Kind::Continual | Kind::Federated
+        Kind::Train | Kind::Continual | Kind::Federated | Kind::FederatedContinual
     ) {
         return Err(Error::Other(format!(
             "{}: only distill runs checkpoint and resume; run the scenario again instead",
@@ -155,6 +155,13 @@ fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> 
             },
         ),
         Kind::Continual => device::dispatch(device, continual::ContinualJob { ctx }),
+        Kind::FederatedContinual => device::dispatch(
+            device,
+            federated::continual::StreamJob {
+                ctx,
+                transport: federated::Transport::InProcess,
+            },
+        ),
         Kind::Distill | Kind::Experts => device::dispatch(device, distill::DistillJob { ctx }),
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;

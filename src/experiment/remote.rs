@@ -1,20 +1,29 @@
 //! Federated runs over gRPC: `distillery serve` runs a scenario's server half and writes its
 //! results folder; each `distillery client` process runs one client against it.
 
+use super::continual::build_stream;
+use super::federated::continual::StreamJob;
+use super::federated::setup::client_streams;
 use super::federated::{client_data, settings, FederatedJob, Transport};
 use super::{load_data, RunContext, RunOptions, RunOutput};
 use crate::device::{self, BackendJob};
 use crate::error::{Error, Result};
+use crate::fed::strategy::ClientState;
 use crate::files::write_json_atomic;
 use crate::scenario::{self, Kind, Loaded};
 use burn::tensor::backend::AutodiffBackend;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 fn federated(path: &Path, what: &str) -> Result<Loaded> {
     let loaded = scenario::load(path)?;
-    if loaded.scenario.kind != Kind::Federated {
+    if !matches!(
+        loaded.scenario.kind,
+        Kind::Federated | Kind::FederatedContinual
+    ) {
         return Err(Error::Other(format!(
-            "{}: `{what}` runs kind = \"federated\" scenarios",
+            "{}: `{what}` runs kind = \"federated\" or \"federated_continual\" scenarios",
             path.display()
         )));
     }
@@ -29,11 +38,11 @@ pub fn serve(path: &Path, addr: std::net::SocketAddr, opts: &RunOptions) -> Resu
     let split = load_data(&loaded)?;
     let ctx = RunContext::create(&loaded, &split, opts)?;
     let dir = ctx.dir.clone();
-    let job = FederatedJob {
-        ctx,
-        transport: Transport::Grpc(addr),
-    };
-    let summary = device::dispatch(device, job)?;
+    let transport = Transport::Grpc(addr);
+    let summary = match loaded.scenario.kind {
+        Kind::FederatedContinual => device::dispatch(device, StreamJob { ctx, transport }),
+        _ => device::dispatch(device, FederatedJob { ctx, transport }),
+    }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     Ok(RunOutput { dir, summary })
 }
@@ -73,15 +82,25 @@ impl BackendJob for ClientJob<'_> {
     type Output = Result<usize>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &str) -> Self::Output {
-        let f = self.loaded.scenario.federated_section();
-        let mut data = client_data(self.loaded, self.split)?;
-        let settings =
-            std::sync::Arc::new(settings(self.loaded, self.split, self.cache.to_path_buf())?);
+        let (loaded, split) = (self.loaded, self.split);
+        let f = loaded.scenario.federated_section();
+        let state = match loaded.scenario.kind {
+            Kind::FederatedContinual => {
+                let tasks = build_stream(&loaded.scenario, split).map_err(Error::Other)?;
+                let mut slices = client_streams(loaded, &tasks)?;
+                ClientState::streaming(self.id, slices.swap_remove(self.id))
+            }
+            _ => ClientState::new(self.id, client_data(loaded, split)?.swap_remove(self.id)),
+        };
+        let mut strategies = HashMap::new();
+        for e in &f.strategies {
+            let s = settings(loaded, split, self.cache.to_path_buf(), e)?;
+            strategies.insert(e.label(), (e.kind, Arc::new(s)));
+        }
         crate::fed::transport::grpc::run_client::<B>(
             self.url,
-            self.id,
-            data.swap_remove(self.id),
-            settings,
+            state,
+            strategies,
             crate::fed::transport::grpc::token(&f.token),
             f.max_message_bytes,
             device,

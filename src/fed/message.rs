@@ -5,7 +5,7 @@
 use crate::data::Dataset;
 use serde::{Deserialize, Serialize};
 
-/// The strategies, by name.
+/// The strategies, by name: three federated ones, four federated continual ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StrategyKind {
@@ -15,28 +15,66 @@ pub enum StrategyKind {
     DistilledOneshot,
     /// FedDM: every round clients distil around the global model; the server trains on the union.
     DistilledIterative,
+    /// Federated continual: FedAvg rounds on the current task only (the lower bound).
+    FedavgFinetune,
+    /// Federated continual: FedAvg where each client also replays a memory of its past tasks.
+    FedavgReplay,
+    /// Federated continual: after each task every client distils its slice once; the server
+    /// keeps a memory of the sets and trains the global model on it.
+    DistilledMemory,
+    /// Federated continual: centralised training on all data so far (the upper bound).
+    Joint,
 }
 
 impl StrategyKind {
     /// Every strategy.
-    pub const ALL: [StrategyKind; 3] = [
+    pub const ALL: [StrategyKind; 7] = [
         StrategyKind::Fedavg,
         StrategyKind::DistilledOneshot,
         StrategyKind::DistilledIterative,
+        StrategyKind::FedavgFinetune,
+        StrategyKind::FedavgReplay,
+        StrategyKind::DistilledMemory,
+        StrategyKind::Joint,
     ];
 
-    /// The name used in files and messages.
+    /// The name used in scenarios, files and messages.
     pub fn name(self) -> &'static str {
         match self {
             StrategyKind::Fedavg => "fedavg",
             StrategyKind::DistilledOneshot => "distilled_oneshot",
             StrategyKind::DistilledIterative => "distilled_iterative",
+            StrategyKind::FedavgFinetune => "fedavg_finetune",
+            StrategyKind::FedavgReplay => "fedavg_replay",
+            StrategyKind::DistilledMemory => "distilled_memory",
+            StrategyKind::Joint => "joint",
         }
     }
 
     /// The strategy called `name`.
     pub fn from_name(name: &str) -> Option<StrategyKind> {
         Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// True for the strategies of a federated continual run (a task stream).
+    pub fn is_continual(self) -> bool {
+        matches!(
+            self,
+            StrategyKind::FedavgFinetune
+                | StrategyKind::FedavgReplay
+                | StrategyKind::DistilledMemory
+                | StrategyKind::Joint
+        )
+    }
+
+    /// True for the strategies whose clients make synthetic sets with `[distill]`'s method.
+    pub fn distils(self) -> bool {
+        matches!(
+            self,
+            StrategyKind::DistilledOneshot
+                | StrategyKind::DistilledIterative
+                | StrategyKind::DistilledMemory
+        )
     }
 }
 
@@ -52,12 +90,15 @@ pub struct HostWeights {
 /// What every client selected for a round receives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
-    /// The round (0-based, per strategy).
+    /// The round (0-based, per strategy and task of the stream).
     pub round: usize,
     /// Rounds counted over all strategies of the run, so a client can tell tasks apart.
     pub seq: u32,
-    /// The strategy whose round it is.
-    pub strategy: StrategyKind,
+    /// The label of the strategy whose round it is (its name, or `name-method` when the scenario
+    /// gives it a method of its own).
+    pub strategy: String,
+    /// The task of the stream (federated continual runs; 0 otherwise).
+    pub task: usize,
     /// The global model, when the strategy sends it.
     pub global: Option<HostWeights>,
 }

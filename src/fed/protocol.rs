@@ -4,7 +4,7 @@
 //! a server applies to whatever a client sends before it touches its own state.
 
 pub use super::message::HostWeights;
-use super::message::{Payload, Rejection, StrategyKind, Task, Update};
+use super::message::{Payload, Rejection, Task, Update};
 use super::pb;
 use crate::data::Dataset;
 use prost::Message;
@@ -246,17 +246,16 @@ pub fn encode_task(task: &Task, q: Quantization) -> Vec<u8> {
 pub fn task_message(task: &Task, q: Quantization) -> pb::RoundTask {
     pb::RoundTask {
         round: task.round as u32,
-        strategy: task.strategy.name().into(),
+        strategy: task.strategy.clone(),
         global: task.global.as_ref().map(|w| encode_weights(w, q)),
         done: false,
         seq: task.seq,
+        task: task.task as u32,
     }
 }
 
 /// A task from its protobuf message (the global model checked against `expect`).
 pub fn task_from(m: &pb::RoundTask, expect: &Expect) -> Result<Task, String> {
-    let strategy = StrategyKind::from_name(&m.strategy)
-        .ok_or_else(|| format!("unknown strategy {:?} from the server", m.strategy))?;
     let global = match &m.global {
         Some(w) => Some(decode_weights(w, &expect.weights)?),
         None => None,
@@ -264,7 +263,8 @@ pub fn task_from(m: &pb::RoundTask, expect: &Expect) -> Result<Task, String> {
     Ok(Task {
         round: m.round as usize,
         seq: m.seq,
-        strategy,
+        strategy: m.strategy.clone(),
+        task: m.task as usize,
         global,
     })
 }

@@ -81,6 +81,14 @@ impl Summary {
         }
     }
 
+    /// The federated continual results, if this is such a run.
+    pub fn federated_continual(&self) -> Option<&StreamOutcome> {
+        match &self.outcome {
+            Outcome::FederatedContinual(f) => Some(f),
+            _ => None,
+        }
+    }
+
     /// The federated results, if this is a federated run.
     pub fn federated(&self) -> Option<&FederatedOutcome> {
         match &self.outcome {
@@ -157,6 +165,8 @@ pub enum Outcome {
     Continual(Box<ContinualOutcome>),
     /// `kind = "federated"`.
     Federated(FederatedOutcome),
+    /// `kind = "federated_continual"`.
+    FederatedContinual(Box<StreamOutcome>),
 }
 
 /// A train run's results.
@@ -363,6 +373,8 @@ pub struct StrategyRecord {
     pub not_accepted: Vec<Refusal>,
     /// FedAvg stopped once it reached this accuracy (the one-shot strategy's).
     pub stopped_at_accuracy: Option<f64>,
+    /// Seconds of compute the clients reported, all rounds and clients together.
+    pub client_compute_seconds: f64,
     /// Seconds it took.
     pub seconds: f64,
 }
@@ -382,4 +394,61 @@ pub struct FederatedOutcome {
     pub transport: String,
     /// Per strategy.
     pub strategies: BTreeMap<String, StrategyRecord>,
+}
+
+/// One strategy's results on a federated task stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamStrategy {
+    /// ACC, forgetting, BWT, FWT, AIA with their conventions.
+    #[serde(flatten)]
+    pub metrics: ClMetrics,
+    /// Row i: the global model's accuracy on every task after task i.
+    pub accuracy_matrix: Vec<Vec<f64>>,
+    /// Rounds over all tasks.
+    pub rounds: usize,
+    /// Bytes clients sent.
+    pub bytes_up: u64,
+    /// Bytes the server sent.
+    pub bytes_down: u64,
+    /// Both.
+    pub bytes_total: u64,
+    /// Bytes exchanged by the end of each task.
+    pub bytes_after_task: Vec<u64>,
+    /// Seconds of compute the clients reported.
+    pub client_compute_seconds: f64,
+    /// Images in the server's memory at the end (distilled_memory; 0 otherwise).
+    pub memory_images: usize,
+    /// Updates not accepted, and why.
+    pub not_accepted: Vec<Refusal>,
+    /// Seconds it took.
+    pub seconds: f64,
+}
+
+/// A federated continual run's results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamOutcome {
+    /// How tasks were made.
+    pub stream: StreamKind,
+    /// The tasks.
+    pub tasks: Vec<TaskInfo>,
+    /// Clients.
+    pub clients: usize,
+    /// How each task's training data was spread over them.
+    pub partition: Partitioning,
+    /// Each client's sample count per task (`client_sizes[client][task]`).
+    pub client_sizes: Vec<Vec<usize>>,
+    /// How the server's memory trains the global model (distilled_memory, joint).
+    pub protocol: Protocol,
+    /// The server's memory budget.
+    pub memory_budget: BudgetInfo,
+    /// Images in each client's memory (fedavg_replay).
+    pub replay_memory_total: usize,
+    /// How tensors travelled.
+    pub quantization: String,
+    /// `in_process` or `grpc`.
+    pub transport: String,
+    /// The initial network's accuracy on each task (forward transfer's baseline).
+    pub random_init_accuracy: Vec<f64>,
+    /// Per strategy.
+    pub strategies: BTreeMap<String, StreamStrategy>,
 }

@@ -113,7 +113,9 @@ pub struct MemoryRow {
 pub struct CommRow {
     /// The strategy.
     pub strategy: String,
-    /// The round.
+    /// The task of the stream (federated continual runs; 0 otherwise).
+    pub task: usize,
+    /// The round (within the task).
     pub round: usize,
     /// The client.
     pub client: usize,
@@ -123,12 +125,14 @@ pub struct CommRow {
     pub bytes: usize,
 }
 
-/// `clients.csv`: what one selected client did in one round.
+/// `clients.csv`: what one selected client did in one round, what it cost to send and to make.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientRow {
     /// The strategy.
     pub strategy: String,
-    /// The round.
+    /// The task of the stream (federated continual runs; 0 otherwise).
+    pub task: usize,
+    /// The round (within the task).
     pub round: usize,
     /// The client.
     pub client: usize,
@@ -136,6 +140,12 @@ pub struct ClientRow {
     pub outcome: String,
     /// Why, when not accepted.
     pub reason: String,
+    /// Bytes of the task it was sent.
+    pub bytes_down: usize,
+    /// Bytes of its answer (0 when none came).
+    pub bytes_up: usize,
+    /// Seconds its work took on the client (experts, distillation, training), as it reports.
+    pub compute_seconds: Fixed<3>,
 }
 
 /// `metrics.csv` of a federated run: one row per strategy and round.
@@ -143,7 +153,9 @@ pub struct ClientRow {
 pub struct RoundRow {
     /// The strategy.
     pub strategy: String,
-    /// The round.
+    /// The task of the stream (federated continual runs; 0 otherwise).
+    pub task: usize,
+    /// The round (within the task).
     pub round: usize,
     /// The global model's test accuracy after it.
     pub test_acc: Fixed<6>,
@@ -158,5 +170,22 @@ pub struct RoundRow {
     /// Updates accepted.
     pub accepted: usize,
     /// Seconds since the strategy started.
+    pub elapsed_s: Fixed<3>,
+}
+
+/// `metrics.csv` of a federated continual run: the global model on every task after each task.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamRow {
+    /// The strategy.
+    pub strategy: String,
+    /// The task just learnt.
+    pub after_task: usize,
+    /// The task tested.
+    pub task: usize,
+    /// Its test accuracy.
+    pub test_acc: Fixed<6>,
+    /// Bytes the strategy has exchanged so far.
+    pub cumulative_bytes: u64,
+    /// Seconds since the run started.
     pub elapsed_s: Fixed<3>,
 }

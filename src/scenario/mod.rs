@@ -21,7 +21,7 @@ use crate::model::{ConvNetSpec, MlpSpec, ModelSpec};
 pub use distill::{DistillRun, DistillSection, MethodEntry};
 pub use sections::{
     Arch, ClEntry, ContinualSection, FederatedSection, ModelSection, Protocol, Schedule,
-    StreamKind, TrainSection,
+    StrategyEntry, StreamKind, TrainSection,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -77,6 +77,8 @@ pub enum Kind {
     Continual,
     /// Simulate federated clients and a server (`[federated]`).
     Federated,
+    /// Federated clients whose data arrives as a task stream (`[federated]` and `[continual]`).
+    FederatedContinual,
 }
 
 /// A scenario read from a file, with the file's location kept for resolving relative paths.

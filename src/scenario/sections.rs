@@ -5,6 +5,7 @@
 use super::distill::MethodEntry;
 pub use crate::cl::harness::Protocol;
 use crate::error::{Problem, Problems};
+use crate::fed::strategy::StrategyKind;
 use crate::model::{Norm, Pooling};
 use serde::{Deserialize, Serialize};
 
@@ -316,9 +317,10 @@ pub struct FederatedSection {
     pub clients: usize,
     /// How the training set is spread over them (`{ kind = "dirichlet", alpha = 0.1, min_size = 10 }`).
     pub partition: crate::data::partition::Partitioning,
-    /// Strategies compared, in order.
-    pub strategies: Vec<crate::fed::strategy::StrategyKind>,
-    /// Rounds of fedavg and distilled_iterative.
+    /// Strategies compared, in order: a name, or a table `{ strategy = "distilled_oneshot",
+    /// method = "dm", ... }` whose clients use that method (labelled `distilled_oneshot-dm`).
+    pub strategies: Vec<StrategyEntry>,
+    /// Rounds of fedavg and distilled_iterative (per task of a federated continual stream).
     pub rounds: usize,
     /// Share of clients selected per round.
     pub fraction: f64,
@@ -342,6 +344,10 @@ pub struct FederatedSection {
     pub workers: Option<usize>,
     /// Injected faults, for testing robustness.
     pub faults: crate::fed::transport::Faults,
+    /// fedavg_replay: the method that fills each client's memory of its past tasks.
+    pub replay_memory: MethodEntry,
+    /// fedavg_replay: images in each client's memory (shared by the classes it has seen).
+    pub replay_memory_total: usize,
 }
 
 impl Default for FederatedSection {
@@ -350,8 +356,8 @@ impl Default for FederatedSection {
             clients: 10,
             partition: crate::data::partition::Partitioning::Iid,
             strategies: vec![
-                crate::fed::strategy::StrategyKind::DistilledOneshot,
-                crate::fed::strategy::StrategyKind::Fedavg,
+                StrategyEntry::of(StrategyKind::DistilledOneshot),
+                StrategyEntry::of(StrategyKind::Fedavg),
             ],
             rounds: 20,
             fraction: 1.0,
@@ -365,6 +371,91 @@ impl Default for FederatedSection {
             token: None,
             workers: None,
             faults: crate::fed::transport::Faults::default(),
+            replay_memory: MethodEntry::Named("random".into()),
+            replay_memory_total: 20,
+        }
+    }
+}
+
+/// One strategy of a federated comparison, with the method its clients use when it is not
+/// `[distill]`'s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StrategyEntry {
+    /// The algorithm.
+    pub kind: StrategyKind,
+    /// Its clients' method (None: `[distill]`'s).
+    pub method: Option<MethodEntry>,
+}
+
+impl StrategyEntry {
+    /// `kind` with `[distill]`'s method.
+    pub fn of(kind: StrategyKind) -> Self {
+        StrategyEntry { kind, method: None }
+    }
+
+    /// The name in files, tables and messages: the strategy's, with `-method` when it has its
+    /// own method.
+    pub fn label(&self) -> String {
+        match &self.method {
+            None => self.kind.name().to_string(),
+            Some(m) => format!("{}-{}", self.kind.name(), m.name()),
+        }
+    }
+}
+
+impl Serialize for StrategyEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let Some(m) = &self.method else {
+            return s.serialize_str(self.kind.name());
+        };
+        let mut v = serde_json::to_value(m).map_err(S::Error::custom)?;
+        let table = match &mut v {
+            serde_json::Value::Object(t) => t,
+            other => {
+                let name = other.clone();
+                *other = serde_json::json!({ "method": name });
+                other.as_object_mut().expect("just made")
+            }
+        };
+        table.insert("strategy".into(), self.kind.name().into());
+        v.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StrategyEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let kind = |n: &str| {
+            StrategyKind::from_name(n).ok_or_else(|| {
+                let all: Vec<&str> = StrategyKind::ALL.iter().map(|k| k.name()).collect();
+                D::Error::custom(format!(
+                    "unknown strategy {n:?}: expected one of {}",
+                    all.join(", ")
+                ))
+            })
+        };
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(n) => Ok(StrategyEntry::of(kind(&n)?)),
+            serde_json::Value::Object(mut t) => {
+                let name = match t.remove("strategy") {
+                    Some(serde_json::Value::String(n)) => n,
+                    _ => return Err(D::Error::custom("a strategy table needs `strategy = \"name\"`")),
+                };
+                let method = match t.is_empty() {
+                    true => None,
+                    false => Some(MethodEntry::Inline(
+                        crate::distill::MethodConfig::from_map(&t).map_err(D::Error::custom)?,
+                    )),
+                };
+                Ok(StrategyEntry {
+                    kind: kind(&name)?,
+                    method,
+                })
+            }
+            other => Err(D::Error::custom(format!(
+                "{other}: expected a strategy name or a table with `strategy` and a method's settings"
+            ))),
         }
     }
 }

@@ -127,7 +127,8 @@ pub fn validate(s: &Scenario, text: &str) -> Result<(), String> {
         Kind::Distill => validate_distill(&mut c, s),
         Kind::Experts => {}
         Kind::Continual => validate_continual(&mut c, s),
-        Kind::Federated => validate_federated(&mut c, s),
+        Kind::Federated => validate_federated(&mut c, s, false),
+        Kind::FederatedContinual => validate_federated(&mut c, s, true),
         Kind::Train => {
             for (present, section) in [
                 (s.distill.is_some(), "a [distill]"),
@@ -341,8 +342,76 @@ fn check_continual_section(c: &mut Checker, k: &ContinualSection) {
     );
 }
 
-fn validate_federated(c: &mut Checker, s: &Scenario) {
+fn validate_federated(c: &mut Checker, s: &Scenario, continual: bool) {
     let f = s.federated_section();
+    check_federated_section(c, &f);
+    let d = s.distill_section();
+    c.positive("distill", "ipc", d.run.ipc);
+    let mut labels = Vec::new();
+    for e in &f.strategies {
+        let (label, name) = (e.label(), e.kind.name());
+        c.require(
+            e.kind.is_continual() == continual,
+            "federated",
+            "strategies",
+            format!("[.., {name:?}, ..]"),
+            match continual {
+                true => "fedavg_finetune, fedavg_replay, distilled_memory or joint in a federated_continual scenario",
+                false => "fedavg, distilled_oneshot or distilled_iterative in a federated scenario (the stream strategies need kind = \"federated_continual\")",
+            },
+        );
+        c.require(
+            !labels.contains(&label),
+            "federated",
+            "strategies",
+            format!("[.., {label:?}, ..]"),
+            "each strategy once",
+        );
+        labels.push(label);
+        let method = match &e.method {
+            Some(m) => c.method(s, "federated", "strategies", m),
+            None => Some(d.method.clone()),
+        };
+        let Some(m) = method.filter(|_| e.kind.distils()) else {
+            continue;
+        };
+        check_use(c, "federated", "strategies", &m, Some(d.run.ipc));
+        needs_fixed_window(c, "federated", "strategies", &m);
+        c.require(
+            e.kind != crate::fed::strategy::StrategyKind::DistilledIterative
+                || matches!(m, MethodConfig::Dm(_)),
+            "distill",
+            "method",
+            format!("{:?}", m.name()),
+            "\"dm\" with distilled_iterative (FedDM distils with DM around the global model)",
+        );
+    }
+    if continual {
+        let k = s.continual.clone().unwrap_or_default();
+        check_continual_section(c, &k);
+        c.require(
+            crate::scenario::edit::locate(c.text, "continual", "strategies").is_none(),
+            "continual",
+            "strategies",
+            "(given)",
+            "the strategies of a federated_continual scenario in [federated] strategies",
+        );
+        c.require(
+            !k.task_incremental,
+            "continual",
+            "task_incremental",
+            "true",
+            "one shared head (task-incremental heads are not simulated federated)",
+        );
+        c.positive("federated", "replay_memory_total", f.replay_memory_total);
+        c.method(s, "federated", "replay_memory", &f.replay_memory);
+    } else {
+        c.require(s.continual.is_none(), "", "kind", "\"federated\"", "no [continual] section in a federated scenario (a task stream is kind = \"federated_continual\")");
+    }
+}
+
+/// The `[federated]` section's own values.
+fn check_federated_section(c: &mut Checker, f: &crate::scenario::FederatedSection) {
     c.positive("federated", "clients", f.clients);
     c.positive("federated", "rounds", f.rounds);
     c.positive("federated", "max_message_bytes", f.max_message_bytes);
@@ -410,26 +479,4 @@ fn validate_federated(c: &mut Checker, s: &Scenario) {
     if let Err(m) = crate::data::partition::check(&f.partition) {
         c.fail("federated", "partition", format!("{:?}", f.partition), &m);
     }
-    if s.continual.is_some() {
-        c.fail(
-            "",
-            "kind",
-            "\"federated\"",
-            "no [continual] section in a federated scenario",
-        );
-    }
-    let d = s.distill_section();
-    c.positive("distill", "ipc", d.run.ipc);
-    check_use(c, "distill", "method", &d.method, Some(d.run.ipc));
-    needs_fixed_window(c, "distill", "method", &d.method);
-    let feddm = f
-        .strategies
-        .contains(&crate::fed::strategy::StrategyKind::DistilledIterative);
-    c.require(
-        !feddm || matches!(d.method, MethodConfig::Dm(_)),
-        "distill",
-        "method",
-        format!("{:?}", d.method.name()),
-        "\"dm\" with distilled_iterative (FedDM distils with DM around the global model)",
-    );
 }

@@ -37,14 +37,17 @@ fn without_time(csv: &str) -> String {
     out.join("\n") + "\n"
 }
 
-/// The summary without what differs between identical runs (times, folders, file paths), its
-/// numbers at seven significant digits.
+/// The summary without what differs between identical runs (times, folders, file paths) and
+/// without the report lines (which restate its figures), its numbers at seven significant
+/// digits.
 fn stable(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
                 .filter(|(k, _)| {
+                    // The report lines restate the summary's figures, with some timings.
                     !(k.contains("seconds")
+                        || k.as_str() == "report"
                         || k.contains("elapsed")
                         || k.as_str() == "dir"
                         || k.as_str() == "started")

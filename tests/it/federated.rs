@@ -8,7 +8,9 @@ use distillery::experiment::{self as runner, RunOptions};
 use distillery::fed::protocol::{
     decode_set, decode_tensor, encode_set, encode_task, encode_tensor, wire_len, Quantization,
 };
+use distillery::fed::strategy::StrategyKind;
 use distillery::report::records::Summary;
+use distillery::report::rows::{ClientRow, CommRow};
 use distillery::scenario;
 use prost::Message;
 use std::path::Path;
@@ -128,18 +130,19 @@ fn run(text: &str, root: &Path) -> runner::RunOutput {
 
 fn s_params(l: &scenario::Loaded) -> usize {
     let split = runner::load_data(l).unwrap();
-    runner::federated::settings(l, &split, "results".into())
+    let fedavg = distillery::scenario::StrategyEntry::of(StrategyKind::Fedavg);
+    runner::federated::settings(l, &split, "results".into(), &fedavg)
         .unwrap()
         .spec
         .num_params()
 }
 
-fn csv_rows(path: &Path) -> Vec<Vec<String>> {
-    std::fs::read_to_string(path)
+/// The rows of a results CSV, read back typed.
+fn rows<R: serde::de::DeserializeOwned>(path: &Path) -> Vec<R> {
+    csv::Reader::from_path(path)
         .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').map(str::to_string).collect())
+        .deserialize()
+        .map(|r| r.unwrap())
         .collect()
 }
 
@@ -156,7 +159,7 @@ quantization = "u8""#,
         ),
         dir.path(),
     );
-    let comm = csv_rows(&out.dir.join("comm.csv"));
+    let comm: Vec<CommRow> = rows(&out.dir.join("comm.csv"));
     // FedAvg's first down message, rebuilt here: the seeded initial global model as u8 tensors
     // in a RoundTask (seq 1: the one-shot round was seq 0). The ledger row must be its length.
     let l = scenario::parse(
@@ -165,20 +168,19 @@ quantization = "u8""#,
     )
     .unwrap();
     let split = runner::load_data(&l).unwrap();
-    let s = std::sync::Arc::new(runner::federated::settings(&l, &split, "results".into()).unwrap());
+    let entry = distillery::scenario::StrategyEntry::of(StrategyKind::Fedavg);
+    let s = runner::federated::settings(&l, &split, "results".into(), &entry).unwrap();
+    let s = std::sync::Arc::new(s);
     let device = Default::default();
-    let mut fedavg = distillery::fed::strategy::build::build::<Autodiff<Flex>>(
-        distillery::fed::strategy::StrategyKind::Fedavg,
-        s,
-        &device,
-    );
+    let mut fedavg =
+        distillery::fed::strategy::build::build::<Autodiff<Flex>>(StrategyKind::Fedavg, s, &device);
     let mut task = fedavg.configure_round(0);
     task.seq = 1;
     let want = encode_task(&task, Quantization::U8).len();
     let got: Vec<usize> = comm
         .iter()
-        .filter(|r| r[0] == "fedavg" && r[1] == "0" && r[3] == "down")
-        .map(|r| r[4].parse().unwrap())
+        .filter(|r| r.strategy == "fedavg" && r.round == 0 && r.direction == "down")
+        .map(|r| r.bytes)
         .collect();
     assert_eq!(got, vec![want; 5]);
     // One byte per parameter plus framing: about a quarter of the f32 model.
@@ -190,17 +192,17 @@ quantization = "u8""#,
     // Up: each one-shot client sends 30 images of 8x8 as u8 plus 30 labels.
     for r in comm
         .iter()
-        .filter(|r| r[0] == "distilled_oneshot" && r[3] == "up")
+        .filter(|r| r.strategy == "distilled_oneshot" && r.direction == "up")
     {
-        let b: usize = r[4].parse().unwrap();
+        let b = r.bytes;
         assert!((30 * 64..30 * 64 + 120).contains(&b), "{b}");
     }
     // Totals in the summary are the sums of the rows.
     for k in ["fedavg", "distilled_oneshot"] {
         let sum: u64 = comm
             .iter()
-            .filter(|r| r[0] == k)
-            .map(|r| r[4].parse::<u64>().unwrap())
+            .filter(|r| r.strategy == k)
+            .map(|r| r.bytes as u64)
             .sum();
         let f = out.summary.federated().unwrap();
         assert_eq!(f.strategies[k].bytes_total, sum, "{k}");
@@ -224,21 +226,27 @@ faults = { crash = [1], nan = [2], slow = [3], slow_seconds = 6.0 }"#,
         dir.path(),
     );
     assert!(t0.elapsed() < Duration::from_secs(120));
-    let rows = csv_rows(&out.dir.join("clients.csv"));
-    let of = |round: &str, client: &str| {
-        rows.iter()
-            .find(|r| r[1] == round && r[2] == client)
-            .map(|r| (r[3].clone(), r[4].clone()))
+    let clients: Vec<ClientRow> = rows(&out.dir.join("clients.csv"));
+    let of = |round: usize, client: usize| {
+        clients
+            .iter()
+            .find(|r| r.round == round && r.client == client)
+            .map(|r| (r.outcome.clone(), r.reason.clone()))
             .unwrap()
     };
-    assert_eq!(of("0", "0").0, "accepted");
-    assert_eq!(of("0", "4").0, "accepted");
-    assert_eq!(of("0", "1").0, "no_answer");
-    assert_eq!(of("1", "1").0, "unreachable");
-    let (what, why) = of("0", "2");
+    assert_eq!(of(0, 0).0, "accepted");
+    assert_eq!(of(0, 4).0, "accepted");
+    assert_eq!(of(0, 1).0, "no_answer");
+    assert_eq!(of(1, 1).0, "unreachable");
+    let (what, why) = of(0, 2);
     assert_eq!(what, "rejected");
     assert!(why.contains("not finite"), "{why}");
-    assert_eq!(of("0", "3").0, "late");
+    assert_eq!(of(0, 3).0, "late");
+    // Every answer's bytes and the client's compute time are beside its outcome.
+    for r in clients.iter().filter(|r| r.outcome == "accepted") {
+        assert!(r.bytes_up > 0 && r.bytes_down > 0, "{r:?}");
+        assert!(r.compute_seconds.0 > 0.0, "{r:?}");
+    }
     let f = &out.summary.federated().unwrap().strategies["fedavg"];
     assert_eq!(f.rounds, 2);
     assert_eq!(f.accepted_updates, 4);

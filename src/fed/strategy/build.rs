@@ -1,7 +1,7 @@
 //! Building a strategy by kind: the server half with the initial global model, or the client
 //! half a `distillery client` process runs.
 
-use super::{client, fedavg, feddm, oneshot, ClientApp, Settings, Strategy, StrategyKind};
+use super::{client, fedavg, feddm, memory, oneshot, ClientApp, Settings, Strategy, StrategyKind};
 use burn::tensor::backend::AutodiffBackend;
 use std::sync::Arc;
 
@@ -13,9 +13,24 @@ pub fn build<B: AutodiffBackend>(
 ) -> Box<dyn Strategy<B>> {
     let global = s.initial::<B>(device);
     match kind {
-        StrategyKind::Fedavg => Box::new(fedavg::FedAvg { s, global }),
+        StrategyKind::Fedavg | StrategyKind::FedavgFinetune | StrategyKind::FedavgReplay => {
+            Box::new(fedavg::FedAvg {
+                kind,
+                s,
+                global,
+                task: 0,
+            })
+        }
         StrategyKind::DistilledOneshot => Box::new(oneshot::OneShot { s, global }),
         StrategyKind::DistilledIterative => Box::new(feddm::FedDm { s, global }),
+        StrategyKind::DistilledMemory => Box::new(memory::DistilledMemory::new(s, global)),
+        // Centralised training runs in the experiment, not over the federation.
+        StrategyKind::Joint => Box::new(fedavg::FedAvg {
+            kind,
+            s,
+            global,
+            task: 0,
+        }),
     }
 }
 
@@ -25,8 +40,13 @@ pub fn client_app<B: AutodiffBackend>(
     s: Arc<Settings>,
 ) -> Arc<dyn ClientApp<B>> {
     match kind {
-        StrategyKind::Fedavg => Arc::new(fedavg::LocalTraining { s }),
-        StrategyKind::DistilledOneshot => Arc::new(client::Distilling { s, around: false }),
+        StrategyKind::Fedavg | StrategyKind::FedavgFinetune | StrategyKind::Joint => {
+            Arc::new(fedavg::LocalTraining { s, replay: false })
+        }
+        StrategyKind::FedavgReplay => Arc::new(fedavg::LocalTraining { s, replay: true }),
+        StrategyKind::DistilledOneshot | StrategyKind::DistilledMemory => {
+            Arc::new(client::Distilling { s, around: false })
+        }
         StrategyKind::DistilledIterative => Arc::new(client::Distilling { s, around: true }),
     }
 }

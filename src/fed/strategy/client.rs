@@ -59,17 +59,21 @@ impl Distilling {
         })
     }
 
-    /// The client's set for round `round` (labels global).
+    /// The client's set for `task`'s round (labels global).
     fn distil<B: AutodiffBackend>(
         &self,
-        round: usize,
+        task: &Task,
         state: &mut ClientState,
         around: Option<Around>,
         device: &B::Device,
     ) -> Result<Dataset> {
         let s = &self.s;
+        state.enter(task.task);
         let (local, rich, poor) = rich_and_poor(&state.data, s.ipc);
-        let seed = step_seed(s.seed, (state.id as u64) << 20 | round as u64);
+        let seed = step_seed(
+            s.seed,
+            (state.id as u64) << 20 | (task.task as u64) << 40 | task.round as u64,
+        );
         let mut out = poor;
         if !rich.is_empty() {
             // FedDM embeds with the global model (all classes' logits); fresh nets need only
@@ -107,7 +111,7 @@ impl<B: AutodiffBackend> ClientApp<B> for Distilling {
                 ))
             }
         };
-        let set = self.distil::<B>(task.round, state, around, device)?;
+        let set = self.distil::<B>(task, state, around, device)?;
         Ok(Update {
             client: state.id,
             round: task.round,

@@ -1,9 +1,18 @@
 //! FedAvg (McMahan et al., 2017): every round the server sends the global weights, each selected
 //! client trains them on its data (`[train]`, epochs per round) and sends them back, and the
-//! server takes their sample-weighted mean.
+//! server takes their sample-weighted mean. On a task stream the clients train on their slice of
+//! the current task (`fedavg_finetune`), or also replay a memory of their own past tasks under a
+//! per-client budget (`fedavg_replay`).
 
 use super::aggregate::weighted_mean;
-use super::{host_weights, Accepted, ClientApp, ClientState, Settings, Strategy, StrategyKind};
+use super::{
+    host_weights, Accepted, ClientApp, ClientState, ContinualSettings, Settings, Strategy,
+    StrategyKind,
+};
+use crate::cl::harness::{remember, Chooser};
+use crate::cl::learner::{fit, Fit};
+use crate::cl::memory::Memory;
+use crate::distill::registry::Env;
 use crate::error::{Error, Result};
 use crate::fed::message::{Payload, Rejection, Task, Update};
 use crate::model::Model;
@@ -13,28 +22,37 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use std::sync::Arc;
 
-/// The server half.
+/// The server half (the same for all three kinds: only the clients differ).
 pub struct FedAvg<B: AutodiffBackend> {
+    /// `fedavg`, `fedavg_finetune` or `fedavg_replay`.
+    pub kind: StrategyKind,
     /// The run's settings.
     pub s: Arc<Settings>,
     /// The global model.
     pub global: Model<B::InnerBackend>,
+    /// The task of the stream.
+    pub task: usize,
 }
 
 impl<B: AutodiffBackend> Strategy<B> for FedAvg<B> {
     fn kind(&self) -> StrategyKind {
-        StrategyKind::Fedavg
+        self.kind
     }
 
     fn rounds(&self) -> usize {
         self.s.rounds
     }
 
+    fn begin_task(&mut self, task: usize) {
+        self.task = task;
+    }
+
     fn configure_round(&mut self, round: usize) -> Task {
         Task {
             round,
             seq: 0,
-            strategy: StrategyKind::Fedavg,
+            strategy: self.s.label.clone(),
+            task: self.task,
             global: Some(host_weights(&self.global)),
         }
     }
@@ -45,7 +63,7 @@ impl<B: AutodiffBackend> Strategy<B> for FedAvg<B> {
             Payload::Weights(w) => Ok(Accepted::Weights(w, update.num_samples)),
             Payload::Failed(e) => Err(Rejection::ClientFailed(e)),
             Payload::Set(_) => Err(Rejection::WrongPayload {
-                strategy: StrategyKind::Fedavg.name(),
+                strategy: self.kind.name(),
             }),
         }
     }
@@ -70,19 +88,68 @@ impl<B: AutodiffBackend> Strategy<B> for FedAvg<B> {
     }
 
     fn client(&self) -> Arc<dyn ClientApp<B>> {
-        Arc::new(LocalTraining { s: self.s.clone() })
+        Arc::new(LocalTraining {
+            s: self.s.clone(),
+            replay: self.kind == StrategyKind::FedavgReplay,
+        })
     }
 }
 
-/// The client half: local training from the global weights.
+/// The client half: local training from the global weights (with replay of its own memory).
 pub struct LocalTraining {
     /// The run's settings.
     pub s: Arc<Settings>,
+    /// Keep a memory of past tasks and replay it (fedavg_replay).
+    pub replay: bool,
+}
+
+impl LocalTraining {
+    /// Adds each task the client has passed to its memory.
+    fn remember_passed<B: AutodiffBackend>(
+        &self,
+        c: &ContinualSettings,
+        state: &mut ClientState,
+        passed: Vec<(usize, crate::data::Dataset)>,
+        device: &B::Device,
+    ) -> Result<()> {
+        let s = &self.s;
+        let memory = state
+            .memory
+            .get_or_insert_with(|| Memory::new(c.client_budget, s.shape, s.classes.clone()));
+        let env = Env::new(
+            s.spec.clone(),
+            s.dsa.clone(),
+            s.experts.clone(),
+            s.cache.clone(),
+        );
+        for (t, slice) in passed {
+            let classes: Vec<usize> = slice
+                .class_counts()
+                .iter()
+                .enumerate()
+                .filter(|(_, &n)| n > 0)
+                .map(|(k, _)| k)
+                .collect();
+            let chooser = Chooser {
+                method: &c.client_method,
+                env: &env,
+                spec: &s.spec,
+                seed: step_seed(s.seed ^ 0x3e30, (state.id as u64) << 20 | t as u64),
+                dataset: &s.dataset,
+            };
+            remember::<B>(memory, &chooser, t, &slice, &classes, device)?;
+        }
+        Ok(())
+    }
 }
 
 impl<B: AutodiffBackend> ClientApp<B> for LocalTraining {
     fn work(&self, task: &Task, state: &mut ClientState, device: &B::Device) -> Result<Update> {
         let s = &self.s;
+        let passed = state.enter(task.task);
+        if let (true, Some(c)) = (self.replay, &s.continual) {
+            self.remember_passed::<B>(c, state, passed, device)?;
+        }
         let w = task
             .global
             .as_ref()
@@ -91,9 +158,32 @@ impl<B: AutodiffBackend> ClientApp<B> for LocalTraining {
             Model::<B::InnerBackend>::from_host(s.spec.clone(), &w.params, &w.buffers, device);
         let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(
             s.seed,
-            (state.id as u64) << 20 | task.round as u64,
+            (state.id as u64) << 20 | (task.task as u64) << 40 | task.round as u64,
         ));
-        Training::<B>::new(&s.local, device).run(&mut model, &state.data, &mut rng)?;
+        let replay = state
+            .memory
+            .as_ref()
+            .map(Memory::dataset)
+            .filter(|m| !m.is_empty());
+        match (replay, &s.continual) {
+            (Some(mem), Some(c)) => {
+                let fit_cfg = Fit {
+                    train: &s.local,
+                    replay_fraction: c.replay_fraction,
+                    dsa: None,
+                    heads: None,
+                };
+                fit::<B, _>(
+                    &mut model,
+                    &state.data,
+                    Some(&mem),
+                    &fit_cfg,
+                    &mut rng,
+                    device,
+                )?;
+            }
+            _ => Training::<B>::new(&s.local, device).run(&mut model, &state.data, &mut rng)?,
+        }
         Ok(Update {
             client: state.id,
             round: task.round,

@@ -33,7 +33,8 @@ impl<B: AutodiffBackend> Strategy<B> for FedDm<B> {
         Task {
             round,
             seq: 0,
-            strategy: StrategyKind::DistilledIterative,
+            strategy: self.s.label.clone(),
+            task: 0,
             global: Some(host_weights(&self.global)),
         }
     }

@@ -1,19 +1,24 @@
 //! What a federated algorithm does, apart from how its clients are run (Flower's split): the
 //! server half ([`Strategy`]: configure a round, accept and aggregate updates, evaluate) and the
 //! client half ([`ClientApp`]: the local work, run wherever the client runs). One type per
-//! algorithm: [`fedavg`], [`oneshot`] (each client distils once), [`feddm`] (FedDM: every round
-//! clients distil around the global model); the weighted mean is the pure [`aggregate`].
+//! algorithm: [`fedavg`] (also on a task stream, with or without client replay), [`oneshot`]
+//! (each client distils once), [`feddm`] (FedDM: every round clients distil around the global
+//! model), [`memory`] (federated continual: distilled sets kept in a server memory); the
+//! weighted mean is the pure [`aggregate`].
 
 pub mod aggregate;
 pub mod build;
 pub mod client;
 pub mod fedavg;
 pub mod feddm;
+pub mod memory;
 pub mod oneshot;
 
 pub use super::message::StrategyKind;
 use super::message::{Payload, Rejection, Task, Update};
 use super::protocol::{Expect, HostWeights, Quantization};
+use crate::cl::harness::Protocol;
+use crate::cl::memory::{Budget, Memory};
 use crate::data::augment::Dsa;
 use crate::data::Dataset;
 use crate::distill::mtt::experts::ExpertSettings;
@@ -62,6 +67,26 @@ pub struct Settings {
     pub classes: Vec<String>,
     /// Image shape.
     pub shape: [usize; 3],
+    /// The strategy's label in files and messages.
+    pub label: String,
+    /// Federated continual runs: how memories work.
+    pub continual: Option<ContinualSettings>,
+}
+
+/// How the memories of a federated continual run work.
+#[derive(Clone, Debug)]
+pub struct ContinualSettings {
+    /// The server's memory of distilled sets (distilled_memory).
+    pub budget: Budget,
+    /// GDumb (a fresh network on the memory after each task) or streaming (the global model
+    /// trains on the new sets with the memory replayed).
+    pub protocol: Protocol,
+    /// Share of each minibatch replayed from a memory.
+    pub replay_fraction: f64,
+    /// Each client's memory of its own past tasks (fedavg_replay).
+    pub client_budget: Budget,
+    /// The method that fills a client's memory.
+    pub client_method: MethodConfig,
 }
 
 impl Settings {
@@ -95,10 +120,54 @@ impl Settings {
 pub struct ClientState {
     /// Its id (0-based).
     pub id: usize,
-    /// Its training partition (global labels).
+    /// Its training data (global labels): its partition, or its slice of the current task.
     pub data: Dataset,
+    /// Its slice of each task of the stream (federated continual runs; empty otherwise).
+    pub stream: Vec<Dataset>,
+    /// The task `data` is the slice of.
+    pub task: usize,
     /// Its synthetic set so far (distilled_iterative).
     pub syn: Option<Dataset>,
+    /// Its memory of past tasks (fedavg_replay).
+    pub memory: Option<Memory>,
+}
+
+impl ClientState {
+    /// A client holding `data`.
+    pub fn new(id: usize, data: Dataset) -> Self {
+        ClientState {
+            id,
+            data,
+            stream: Vec::new(),
+            task: 0,
+            syn: None,
+            memory: None,
+        }
+    }
+
+    /// A client of a task stream, holding its slice of each task, at the first task.
+    pub fn streaming(id: usize, stream: Vec<Dataset>) -> Self {
+        let first = stream.first().cloned();
+        let mut c = ClientState::new(id, first.unwrap_or_else(|| Dataset::empty([1, 1, 1])));
+        c.stream = stream;
+        c
+    }
+
+    /// Moves to task `task` of the stream (its data becomes that task's slice); returns the
+    /// tasks passed on the way, with their slices, in order.
+    pub fn enter(&mut self, task: usize) -> Vec<(usize, Dataset)> {
+        if self.stream.is_empty() || task <= self.task {
+            return Vec::new();
+        }
+        let passed = (self.task..task.min(self.stream.len()))
+            .map(|t| (t, self.stream[t].clone()))
+            .collect();
+        self.task = task;
+        if let Some(d) = self.stream.get(task) {
+            self.data = d.clone();
+        }
+        passed
+    }
 }
 
 /// An update the server accepted.
@@ -116,12 +185,34 @@ pub trait ClientApp<B: AutodiffBackend>: Send + Sync {
     fn work(&self, task: &Task, state: &mut ClientState, device: &B::Device) -> Result<Update>;
 }
 
+/// Runs `app` on `task` and returns the update with the seconds the work took (a failed work's
+/// update says why in place of a payload).
+pub fn answer<B: AutodiffBackend>(
+    app: &dyn ClientApp<B>,
+    task: &Task,
+    state: &mut ClientState,
+    device: &B::Device,
+) -> Update {
+    let t0 = std::time::Instant::now();
+    let mut update = app.work(task, state, device).unwrap_or_else(|e| Update {
+        client: state.id,
+        round: task.round,
+        num_samples: 0,
+        compute_seconds: 0.0,
+        payload: Payload::Failed(e.to_string()),
+    });
+    update.compute_seconds = t0.elapsed().as_secs_f64();
+    update
+}
+
 /// The server half of a strategy.
 pub trait Strategy<B: AutodiffBackend>: Send {
     /// Its kind.
     fn kind(&self) -> StrategyKind;
-    /// Rounds it runs.
+    /// Rounds it runs (per task of a stream).
     fn rounds(&self) -> usize;
+    /// A new task of the stream begins (federated continual runs).
+    fn begin_task(&mut self, _task: usize) {}
     /// The task every client selected for `round` receives (`seq` filled in by the engine).
     fn configure_round(&mut self, round: usize) -> Task;
     /// Checks a decoded update for this strategy (nothing of the server's state changes).
@@ -131,6 +222,10 @@ pub trait Strategy<B: AutodiffBackend>: Send {
         -> Result<()>;
     /// The global model.
     fn global(&mut self) -> &mut Model<B::InnerBackend>;
+    /// Images the server keeps in a memory (distilled_memory; 0 otherwise).
+    fn memory_images(&self) -> usize {
+        0
+    }
     /// The client half, to run on the clients.
     fn client(&self) -> Arc<dyn ClientApp<B>>;
 

@@ -63,7 +63,8 @@ impl<B: AutodiffBackend> Strategy<B> for OneShot<B> {
         Task {
             round,
             seq: 0,
-            strategy: StrategyKind::DistilledOneshot,
+            strategy: self.s.label.clone(),
+            task: 0,
             global: None,
         }
     }

@@ -4,7 +4,6 @@
 //! `authorization: Bearer <token>`) authenticates clients; frames above the size limit are
 //! refused by tonic, and updates above `max_message_bytes` are rejected and logged by the engine.
 
-use super::in_process::failed_update;
 use super::{Delivery, Transport};
 use crate::error::{Error, Result};
 use crate::fed::pb;
@@ -12,7 +11,7 @@ use crate::fed::pb::federation_client::FederationClient;
 use crate::fed::pb::federation_server::{Federation, FederationServer};
 use crate::fed::protocol::{task_from, update_message};
 use crate::fed::strategy::build::client_app;
-use crate::fed::strategy::{ClientApp, ClientState, Settings};
+use crate::fed::strategy::{answer, ClientApp, ClientState, Settings, StrategyKind};
 use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
@@ -317,23 +316,32 @@ impl Drop for GrpcServer {
     }
 }
 
-/// Runs one client process: joins `url`, then fetches, works and submits until the server says
-/// the run is over. Returns the number of tasks done.
+/// The strategies a client knows, by label: their kind and settings.
+pub type Known = HashMap<String, (StrategyKind, Arc<Settings>)>;
+
+/// Runs one client process (`state`: its id and data, as each strategy starts it): joins `url`,
+/// then fetches, works and submits until the server says the run is over. Returns the number of
+/// tasks done.
 pub fn run_client<B: AutodiffBackend>(
     url: &str,
-    id: usize,
-    data: crate::data::Dataset,
-    settings: Arc<Settings>,
+    state: ClientState,
+    strategies: Known,
     token: Option<String>,
     max_message_bytes: usize,
     device: B::Device,
 ) -> Result<usize> {
+    let id = state.id;
+    let first = state.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
     let frame = max_message_bytes.saturating_mul(2).saturating_add(1 << 20);
-    let expect = settings.expect();
+    let expect = strategies
+        .values()
+        .next()
+        .map(|(_, s)| s.expect())
+        .ok_or_else(|| Error::Other("the scenario names no strategy".into()))?;
     rt.block_on(async move {
         let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
             .map_err(|e| Error::Other(format!("server address {url:?}: {e}")))?;
@@ -387,28 +395,29 @@ pub fn run_client<B: AutodiffBackend>(
                 return Ok(done);
             }
             next = task.seq + 1;
-            let round = task.round as usize;
             let strategy = task.strategy.clone();
             let typed =
                 task_from(&task, &expect).map_err(|e| Error::Other(format!("client {id}: {e}")))?;
+            let Some((kind, settings)) = strategies.get(&strategy) else {
+                return Err(Error::Other(format!(
+                    "client {id}: the server runs strategy {strategy:?}, which this scenario does not name"
+                )));
+            };
             let app = apps
                 .entry(strategy.clone())
-                .or_insert_with(|| client_app::<B>(typed.strategy, settings.clone()))
+                .or_insert_with(|| client_app::<B>(*kind, settings.clone()))
                 .clone();
-            let mut state = states.remove(&strategy).unwrap_or_else(|| ClientState {
-                id,
-                data: data.clone(),
-                syn: None,
-            });
+            let mut state = states
+                .remove(&strategy)
+                .unwrap_or_else(|| first.clone());
             let dev = device.clone();
-            let (state, result) = tokio::task::spawn_blocking(move || {
-                let r = app.work(&typed, &mut state, &dev);
-                (state, r)
+            let (state, update) = tokio::task::spawn_blocking(move || {
+                let u = answer(&*app, &typed, &mut state, &dev);
+                (state, u)
             })
             .await
             .map_err(|e| Error::Other(format!("client {id}: work panicked: {e}")))?;
             states.insert(strategy, state);
-            let update = result.unwrap_or_else(|e| failed_update(id, round, &e.to_string()));
             let update = update_message(&update, settings.quantization);
             client.submit(update).await.map_err(st)?;
             done += 1;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::fed::message::{Payload, Update};
 use crate::fed::pb;
 use crate::fed::protocol::{task_from, update_message, Expect, Quantization};
-use crate::fed::strategy::{ClientApp, ClientState};
+use crate::fed::strategy::{answer, ClientApp, ClientState};
 use crate::rng::step_seed;
 use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
@@ -161,15 +161,15 @@ impl<B: AutodiffBackend> Client<B> {
                 if crash {
                     panic!("client {id}: injected crash");
                 }
-                let r = task_from(&m, &expect)
-                    .map_err(Error::Other)
-                    .and_then(|task| app.work(&task, &mut st, &device));
-                (st, r)
+                let update = match task_from(&m, &expect) {
+                    Ok(task) => answer(&*app, &task, &mut st, &device),
+                    Err(e) => failed_update(id, round, &e),
+                };
+                (st, update)
             });
             // A panic closes the channel: the client is dead, as a crashed process is.
-            let Ok((st, result)) = done.await else { break };
+            let Ok((st, update)) = done.await else { break };
             state = Some(st);
-            let update = result.unwrap_or_else(|e| failed_update(id, round, &e.to_string()));
             let mut message = update_message(&update, side.quantization);
             if side.faults.nan.contains(&id) {
                 poison(&mut message);

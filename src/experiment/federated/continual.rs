@@ -1,0 +1,332 @@
+//! `kind = "federated_continual"`: clients whose data arrives as a task stream. Each task's
+//! training data is partitioned over the clients by `[federated] partition` (seeded by the task);
+//! every strategy starts from the same network and learns the tasks in turn (`fedavg_finetune`,
+//! `fedavg_replay`, `distilled_memory` over the federation; `joint` centrally); after each task
+//! the global model is tested on every task. Writes `comm.csv`, `clients.csv`, `rounds.csv` (as a
+//! federated run), `metrics.csv` (the accuracy after each task), each strategy's accuracy matrix
+//! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
+
+use super::rounds::{record, Clients, Logs};
+use super::{setup, Transport};
+use crate::cl::learner::{accuracy_row, fit, Fit};
+use crate::cl::metrics::AccuracyMatrix;
+use crate::data::stream::Task;
+use crate::data::Dataset;
+use crate::device::{worker_threads, BackendJob};
+use crate::error::{Error, Result};
+use crate::experiment::continual::{build_stream, seen_means, write_matrix};
+use crate::experiment::RunContext;
+use crate::fed::strategy::{ClientState, Settings, StrategyKind};
+use crate::fed::transport::in_process::WorkerPool;
+use crate::files::{write_atomic, CsvLog, Fixed};
+use crate::report::plot::lines_svg;
+use crate::report::records::{
+    BudgetInfo, Outcome, StreamOutcome, StreamStrategy, Summary, TaskInfo,
+};
+use crate::report::rows::StreamRow;
+use crate::rng::step_seed;
+use crate::scenario::Protocol;
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A federated continual run.
+pub struct StreamJob<'a> {
+    /// The run.
+    pub ctx: RunContext<'a>,
+    /// Where its clients run.
+    pub transport: Transport,
+}
+
+/// Hears each task's end: the task, the accuracy on every task, the bytes exchanged so far.
+type OnTask<'a> = dyn FnMut(usize, &[f64], u64) -> Result<()> + 'a;
+
+/// A strategy's rows of the accuracy matrix, with the bytes exchanged by the end of each task.
+struct Learnt {
+    rows: Vec<Vec<f64>>,
+    bytes_after: Vec<u64>,
+    rounds: Vec<crate::fed::engine::Round>,
+    memory_images: usize,
+}
+
+/// `joint`: the network trained centrally on all tasks' data so far (`[train]` for as many
+/// epochs per task as a FedAvg client makes: `epochs x rounds`), a fresh copy of the initial
+/// network per task under GDumb.
+fn joint<B: AutodiffBackend>(
+    s: &Settings,
+    tasks: &[Task],
+    on_task: &mut OnTask<'_>,
+    device: &B::Device,
+) -> Result<Learnt> {
+    let c = s
+        .continual
+        .as_ref()
+        .ok_or_else(|| Error::Other("joint runs on a stream".into()))?;
+    let mut model = s.initial::<B>(device);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(s.seed, 0x5eed));
+    let mut train = s.local.clone();
+    train.epochs *= s.rounds.max(1);
+    let fit_cfg = Fit {
+        train: &train,
+        replay_fraction: c.replay_fraction,
+        dsa: None,
+        heads: None,
+    };
+    let mut seen = Dataset::empty(s.shape);
+    seen.classes = s.classes.clone();
+    let mut rows = Vec::new();
+    for (t, task) in tasks.iter().enumerate() {
+        seen.images.extend_from_slice(&task.train.images);
+        seen.labels.extend_from_slice(&task.train.labels);
+        if c.protocol == Protocol::Gdumb {
+            model = s.initial::<B>(device);
+        }
+        fit::<B, _>(&mut model, &seen, None, &fit_cfg, &mut rng, device)?;
+        let row = accuracy_row(&mut model, tasks, false, device);
+        on_task(t, &row, 0)?;
+        rows.push(row);
+    }
+    Ok(Learnt {
+        bytes_after: vec![0; tasks.len()],
+        rows,
+        rounds: Vec::new(),
+        memory_images: 0,
+    })
+}
+
+/// A federated strategy over the stream: each task's rounds, then the global model tested on
+/// every task.
+fn federated<B: AutodiffBackend>(
+    clients: &mut Clients<'_>,
+    kind: StrategyKind,
+    settings: Arc<Settings>,
+    tasks: &[Task],
+    on_task: &mut OnTask<'_>,
+    device: &B::Device,
+) -> Result<Learnt> {
+    let mut run = clients.start::<B>(kind, settings, device)?;
+    let (mut rows, mut bytes_after, mut all) = (Vec::new(), Vec::new(), Vec::new());
+    for (t, task) in tasks.iter().enumerate() {
+        let rounds = clients.rounds::<B>(&mut run, (t, &task.test), None, device)?;
+        all.extend(rounds);
+        let row = accuracy_row(run.strategy.global(), tasks, false, device);
+        on_task(t, &row, run.total)?;
+        bytes_after.push(run.total);
+        rows.push(row);
+    }
+    Ok(Learnt {
+        rows,
+        bytes_after,
+        rounds: all,
+        memory_images: run.strategy.memory_images(),
+    })
+}
+
+/// The run's shared pieces, made once.
+struct Stream {
+    tasks: Vec<Task>,
+    slices: Vec<Vec<Dataset>>,
+    settings: Vec<Arc<Settings>>,
+}
+
+impl Stream {
+    fn new(ctx: &RunContext<'_>) -> Result<Self> {
+        let s = ctx.scenario();
+        let f = s.federated_section();
+        let tasks = build_stream(s, ctx.split).map_err(|m| {
+            Error::Other(format!(
+                "{}: [continual] tasks: {m}",
+                ctx.loaded.path.display()
+            ))
+        })?;
+        let slices = setup::client_streams(ctx.loaded, &tasks)?;
+        let cache = ctx.opts.results_root.clone();
+        let settings: Vec<Arc<Settings>> = f
+            .strategies
+            .iter()
+            .map(|e| setup::settings(ctx.loaded, ctx.split, cache.clone(), e).map(Arc::new))
+            .collect::<Result<_>>()?;
+        for (e, st) in f.strategies.iter().zip(&settings) {
+            if e.kind.distils() {
+                for t in 0..tasks.len() {
+                    let data: Vec<Dataset> = slices.iter().map(|c| c[t].clone()).collect();
+                    setup::check_clients(st, &data)
+                        .map_err(|e| Error::Other(format!("task {t}: {e}")))?;
+                }
+            }
+        }
+        Ok(Stream {
+            tasks,
+            slices,
+            settings,
+        })
+    }
+}
+
+impl BackendJob for StreamJob<'_> {
+    type Output = Result<Summary>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
+        let ctx = &self.ctx;
+        let s = ctx.scenario();
+        let (f, c) = (s.federated_section(), s.continual_section());
+        let stream = Stream::new(ctx)?;
+        let tasks = &stream.tasks;
+        let mut clients = Clients {
+            ctx,
+            states: stream
+                .slices
+                .iter()
+                .enumerate()
+                .map(|(id, sl)| ClientState::streaming(id, sl.clone()))
+                .collect(),
+            logs: Logs {
+                comm: ctx.csv("comm.csv")?,
+                clients: ctx.csv("clients.csv")?,
+                metrics: ctx.csv("rounds.csv")?,
+            },
+            pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
+            remote: self.transport.server(&f)?,
+            seq: 0,
+        };
+        let mut log: CsvLog<StreamRow> = ctx.csv("metrics.csv")?;
+        let first = stream
+            .settings
+            .first()
+            .ok_or_else(|| Error::Other("no strategy".into()))?;
+        let baseline = accuracy_row(&mut first.initial::<B>(&device), tasks, false, &device);
+        let mut results = BTreeMap::new();
+        let (mut series, mut report) = (Vec::new(), vec![header()]);
+        for (entry, st) in f.strategies.iter().zip(&stream.settings) {
+            let label = entry.label();
+            let t0 = Instant::now();
+            let mut on_task = |t: usize, row: &[f64], bytes: u64| -> Result<()> {
+                for (j, a) in row.iter().enumerate() {
+                    log.row(&StreamRow {
+                        strategy: label.clone(),
+                        after_task: t,
+                        task: j,
+                        test_acc: Fixed(*a),
+                        cumulative_bytes: bytes,
+                        elapsed_s: Fixed(ctx.elapsed()),
+                    })?;
+                }
+                let seen = row[..=t].iter().sum::<f64>() / (t + 1) as f64;
+                ctx.say(&format!(
+                    "{label} after task {t}: mean accuracy on tasks seen {seen:.4}"
+                ));
+                Ok(())
+            };
+            let learnt = match entry.kind {
+                StrategyKind::Joint => joint::<B>(st, tasks, &mut on_task, &device)?,
+                kind => {
+                    federated::<B>(&mut clients, kind, st.clone(), tasks, &mut on_task, &device)?
+                }
+            };
+            let m = AccuracyMatrix::from_rows(learnt.rows, Some(baseline.clone()))
+                .map_err(Error::Other)?;
+            write_matrix(&ctx.dir, &s.name, &label, &m)?;
+            let cum: Vec<(f64, f64)> = seen_means(&m)
+                .into_iter()
+                .zip(&learnt.bytes_after)
+                .map(|((_, acc), &b)| (b as f64 / 1e6, acc))
+                .collect();
+            series.push((label.clone(), cum));
+            let rec = record(&learnt.rounds, None, t0.elapsed().as_secs_f64());
+            let outcome = StreamStrategy {
+                metrics: m.summary(),
+                accuracy_matrix: m.r.clone(),
+                rounds: rec.rounds,
+                bytes_up: rec.bytes_up,
+                bytes_down: rec.bytes_down,
+                bytes_total: rec.bytes_total,
+                bytes_after_task: learnt.bytes_after,
+                client_compute_seconds: rec.client_compute_seconds,
+                memory_images: learnt.memory_images,
+                not_accepted: rec.not_accepted,
+                seconds: rec.seconds,
+            };
+            report.push(line(&label, &outcome));
+            results.insert(label, outcome);
+        }
+        drop(clients.remote.take());
+        let svg = lines_svg(
+            &format!(
+                "{}: mean accuracy on the tasks seen against bytes exchanged",
+                s.name
+            ),
+            "cumulative MB (up + down)",
+            "mean test accuracy (tasks seen)",
+            &series,
+        );
+        write_atomic(&ctx.dir.join("accuracy_vs_bytes.svg"), svg.as_bytes())?;
+        report.push(
+            "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); MB: encoded protobuf messages, all clients".into(),
+        );
+        let budget = match c.budget() {
+            crate::cl::memory::Budget::PerClass(n) => BudgetInfo {
+                per_class: Some(n),
+                total: None,
+            },
+            crate::cl::memory::Budget::Total(n) => BudgetInfo {
+                per_class: None,
+                total: Some(n),
+            },
+        };
+        let outcome = StreamOutcome {
+            stream: c.stream,
+            tasks: tasks
+                .iter()
+                .map(|t| TaskInfo {
+                    id: t.id,
+                    classes: t.classes.clone(),
+                    train: t.train.len(),
+                    test: t.test.len(),
+                })
+                .collect(),
+            clients: f.clients,
+            partition: f.partition.clone(),
+            client_sizes: stream
+                .slices
+                .iter()
+                .map(|sl| sl.iter().map(Dataset::len).collect())
+                .collect(),
+            protocol: c.protocol,
+            memory_budget: budget,
+            replay_memory_total: f.replay_memory_total,
+            quantization: f.quantization.name().into(),
+            transport: self.transport.name().into(),
+            random_init_accuracy: baseline,
+            strategies: results,
+        };
+        Ok(ctx.summary(
+            backend,
+            report,
+            Outcome::FederatedContinual(Box::new(outcome)),
+        ))
+    }
+}
+
+/// The report table's header.
+fn header() -> String {
+    format!(
+        "{:<22} {:>8} {:>11} {:>9} {:>12} {:>10}",
+        "strategy", "ACC", "forgetting", "BWT", "MB total", "client s"
+    )
+}
+
+/// One strategy's line of the report table.
+fn line(name: &str, r: &StreamStrategy) -> String {
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let m = &r.metrics;
+    format!(
+        "{name:<22} {:>8} {:>11} {:>9} {:>12.3} {:>10.1}",
+        fmt(m.average_accuracy),
+        fmt(m.forgetting),
+        fmt(m.backward_transfer),
+        r.bytes_total as f64 / 1e6,
+        r.client_compute_seconds
+    )
+}
