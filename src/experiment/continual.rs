@@ -267,6 +267,15 @@ impl BackendJob for ContinualJob<'_> {
             ..train_cfg.clone()
         };
         let cfgs = (train_cfg, memory_cfg);
+        let slots: usize = tasks.iter().map(|t| t.classes.len()).sum();
+        let memories = c.strategies.iter().any(|e| matches!(e, ClEntry::Memory(_)));
+        if let (true, Budget::Total(t)) = (memories, c.budget()) {
+            if t < slots {
+                return Err(Error::Other(format!(
+                    "continual.memory_total = {t}: the memory needs at least one image for each of the stream's {slots} classes"
+                )));
+            }
+        }
         let (_, dsa) = ctx.dsa()?;
         let harness = harness(ctx, &tasks, &cfgs, &dsa);
         let env = ctx.env()?;

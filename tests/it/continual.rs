@@ -150,3 +150,40 @@ replay_fraction = 1.5"#,
         .to_string();
     assert!(err.contains("tasks = 3"), "{err}");
 }
+
+#[test]
+fn an_mtt_memory_is_distilled_per_task_and_holds_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = scenario_text(
+        r#"tasks = 2
+strategies = ["finetune", { method = "mtt", iterations = 3, syn_steps = 2, expert_epochs = 1, max_start_epoch = 1, lr_img = 100, lr_teacher = 0.02 }]
+memory_total = 20"#,
+    )
+    .replace("tasks = 5\n", "")
+    + "[experts]\ncount = 1\nepochs = 2\nbatch_size = 64\nlr = 0.02\n";
+    let out = run_text(&text, dir.path());
+    let mtt = strategy(&out, "mtt");
+    assert!(
+        mtt.memory_images > 0 && mtt.memory_images <= 20,
+        "{}",
+        mtt.memory_images
+    );
+    let mem = std::fs::read_to_string(out.dir.join("memory.csv")).unwrap();
+    for after in 0..2 {
+        let held: usize = mem
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with(&format!("mtt,{after},")))
+            .map(|l| l.rsplit(',').next().unwrap().parse::<usize>().unwrap())
+            .sum();
+        assert!(held > 0 && held <= 20, "after task {after}: {held}");
+    }
+    // One folder of experts per task's data.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("experts"))
+            .unwrap()
+            .count(),
+        2
+    );
+    assert!(acc(&out, "mtt") > acc(&out, "finetune"));
+}

@@ -13,6 +13,7 @@ mod device_check;
 mod difficulty;
 mod distill;
 mod doctor;
+mod fcl;
 mod federated;
 mod manual;
 mod model;

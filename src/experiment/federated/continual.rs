@@ -124,6 +124,43 @@ fn federated<B: AutodiffBackend>(
     })
 }
 
+/// Memories that could not hold one image per class seen: the server's (distilled_memory, all
+/// the stream's slots) and each client's (fedavg_replay, the slots of the classes it holds).
+fn check_budgets(ctx: &RunContext<'_>, tasks: &[Task], slices: &[Vec<Dataset>]) -> Result<()> {
+    let s = ctx.scenario();
+    let (f, c) = (s.federated_section(), s.continual_section());
+    let uses = |k: StrategyKind| f.strategies.iter().any(|e| e.kind == k);
+    let slots: usize = tasks.iter().map(|t| t.classes.len()).sum();
+    let held = |sl: &[Dataset]| -> usize {
+        sl.iter()
+            .map(|d| d.class_counts().iter().filter(|&&n| n > 0).count())
+            .sum()
+    };
+    if let (true, crate::cl::memory::Budget::Total(t)) =
+        (uses(StrategyKind::DistilledMemory), c.budget())
+    {
+        if t < slots {
+            return Err(Error::Other(format!(
+                "continual.memory_total = {t}: the server's memory needs at least one image for each of the stream's {slots} classes"
+            )));
+        }
+    }
+    if uses(StrategyKind::FedavgReplay) {
+        if let Some((id, n)) = slices
+            .iter()
+            .map(|sl| held(sl))
+            .enumerate()
+            .find(|&(_, n)| n > f.replay_memory_total)
+        {
+            return Err(Error::Other(format!(
+                "federated.replay_memory_total = {}: client {id} sees {n} classes over the stream and needs at least one image for each",
+                f.replay_memory_total
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The run's shared pieces, made once.
 struct Stream {
     tasks: Vec<Task>,
@@ -157,6 +194,7 @@ impl Stream {
                 }
             }
         }
+        check_budgets(ctx, &tasks, &slices)?;
         Ok(Stream {
             tasks,
             slices,

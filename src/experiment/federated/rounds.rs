@@ -247,8 +247,7 @@ pub fn record(rounds: &[Round], stopped_at: Option<f64>, seconds: f64) -> Strate
         client_compute_seconds: rounds
             .iter()
             .flat_map(|r| &r.clients)
-            .map(|c| c.compute_seconds)
-            .sum(),
+            .fold(0.0, |a, c| a + c.compute_seconds),
         seconds,
     }
 }
