@@ -348,9 +348,10 @@ impl BackendJob for ProbeJob {
 
 /// Runs the probe on `kind` and on the CPU and compares them.
 pub fn doctor(kind: DeviceKind, cfg: &DoctorConfig) -> Result<Vec<Row>> {
-    if cfg.batch == 0 || cfg.width == 0 || cfg.shape.iter().any(|&d| d < 2) {
+    let [c, h, w] = cfg.shape;
+    if cfg.batch == 0 || cfg.width == 0 || c == 0 || h < 2 || w < 2 {
         return Err(Error::Other(format!(
-            "doctor needs a batch and width of at least 1 and images of at least 2x2, got {cfg:?}"
+            "doctor needs a batch, a width and channels of at least 1 and images of at least 2x2, got {cfg:?}"
         )));
     }
     let here = device::dispatch(device::check(kind)?, ProbeJob(cfg.clone()));

@@ -8,8 +8,8 @@ use toml_edit::{value, DocumentMut, Item, Table};
 /// The flags of `distillery distill`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct DistillArgs {
-    /// dm, mtt, random, herding or kcenter.
-    #[arg(long, default_value = "dm")]
+    /// The method: dm, mtt, selmatch, random, herding or kcenter (its reference settings).
+    #[arg(long, default_value = "dm", value_parser = method_name)]
     pub method: String,
     /// Images per class.
     #[arg(long, default_value_t = 10)]
@@ -17,7 +17,7 @@ pub struct DistillArgs {
     /// `digits` (embedded), an MNIST-style folder of IDX files, or a CIFAR binary folder.
     #[arg(long, default_value = "digits")]
     pub data: String,
-    /// Distillation iterations (default: the method's reference, dm 20000, mtt 5000).
+    /// Distillation iterations (default: the method's reference: dm 20000, mtt 5000, selmatch 10000).
     #[arg(long)]
     pub iterations: Option<usize>,
     /// DM: real images per class per iteration (reference: 256).
@@ -38,9 +38,20 @@ pub struct DistillArgs {
     /// Run seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Where tensors live.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: crate::device::DeviceKind,
+}
+
+/// `name` if it names a method.
+fn method_name(name: &str) -> std::result::Result<String, String> {
+    match crate::distill::MethodConfig::defaults(name) {
+        Some(_) => Ok(name.to_string()),
+        None => Err(format!(
+            "expected one of {}",
+            crate::distill::MethodConfig::names().join(", ")
+        )),
+    }
 }
 
 fn find(dir: &Path, stems: &[&str]) -> Option<String> {
@@ -135,7 +146,7 @@ pub fn distill_scenario(a: &DistillArgs) -> Result<String> {
     doc["name"] = value(format!("{}-{tag}-ipc{}", a.method, a.ipc));
     doc["kind"] = value("distill");
     doc["seed"] = value(a.seed as i64);
-    doc["device"] = value(&a.device);
+    doc["device"] = value(a.device.name());
     doc["data"] = Item::Table(data_table(&a.data)?);
     doc["model"] = Item::Table(table([
         ("arch", value("convnet")),

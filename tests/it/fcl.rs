@@ -261,3 +261,65 @@ fn over_grpc_the_stream_gives_the_in_process_accuracies() {
         assert_eq!(remote.strategies[k].bytes_total, s.bytes_total, "{k}");
     }
 }
+
+#[test]
+fn a_server_memory_takes_each_class_from_the_clients_in_turn() {
+    use distillery::data::Dataset;
+    use distillery::fed::strategy::memory::interleave;
+    // Two clients: the first holds classes 0 and 1 (values 1, 2, 3 / 4), the second class 0 (10, 20).
+    let set = |vals: &[(f32, usize)]| Dataset {
+        images: vals.iter().map(|v| v.0).collect(),
+        labels: vals.iter().map(|v| v.1).collect(),
+        shape: [1, 1, 1],
+        classes: vec!["a".into(), "b".into()],
+    };
+    let a = set(&[(1.0, 0), (4.0, 1), (2.0, 0), (3.0, 0)]);
+    let b = set(&[(10.0, 0), (20.0, 0)]);
+    let u = interleave(&[a, b], [1, 1, 1], &["a".into(), "b".into()]);
+    assert_eq!(u.images, vec![1.0, 10.0, 2.0, 20.0, 3.0, 4.0]);
+    assert_eq!(u.labels, vec![0, 0, 0, 0, 0, 1]);
+}
+
+#[test]
+fn strategy_entries_name_their_method_and_are_checked() {
+    let text = fcl_text(
+        "e",
+        r#"strategies = ["fedavg_finetune", { strategy = "distilled_memory", method = "random" }, "distilled_memory"]"#,
+    );
+    let l = distillery::scenario::parse(&text, Path::new("t.toml")).unwrap();
+    let labels: Vec<String> = l
+        .scenario
+        .federated_section()
+        .strategies
+        .iter()
+        .map(|e| e.label())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "fedavg_finetune",
+            "distilled_memory-random",
+            "distilled_memory"
+        ]
+    );
+    let e = distillery::scenario::parse(
+        &fcl_text(
+            "e",
+            r#"strategies = [{ strategy = "distilled_memory", method = "dm", alpha = 0.5 }]"#,
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`alpha` is a setting of selmatch"), "{e}");
+    let e = distillery::scenario::parse(
+        &fcl_text(
+            "e",
+            r#"strategies = ["distilled_memory", "distilled_memory"]"#,
+        ),
+        Path::new("t.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("each strategy once"), "{e}");
+}

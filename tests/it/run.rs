@@ -308,3 +308,38 @@ fn seed_flag_overrides_the_scenario_and_is_recorded() {
     assert!(!cli.status.success());
     assert!(String::from_utf8_lossy(&cli.stderr).contains("oops"));
 }
+
+#[test]
+fn the_schedule_makes_periodic_actions_due_before_the_last_iteration_only() {
+    use distillery::train::events::Schedule;
+    let s = Schedule {
+        iterations: 10,
+        log_every: 3,
+        checkpoint_every: 5,
+        eval_every: 5,
+        coverage_every: 0,
+        max_seconds: None,
+    };
+    let due: Vec<(bool, bool, bool)> = (1..=10)
+        .map(|it| {
+            let d = s.due(it, 0.0);
+            (d.log, d.checkpoint, d.evaluate)
+        })
+        .collect();
+    // Logs at 3, 6, 9 and the last; checkpoint and evaluation at 5 (not 10, the last).
+    assert_eq!(due[2], (true, false, false));
+    assert_eq!(due[4], (false, true, true));
+    assert_eq!(due[9], (true, false, false));
+    assert!((1..=10).all(|it| !s.due(it, 0.0).coverage));
+    // A budget spent after iteration 4: that one is the last (logged, nothing else due).
+    let b = Schedule {
+        max_seconds: Some(1.0),
+        ..s.clone()
+    };
+    let d = b.due(4, 1.5);
+    assert!(d.budget_reached && d.log && !d.checkpoint);
+    assert!(
+        !b.due(10, 9.0).budget_reached,
+        "the last iteration ends the run anyway"
+    );
+}
