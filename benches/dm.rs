@@ -14,6 +14,9 @@ use distillery::distill::{Checkpoint, Ctx, Distiller, Dm, DmConfig, Flow};
 use distillery::model::{ConvNetSpec, ModelSpec};
 use std::time::Instant;
 
+mod common;
+use common::peak_rss_mib;
+
 fn bench<B: AutodiffBackend>(
     name: &str,
     device: B::Device,
@@ -55,12 +58,13 @@ fn bench<B: AutodiffBackend>(
     Dm { cfg }.distill(&d, ipc, &mut ctx).expect("DM runs");
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{name:<6} DM iteration, 1x28x28, 10 classes, IPC {ipc}, batch_real {br}, ConvNet-3 w{width}, DSA, {} threads: median {:.2} s (min {:.2}, max {:.2}, {} runs)",
+        "{name:<6} DM iteration, 1x28x28, 10 classes, IPC {ipc}, batch_real {br}, ConvNet-3 w{width}, DSA, {} threads: median {:.2} s (min {:.2}, max {:.2}, {} runs), peak RSS {:.0} MiB",
         distillery::device::worker_threads(),
         times[times.len() / 2],
         times[0],
         times[times.len() - 1],
-        times.len()
+        times.len(),
+        peak_rss_mib()
     );
 }
 
