@@ -1,0 +1,148 @@
+//! Instance norm (affine), ReLU and 2x2 average pooling as one pass over each `[h, w]` plane of a
+//! contiguous NCHW `f32` batch, and its backward as one more: the ConvNet block's tail without the
+//! dozen full-size temporaries the same layers cost as separate tensor ops.
+
+use rayon::prelude::*;
+
+const EPS: f32 = 1e-5;
+
+/// What the forward pass keeps for the backward pass: the normalised input and `1/std` per plane.
+#[derive(Clone, Debug)]
+pub struct Saved {
+    /// `(z - mean) / std`, `[n, c, h, w]`.
+    pub xhat: Vec<f32>,
+    /// `1 / sqrt(var + eps)`, `[n, c]`.
+    pub inv: Vec<f32>,
+}
+
+/// Planes per parallel task (small planes are cheap; keep the tasks coarse).
+fn planes_per_task(hw: usize) -> usize {
+    (4096 / hw.max(1)).max(1)
+}
+
+/// Normalises plane `z` in place into `xhat` and returns `1/std` (two-pass mean and variance).
+fn normalise(z: &[f32], xhat: &mut [f32]) -> f32 {
+    let m = z.len() as f32;
+    let mean = z.iter().sum::<f32>() / m;
+    let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / m;
+    let inv = 1.0 / (var + EPS).sqrt();
+    for (o, &v) in xhat.iter_mut().zip(z) {
+        *o = (v - mean) * inv;
+    }
+    inv
+}
+
+/// 2x2 average of `relu(xhat * g + b)` over plane `xhat` (`h` x `w`) into `out` (floor mode).
+fn relu_pool(xhat: &[f32], (h, w): (usize, usize), g: f32, b: f32, out: &mut [f32]) {
+    let (h2, w2) = (h / 2, w / 2);
+    let r = |v: f32| (v * g + b).max(0.0);
+    for oy in 0..h2 {
+        let (top, bot) = (&xhat[2 * oy * w..], &xhat[(2 * oy + 1) * w..]);
+        for ox in 0..w2 {
+            let a = (r(top[2 * ox]) + r(top[2 * ox + 1])) * 0.5;
+            let c = (r(bot[2 * ox]) + r(bot[2 * ox + 1])) * 0.5;
+            out[oy * w2 + ox] = (a + c) * 0.5;
+        }
+    }
+}
+
+/// `avg_pool2(relu(instance_norm(z) * g + b))` for `z` (`[n, c, h, w]`), with what the backward
+/// pass needs when `keep` (otherwise the normalised planes live only in a scratch buffer).
+pub fn forward(
+    z: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    g: &[f32],
+    b: &[f32],
+    keep: bool,
+) -> (Vec<f32>, Option<Saved>) {
+    let (hw, hw2) = (h * w, (h / 2) * (w / 2));
+    let mut xhat = vec![0f32; if keep { n * c * hw } else { 0 }];
+    let mut inv = vec![0f32; n * c];
+    let mut out = vec![0f32; n * c * hw2];
+    let per = planes_per_task(hw);
+    let plane = |t: usize, j: usize, xh: &mut [f32], inv_j: &mut f32, o: &mut [f32]| {
+        let p = t * per + j;
+        *inv_j = normalise(&z[p * hw..(p + 1) * hw], xh);
+        relu_pool(xh, (h, w), g[p % c], b[p % c], o);
+    };
+    let chunks = inv.par_chunks_mut(per).zip(out.par_chunks_mut(per * hw2));
+    if keep {
+        chunks
+            .zip(xhat.par_chunks_mut(per * hw))
+            .enumerate()
+            .for_each(|(t, ((is, os), xs))| {
+                for (j, inv_j) in is.iter_mut().enumerate() {
+                    let o = &mut os[j * hw2..(j + 1) * hw2];
+                    plane(t, j, &mut xs[j * hw..(j + 1) * hw], inv_j, o);
+                }
+            });
+    } else {
+        chunks.enumerate().for_each_init(
+            || vec![0f32; hw],
+            |xh, (t, (is, os))| {
+                for (j, inv_j) in is.iter_mut().enumerate() {
+                    plane(t, j, xh, inv_j, &mut os[j * hw2..(j + 1) * hw2]);
+                }
+            },
+        );
+    }
+    (out, keep.then_some(Saved { xhat, inv }))
+}
+
+/// The gradients `(dz, dg, db)` of [`forward`] for the pooled output's gradient `dp`.
+pub fn backward(
+    dp: &[f32],
+    s: &Saved,
+    (n, c, h, w): (usize, usize, usize, usize),
+    g: &[f32],
+    b: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (hw, h2, w2) = (h * w, h / 2, w / 2);
+    let mut dz = vec![0f32; n * c * hw];
+    // Per plane: sum(dy) and sum(dy * xhat), for the norm's parameter gradients.
+    let mut sums = vec![(0f32, 0f32); n * c];
+    let per = planes_per_task(hw);
+    dz.par_chunks_mut(per * hw)
+        .zip(sums.par_chunks_mut(per))
+        .enumerate()
+        .for_each(|(t, (ds, ss))| {
+            for (j, sum) in ss.iter_mut().enumerate() {
+                let p = t * per + j;
+                let ch = p % c;
+                let (gc, bc) = (g[ch], b[ch]);
+                let xh = &s.xhat[p * hw..(p + 1) * hw];
+                let d = &mut ds[j * hw..(j + 1) * hw];
+                let dpp = &dp[p * h2 * w2..(p + 1) * h2 * w2];
+                // dy: the pooled gradient spread over its 2x2 block, where the ReLU passed.
+                let (mut s1, mut s2) = (0f32, 0f32);
+                for y in 0..2 * h2 {
+                    for x in 0..2 * w2 {
+                        let i = y * w + x;
+                        let v = if xh[i] * gc + bc > 0.0 {
+                            dpp[(y / 2) * w2 + x / 2] * 0.25
+                        } else {
+                            0.0
+                        };
+                        d[i] = v;
+                        s1 += v;
+                        s2 += v * xh[i];
+                    }
+                }
+                *sum = (s1, s2);
+                // dz = inv * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * g.
+                let m = hw as f32;
+                let (m1, m2) = (gc * s1 / m, gc * s2 / m);
+                let inv = s.inv[p];
+                for (dv, &x) in d.iter_mut().zip(xh) {
+                    *dv = inv * (*dv * gc - m1 - x * m2);
+                }
+            }
+        });
+    let mut dg = vec![0f32; c];
+    let mut db = vec![0f32; c];
+    for (p, &(s1, s2)) in sums.iter().enumerate() {
+        db[p % c] += s1;
+        dg[p % c] += s2;
+    }
+    (dz, dg, db)
+}

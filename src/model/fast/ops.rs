@@ -1,0 +1,245 @@
+//! The fast kernels as `Flex` primitives and as `Autodiff<Flex>` ops with backward passes.
+
+use super::conv;
+use super::norm::{self, Saved};
+use super::{contiguous, dims4, flex, geom, values, Ad};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::prelude::*;
+use burn::tensor::backend::BackendTypes;
+use burn::tensor::TensorPrimitive;
+
+/// A tracked primitive (burn keeps its type name private).
+type AutodiffTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
+
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+/// The forward convolution of `x` (`[n, ci, h, w]`) by `w` (`co * ci * 9` values, any shape).
+pub fn conv_forward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+    pad: isize,
+) -> FlexTensor {
+    let d = dims4(x);
+    let g = geom(d, values(w).len() / (d[1] * 9), pad);
+    let (ho, wo) = g.out();
+    let out = conv::forward(values(x), values(w), b.map(values), &g);
+    flex(out, &[g.n, g.co, ho, wo])
+}
+
+/// The weight gradient `[co, ci, 3, 3]` for input `x` and output gradient `dz`.
+pub fn wgrad(x: &FlexTensor, dz: &FlexTensor, pad: isize) -> FlexTensor {
+    let g = geom(dims4(x), dims4(dz)[1], pad);
+    flex(
+        conv::weight_grad(values(x), values(dz), &g),
+        &[g.co, g.ci, 3, 3],
+    )
+}
+
+/// The input gradient for output gradient `dz` and kernel `k` (`[co, ci, 3, 3]`).
+pub fn xgrad(dz: &FlexTensor, k: &FlexTensor, pad: isize) -> FlexTensor {
+    let [n, co, ho, wo] = dims4(dz);
+    let ci = dims4(k)[1];
+    let (h, w) = (
+        (ho as isize - 2 * pad + 2) as usize,
+        (wo as isize - 2 * pad + 2) as usize,
+    );
+    let g = geom([n, ci, h, w], co, pad);
+    flex(conv::input_grad(values(dz), values(k), &g), &[n, ci, h, w])
+}
+
+fn prim<const D: usize>(t: Tensor<Ad, D>) -> AutodiffTensor {
+    t.into_primitive().tensor()
+}
+
+fn tensor<const D: usize>(t: AutodiffTensor) -> Tensor<Ad, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(t))
+}
+
+/// Registers a gradient for a parent that needs one (a macro: the node type is private to burn).
+macro_rules! give {
+    ($grads:expr, $parent:expr, $value:expr) => {
+        if let Some(node) = $parent {
+            $grads.register::<Flex>(node.id, $value);
+        }
+    };
+}
+
+/// A convolution with bias: `x`, the flat kernel and the bias are the parents.
+#[derive(Debug)]
+struct ConvOp;
+
+impl Backward<Flex, 3> for ConvOp {
+    type State = (FlexTensor, FlexTensor, isize);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw, pb] = &ops.parents;
+        let dz = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, w, pad) = ops.state;
+        let g = geom(dims4(&x), dims4(&dz)[1], pad);
+        give!(
+            grads,
+            px,
+            flex(conv::input_grad(values(&dz), values(&w), &g), &shape(&x))
+        );
+        give!(
+            grads,
+            pw,
+            flex(conv::weight_grad(values(&x), values(&dz), &g), &shape(&w))
+        );
+        give!(
+            grads,
+            pb,
+            flex(conv::bias_grad(values(&dz), g.n, g.co), &[g.co])
+        );
+    }
+}
+
+/// [`ConvOp`] on tracked tensors.
+pub fn tracked_conv(
+    x: Tensor<Ad, 4>,
+    w: Tensor<Ad, 1>,
+    b: Tensor<Ad, 1>,
+    pad: usize,
+) -> Tensor<Ad, 4> {
+    let (x, w, b) = (prim(x), prim(w), prim(b));
+    let (xr, wr, br) = (
+        contiguous(x.primitive.clone()),
+        contiguous(w.primitive.clone()),
+        contiguous(b.primitive.clone()),
+    );
+    let out = conv_forward(&xr, &wr, Some(&br), pad as isize);
+    let nodes = [x.node.clone(), w.node.clone(), b.node.clone()];
+    tensor(
+        match ConvOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((xr, wr, pad as isize), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
+}
+
+/// The weight gradient as an op of `x` and `dz`.
+#[derive(Debug)]
+struct WGradOp;
+
+impl Backward<Flex, 2> for WGradOp {
+    type State = (FlexTensor, FlexTensor, isize);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pdz] = &ops.parents;
+        let gk = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, dz, pad) = ops.state;
+        give!(grads, px, xgrad(&dz, &gk, pad));
+        give!(grads, pdz, conv_forward(&x, &gk, None, pad));
+    }
+}
+
+/// [`WGradOp`] on tracked tensors.
+pub fn tracked_wgrad(x: Tensor<Ad, 4>, dz: Tensor<Ad, 4>, pad: usize) -> Tensor<Ad, 4> {
+    let (x, dz) = (prim(x), prim(dz));
+    let (xr, dzr) = (
+        contiguous(x.primitive.clone()),
+        contiguous(dz.primitive.clone()),
+    );
+    let out = wgrad(&xr, &dzr, pad as isize);
+    let nodes = [x.node.clone(), dz.node.clone()];
+    tensor(
+        match WGradOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((xr, dzr, pad as isize), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
+}
+
+/// The input gradient as an op of `dz` and the 4-D kernel.
+#[derive(Debug)]
+struct XGradOp;
+
+impl Backward<Flex, 2> for XGradOp {
+    type State = (FlexTensor, FlexTensor, isize);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pdz, pk] = &ops.parents;
+        let gx = contiguous(grads.consume::<Flex>(&ops.node));
+        let (dz, k, pad) = ops.state;
+        give!(grads, pdz, conv_forward(&gx, &k, None, pad));
+        give!(grads, pk, wgrad(&gx, &dz, pad));
+    }
+}
+
+/// [`XGradOp`] on tracked tensors.
+pub fn tracked_xgrad(dz: Tensor<Ad, 4>, k: Tensor<Ad, 4>, pad: usize) -> Tensor<Ad, 4> {
+    let (dz, k) = (prim(dz), prim(k));
+    let (dzr, kr) = (
+        contiguous(dz.primitive.clone()),
+        contiguous(k.primitive.clone()),
+    );
+    let out = xgrad(&dzr, &kr, pad as isize);
+    let nodes = [dz.node.clone(), k.node.clone()];
+    tensor(
+        match XGradOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((dzr, kr, pad as isize), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
+}
+
+/// Instance norm, ReLU and 2x2 average pooling: `z`, the scale and the shift are the parents.
+#[derive(Debug)]
+struct NormOp;
+
+impl Backward<Flex, 3> for NormOp {
+    type State = (Saved, FlexTensor, FlexTensor, [usize; 4]);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pz, pg, pb] = &ops.parents;
+        let dp = contiguous(grads.consume::<Flex>(&ops.node));
+        let (saved, g, b, [n, c, h, w]) = ops.state;
+        let (dz, dg, db) =
+            norm::backward(values(&dp), &saved, (n, c, h, w), values(&g), values(&b));
+        give!(grads, pz, flex(dz, &[n, c, h, w]));
+        give!(grads, pg, flex(dg, &shape(&g)));
+        give!(grads, pb, flex(db, &shape(&b)));
+    }
+}
+
+/// [`NormOp`] on tracked tensors.
+pub fn tracked_norm(z: Tensor<Ad, 4>, g: Tensor<Ad, 1>, b: Tensor<Ad, 1>) -> Tensor<Ad, 4> {
+    let (z, g, b) = (prim(z), prim(g), prim(b));
+    let (zr, gr, br) = (
+        contiguous(z.primitive.clone()),
+        contiguous(g.primitive.clone()),
+        contiguous(b.primitive.clone()),
+    );
+    let [n, c, h, w] = dims4(&zr);
+    let nodes = [z.node.clone(), g.node.clone(), b.node.clone()];
+    let prep = NormOp
+        .prepare::<NoCheckpointing>(nodes)
+        .compute_bound()
+        .stateful();
+    let keep = matches!(prep, OpsKind::Tracked(_));
+    let (out, saved) = norm::forward(values(&zr), (n, c, h, w), values(&gr), values(&br), keep);
+    let out = flex(out, &[n, c, h / 2, w / 2]);
+    tensor(match prep {
+        OpsKind::Tracked(prep) => prep.finish((saved.expect("kept"), gr, br, [n, c, h, w]), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    })
+}
