@@ -1,5 +1,10 @@
-//! Pieces the benches share.
+//! Pieces the benches share, and the allocator the `distillery` binary uses (so the benches
+//! measure what a run costs).
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[allow(dead_code)] // fed.rs reports no memory
 /// The process's peak resident memory in MiB (Linux: `VmHWM` of /proc/self/status; NaN elsewhere).
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -12,6 +12,8 @@
 pub mod conv;
 pub mod norm;
 mod ops;
+#[cfg(test)]
+mod tests;
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::flex::{Flex, FlexTensor, Layout};
