@@ -12,6 +12,7 @@
 pub mod conv;
 pub mod norm;
 mod ops;
+pub mod pool;
 #[cfg(test)]
 mod tests;
 
@@ -173,5 +174,49 @@ fn geom(x: [usize; 4], co: usize, pad: isize) -> Geom {
         h: x[2],
         w: x[3],
         pad,
+    }
+}
+
+/// `avg_pool2(relu(y))` (planes of at least 2 x 2).
+pub fn relu_pool<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 4> {
+    match lane::<B>().expect("applies") {
+        Lane::Plain => cast(wrap::<4>(ops::relu_pool_fwd(&raw::<4>(cast(y))))),
+        Lane::Tracked => cast(ops::tracked_relu_pool(cast(y))),
+    }
+}
+
+/// The gradient with respect to `y` of [`relu_pool`] for the pooled gradient `dp`; itself
+/// differentiable in `dp` on `Autodiff<Flex>` (its derivative in `y` is zero).
+pub fn relu_pool_backward<B: Backend>(dp: Tensor<B, 4>, y: Tensor<B, 4>) -> Tensor<B, 4> {
+    match lane::<B>().expect("applies") {
+        Lane::Plain => {
+            let (dp, y) = (raw::<4>(cast(dp)), raw::<4>(cast(y)));
+            cast(wrap::<4>(ops::relu_pool_bwd(&dp, &y)))
+        }
+        Lane::Tracked => cast(ops::tracked_relu_pool_bwd(cast(dp), cast(y))),
+    }
+}
+
+/// The instance norm's input gradient `inv * (dxh - mean(dxh) - xhat * mean(dxh * xhat))` with
+/// `dxh = dy * g` per plane, for `xhat` (`[n, c, h, w]`), `inv` (`[n, c, 1, 1]`) and the scale `g`
+/// (`[c]`); differentiable in all four on `Autodiff<Flex>`.
+pub fn instance_norm_input_grad<B: Backend>(
+    dy: Tensor<B, 4>,
+    xhat: Tensor<B, 4>,
+    inv: Tensor<B, 4>,
+    g: Tensor<B, 1>,
+) -> Tensor<B, 4> {
+    match lane::<B>().expect("applies") {
+        Lane::Plain => {
+            let (dy, xhat) = (raw::<4>(cast(dy)), raw::<4>(cast(xhat)));
+            let (inv, g) = (raw::<4>(cast(inv)), raw::<1>(cast(g)));
+            cast(wrap::<4>(ops::norm_grad(&dy, &xhat, &inv, &g)))
+        }
+        Lane::Tracked => cast(ops::tracked_norm_grad(
+            cast(dy),
+            cast(xhat),
+            cast(inv),
+            cast(g),
+        )),
     }
 }

@@ -146,3 +146,85 @@ pub fn backward(
     }
     (dz, dg, db)
 }
+
+/// The instance norm's input gradient from its normalised input `xhat`, `1/std` per plane `inv`,
+/// scale `g` and output gradient `dy` (all planes of `hw` values): per plane
+/// `dz = inv * (dxh - mean(dxh) - xhat * mean(dxh * xhat))` with `dxh = dy * g`.
+pub fn input_grad(dy: &[f32], xhat: &[f32], inv: &[f32], g: &[f32], hw: usize) -> Vec<f32> {
+    let c = g.len();
+    let mut dz = vec![0f32; dy.len()];
+    let per = planes_per_task(hw);
+    dz.par_chunks_mut(per * hw).enumerate().for_each(|(t, ds)| {
+        for (j, d) in ds.chunks_mut(hw).enumerate() {
+            let p = t * per + j;
+            let (dyp, xp) = (&dy[p * hw..(p + 1) * hw], &xhat[p * hw..(p + 1) * hw]);
+            let gc = g[p % c];
+            let (mut s1, mut s2) = (0f32, 0f32);
+            for (&a, &x) in dyp.iter().zip(xp) {
+                s1 += a * gc;
+                s2 += a * gc * x;
+            }
+            let (m1, m2) = (s1 / hw as f32, s2 / hw as f32);
+            for ((o, &a), &x) in d.iter_mut().zip(dyp).zip(xp) {
+                *o = (a * gc - m1 - x * m2) * inv[p];
+            }
+        }
+    });
+    dz
+}
+
+/// The gradients `(d dy, d xhat, d inv, d g)` of [`input_grad`] for the gradient `gz` of its
+/// result (`d g` summed over images).
+pub fn input_grad_vjp(
+    gz: &[f32],
+    (dy, xhat, inv, g): (&[f32], &[f32], &[f32], &[f32]),
+    hw: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let c = g.len();
+    let planes = inv.len();
+    let (mut ddy, mut dx) = (vec![0f32; dy.len()], vec![0f32; dy.len()]);
+    let mut scalars = vec![(0f32, 0f32); planes];
+    let per = planes_per_task(hw);
+    ddy.par_chunks_mut(per * hw)
+        .zip(dx.par_chunks_mut(per * hw))
+        .zip(scalars.par_chunks_mut(per))
+        .enumerate()
+        .for_each(|(t, ((dds, dxs), ss))| {
+            for (j, s) in ss.iter_mut().enumerate() {
+                let p = t * per + j;
+                let r = p * hw..(p + 1) * hw;
+                let (gp, dyp, xp) = (&gz[r.clone()], &dy[r.clone()], &xhat[r]);
+                let (gc, iv, m) = (g[p % c], inv[p], hw as f32);
+                // Forward means, and the means of h = gz * inv the backward needs.
+                let (mut m1, mut m2, mut h1, mut h2) = (0f32, 0f32, 0f32, 0f32);
+                for ((&a, &x), &q) in dyp.iter().zip(xp).zip(gp) {
+                    m1 += a * gc;
+                    m2 += a * gc * x;
+                    h1 += q * iv;
+                    h2 += q * iv * x;
+                }
+                let (m1, m2, h1, h2) = (m1 / m, m2 / m, h1 / m, h2 / m);
+                let (dd, dxp) = (
+                    &mut dds[j * hw..(j + 1) * hw],
+                    &mut dxs[j * hw..(j + 1) * hw],
+                );
+                let (mut dinv, mut dg) = (0f32, 0f32);
+                for i in 0..hw {
+                    let (a, x, q) = (dyp[i], xp[i], gp[i]);
+                    let dxh = a * gc;
+                    let ddxh = q * iv - h1 - x * h2;
+                    dd[i] = ddxh * gc;
+                    dg += ddxh * a;
+                    dxp[i] = -q * iv * m2 - dxh * h2;
+                    dinv += q * (dxh - m1 - x * m2);
+                }
+                *s = (dinv, dg);
+            }
+        });
+    let dinv = scalars.iter().map(|s| s.0).collect();
+    let mut dg = vec![0f32; c];
+    for (p, s) in scalars.iter().enumerate() {
+        dg[p % c] += s.1;
+    }
+    (ddy, dx, dinv, dg)
+}

@@ -2,6 +2,7 @@
 
 use super::conv;
 use super::norm::{self, Saved};
+use super::pool;
 use super::{contiguous, dims4, flex, geom, values, Ad};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
@@ -242,4 +243,158 @@ pub fn tracked_norm(z: Tensor<Ad, 4>, g: Tensor<Ad, 1>, b: Tensor<Ad, 1>) -> Ten
         OpsKind::Tracked(prep) => prep.finish((saved.expect("kept"), gr, br, [n, c, h, w]), out),
         OpsKind::UnTracked(prep) => prep.finish(out),
     })
+}
+
+/// ReLU and 2x2 average pooling: `y` is the parent (and the state).
+#[derive(Debug)]
+struct ReluPoolOp;
+
+impl Backward<Flex, 1> for ReluPoolOp {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [py] = &ops.parents;
+        let dp = contiguous(grads.consume::<Flex>(&ops.node));
+        let y = ops.state;
+        give!(grads, py, relu_pool_bwd(&dp, &y));
+    }
+}
+
+/// `avg_pool2(relu(y))` as a primitive.
+pub fn relu_pool_fwd(y: &FlexTensor) -> FlexTensor {
+    let [n, c, h, w] = dims4(y);
+    flex(
+        pool::forward(values(y), None, n * c, (h, w)),
+        &[n, c, h / 2, w / 2],
+    )
+}
+
+/// Its gradient with respect to `y` for the pooled gradient `dp`, as a primitive.
+pub fn relu_pool_bwd(dp: &FlexTensor, y: &FlexTensor) -> FlexTensor {
+    let [n, c, h, w] = dims4(y);
+    flex(
+        pool::backward(values(dp), values(y), n * c, (h, w)),
+        &[n, c, h, w],
+    )
+}
+
+/// [`ReluPoolOp`] on tracked tensors.
+pub fn tracked_relu_pool(y: Tensor<Ad, 4>) -> Tensor<Ad, 4> {
+    let y = prim(y);
+    let yr = contiguous(y.primitive.clone());
+    let out = relu_pool_fwd(&yr);
+    tensor(
+        match ReluPoolOp
+            .prepare::<NoCheckpointing>([y.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(yr, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
+}
+
+/// The backward of ReLU + pooling as an op of the pooled gradient `dp` and `y`; linear in `dp`,
+/// and of zero derivative in `y` (the mask is piecewise constant), so `y` gets no gradient.
+#[derive(Debug)]
+struct ReluPoolBwdOp;
+
+impl Backward<Flex, 2> for ReluPoolBwdOp {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pdp, _] = &ops.parents;
+        let g = contiguous(grads.consume::<Flex>(&ops.node));
+        let y = ops.state;
+        let [n, c, h, w] = dims4(&y);
+        give!(
+            grads,
+            pdp,
+            flex(
+                pool::forward(values(&y), Some(values(&g)), n * c, (h, w)),
+                &[n, c, h / 2, w / 2]
+            )
+        );
+    }
+}
+
+/// [`ReluPoolBwdOp`] on tracked tensors.
+pub fn tracked_relu_pool_bwd(dp: Tensor<Ad, 4>, y: Tensor<Ad, 4>) -> Tensor<Ad, 4> {
+    let (dp, y) = (prim(dp), prim(y));
+    let (dpr, yr) = (
+        contiguous(dp.primitive.clone()),
+        contiguous(y.primitive.clone()),
+    );
+    let out = relu_pool_bwd(&dpr, &yr);
+    let nodes = [dp.node.clone(), y.node.clone()];
+    tensor(
+        match ReluPoolBwdOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(yr, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
+}
+
+/// The instance norm's input gradient as an op of `dy`, `xhat`, `inv` (`[n, c, 1, 1]`) and the
+/// scale `g` (`[c]`).
+#[derive(Debug)]
+struct NormGradOp;
+
+impl Backward<Flex, 4> for NormGradOp {
+    type State = [FlexTensor; 4];
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pdy, px, pinv, pg] = &ops.parents;
+        let gz = contiguous(grads.consume::<Flex>(&ops.node));
+        let [dy, xhat, inv, g] = ops.state;
+        let hw = values(&dy).len() / values(&inv).len();
+        let v = (values(&dy), values(&xhat), values(&inv), values(&g));
+        let (ddy, dx, dinv, dg) = norm::input_grad_vjp(values(&gz), v, hw);
+        give!(grads, pdy, flex(ddy, &shape(&dy)));
+        give!(grads, px, flex(dx, &shape(&xhat)));
+        give!(grads, pinv, flex(dinv, &shape(&inv)));
+        give!(grads, pg, flex(dg, &shape(&g)));
+    }
+}
+
+/// [`NormGradOp`]'s value as a primitive.
+pub fn norm_grad(
+    dy: &FlexTensor,
+    xhat: &FlexTensor,
+    inv: &FlexTensor,
+    g: &FlexTensor,
+) -> FlexTensor {
+    let hw = values(dy).len() / values(inv).len().max(1);
+    flex(
+        norm::input_grad(values(dy), values(xhat), values(inv), values(g), hw),
+        &shape(dy),
+    )
+}
+
+/// [`NormGradOp`] on tracked tensors.
+pub fn tracked_norm_grad(
+    dy: Tensor<Ad, 4>,
+    xhat: Tensor<Ad, 4>,
+    inv: Tensor<Ad, 4>,
+    g: Tensor<Ad, 1>,
+) -> Tensor<Ad, 4> {
+    let ts = [prim(dy), prim(xhat), prim(inv), prim(g)];
+    let raws = ts.clone().map(|t| contiguous(t.primitive));
+    let out = norm_grad(&raws[0], &raws[1], &raws[2], &raws[3]);
+    let nodes = ts.map(|t| t.node);
+    tensor(
+        match NormGradOp
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(raws, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        },
+    )
 }

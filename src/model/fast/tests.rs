@@ -135,3 +135,76 @@ fn fused_norm_relu_pool_and_its_gradients_match_burn() {
         close(plain, avg_pool2(relu(instance_norm(z, g, b))), "plain norm");
     }
 }
+
+#[test]
+fn relu_pool_pair_and_norm_input_grad_match_burn_formulas() {
+    use crate::model::layers::per_channel;
+    for (i, shape) in [[3, 4, 6, 6], [2, 3, 5, 7]].into_iter().enumerate() {
+        let s = 300 + i as u64 * 10;
+        let [n, c, h, w] = shape;
+        let y = rand_t::<Ad, 4>(shape, s).require_grad();
+        let dp = rand_t::<Ad, 4>([n, c, h / 2, w / 2], s + 1).require_grad();
+        // ReLU + pooling and its backward (burn: avg_pool2(relu(y)); repeat, pad and mask).
+        close(
+            super::relu_pool(y.clone()),
+            avg_pool2(relu(y.clone())),
+            "relu_pool",
+        );
+        let fast = super::relu_pool_backward(dp.clone(), y.clone());
+        let up = dp
+            .clone()
+            .reshape([n, c, h / 2, 1, w / 2, 1])
+            .repeat_dim(3, 2)
+            .repeat_dim(5, 2);
+        let up = up.reshape([n, c, h / 2 * 2, w / 2 * 2]) * 0.25;
+        let burn = up.pad((0, w % 2, 0, h % 2), 0.0) * y.clone().greater_elem(0.0).float();
+        close(fast.clone(), burn.clone(), "relu_pool_backward");
+        let r = rand_t::<Ad, 4>(shape, s + 2);
+        let (gf, gb) = (
+            (fast * r.clone()).sum().backward(),
+            (burn * r).sum().backward(),
+        );
+        close(
+            dp.grad(&gf).unwrap(),
+            dp.grad(&gb).unwrap(),
+            "relu_pool_backward/ddp",
+        );
+        // The norm's input gradient, differentiable in all four inputs.
+        let dy = rand_t::<Ad, 4>(shape, s + 3).require_grad();
+        let xhat = rand_t::<Ad, 4>(shape, s + 4).require_grad();
+        let inv = (rand_t::<Ad, 4>([n, c, 1, 1], s + 5) + 2.0).require_grad();
+        let g = rand_t::<Ad, 1>([c], s + 6).require_grad();
+        let fast =
+            super::instance_norm_input_grad(dy.clone(), xhat.clone(), inv.clone(), g.clone());
+        let dxhat = dy.clone() * per_channel(g.clone(), n);
+        let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
+        let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
+        let burn = (dxhat - m1 - xhat.clone() * m2) * inv.clone();
+        close(fast.clone(), burn.clone(), "norm_input_grad");
+        let r = rand_t::<Ad, 4>(shape, s + 7);
+        let (gf, gb) = (
+            (fast * r.clone()).sum().backward(),
+            (burn * r).sum().backward(),
+        );
+        close(
+            dy.grad(&gf).unwrap(),
+            dy.grad(&gb).unwrap(),
+            "norm_input_grad/ddy",
+        );
+        close(
+            xhat.grad(&gf).unwrap(),
+            xhat.grad(&gb).unwrap(),
+            "norm_input_grad/dxhat",
+        );
+        close(
+            inv.grad(&gf).unwrap(),
+            inv.grad(&gb).unwrap(),
+            "norm_input_grad/dinv",
+        );
+        close(
+            g.grad(&gf).unwrap(),
+            g.grad(&gb).unwrap(),
+            "norm_input_grad/dg",
+        );
+    }
+}
