@@ -84,7 +84,12 @@ pub fn loss_and_grads_with<B: Backend>(
             spec.width,
             spec.padding(d),
         );
-        let (y, norm) = if spec.norm == Norm::Instance {
+        let (y, norm) = if spec.norm == Norm::Instance && super::fast::applies(&z) {
+            let n = z.dims()[0];
+            let (xhat, inv) = super::fast::instance_norm_parts(z);
+            let y = xhat.clone() * per_channel(p[2].clone(), n) + per_channel(p[3].clone(), n);
+            (y, Some((xhat, inv)))
+        } else if spec.norm == Norm::Instance {
             let [n, c, h, w] = z.dims();
             let flat = z.reshape([n, c, h * w]);
             let centered = flat.clone() - flat.mean_dim(2);

@@ -220,3 +220,18 @@ pub fn instance_norm_input_grad<B: Backend>(
         )),
     }
 }
+
+/// The instance norm's normalised input `(z - mean) / std` (`[n, c, h, w]`) and `1/std`
+/// (`[n, c, 1, 1]`) per plane of `z`, each differentiable in `z` on `Autodiff<Flex>`.
+pub fn instance_norm_parts<B: Backend>(z: Tensor<B, 4>) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    match lane::<B>().expect("applies") {
+        Lane::Plain => {
+            let (x, i) = ops::norm_parts(&raw::<4>(cast(z)));
+            (cast(wrap::<4>(x)), cast(wrap::<4>(i)))
+        }
+        Lane::Tracked => {
+            let (x, i) = ops::tracked_norm_parts(cast(z));
+            (cast(x), cast(i))
+        }
+    }
+}

@@ -228,3 +228,33 @@ pub fn input_grad_vjp(
     }
     (ddy, dx, dinv, dg)
 }
+
+/// The normalised planes `(z - mean) / std` of `z` and `1/std` per plane (`hw` values a plane).
+pub fn parts(z: &[f32], hw: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut xhat = vec![0f32; z.len()];
+    let mut inv = vec![0f32; z.len() / hw.max(1)];
+    let per = planes_per_task(hw);
+    xhat.par_chunks_mut(per * hw)
+        .zip(inv.par_chunks_mut(per))
+        .enumerate()
+        .for_each(|(t, (xs, is))| {
+            for (j, iv) in is.iter_mut().enumerate() {
+                let p = t * per + j;
+                *iv = normalise(&z[p * hw..(p + 1) * hw], &mut xs[j * hw..(j + 1) * hw]);
+            }
+        });
+    (xhat, inv)
+}
+
+/// The gradient with respect to `z` of `inv = 1/std(z)` per plane for its gradient `ginv`:
+/// `-ginv * inv^2 * xhat / hw`.
+pub fn inv_vjp(ginv: &[f32], xhat: &[f32], inv: &[f32], hw: usize) -> Vec<f32> {
+    let mut dz = vec![0f32; xhat.len()];
+    dz.par_chunks_mut(hw.max(1)).enumerate().for_each(|(p, d)| {
+        let k = -ginv[p] * inv[p] * inv[p] / hw as f32;
+        for (o, &x) in d.iter_mut().zip(&xhat[p * hw..(p + 1) * hw]) {
+            *o = k * x;
+        }
+    });
+    dz
+}

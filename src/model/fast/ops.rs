@@ -398,3 +398,78 @@ pub fn tracked_norm_grad(
         },
     )
 }
+
+/// The normalised input of the instance norm as an op of `z`; its backward is the norm's input
+/// gradient with a unit scale.
+#[derive(Debug)]
+struct XhatOp;
+
+impl Backward<Flex, 1> for XhatOp {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pz] = &ops.parents;
+        let gx = contiguous(grads.consume::<Flex>(&ops.node));
+        let (xhat, inv) = ops.state;
+        let c = dims4(&xhat)[1];
+        give!(
+            grads,
+            pz,
+            norm_grad(&gx, &xhat, &inv, &flex(vec![1.0; c], &[c]))
+        );
+    }
+}
+
+/// `1/std` per plane of the instance norm as an op of `z`.
+#[derive(Debug)]
+struct InvOp;
+
+impl Backward<Flex, 1> for InvOp {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [pz] = &ops.parents;
+        let gi = contiguous(grads.consume::<Flex>(&ops.node));
+        let (xhat, inv) = ops.state;
+        let hw = values(&xhat).len() / values(&inv).len().max(1);
+        give!(
+            grads,
+            pz,
+            flex(
+                norm::inv_vjp(values(&gi), values(&xhat), values(&inv), hw),
+                &shape(&xhat)
+            )
+        );
+    }
+}
+
+/// `(xhat, inv)` of `z` (`[n, c, h, w]`; inv `[n, c, 1, 1]`) as primitives.
+pub fn norm_parts(z: &FlexTensor) -> (FlexTensor, FlexTensor) {
+    let [n, c, h, w] = dims4(z);
+    let (xhat, inv) = norm::parts(values(z), h * w);
+    (flex(xhat, &[n, c, h, w]), flex(inv, &[n, c, 1, 1]))
+}
+
+/// [`XhatOp`] and [`InvOp`] on a tracked `z`.
+pub fn tracked_norm_parts(z: Tensor<Ad, 4>) -> (Tensor<Ad, 4>, Tensor<Ad, 4>) {
+    let z = prim(z);
+    let (xhat, inv) = norm_parts(&contiguous(z.primitive.clone()));
+    let state = (xhat.clone(), inv.clone());
+    let x = match XhatOp
+        .prepare::<NoCheckpointing>([z.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state.clone(), xhat),
+        OpsKind::UnTracked(prep) => prep.finish(xhat),
+    };
+    let i = match InvOp
+        .prepare::<NoCheckpointing>([z.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, inv),
+        OpsKind::UnTracked(prep) => prep.finish(inv),
+    };
+    (tensor(x), tensor(i))
+}

@@ -208,3 +208,29 @@ fn relu_pool_pair_and_norm_input_grad_match_burn_formulas() {
         );
     }
 }
+
+#[test]
+fn norm_parts_and_their_gradients_match_burn() {
+    for (i, shape) in [[3, 4, 6, 6], [2, 3, 5, 7]].into_iter().enumerate() {
+        let s = 400 + i as u64 * 10;
+        let [n, c, h, w] = shape;
+        let z = rand_t::<Ad, 4>(shape, s).require_grad();
+        let (xf, if_) = super::instance_norm_parts(z.clone());
+        let flat = z.clone().reshape([n, c, h * w]);
+        let centered = flat.clone() - flat.mean_dim(2);
+        let ib = (centered.clone().powi_scalar(2).mean_dim(2) + 1e-5)
+            .sqrt()
+            .recip();
+        let xb = (centered * ib.clone()).reshape(shape);
+        let ib = ib.reshape([n, c, 1, 1]);
+        close(xf.clone(), xb.clone(), "xhat");
+        close(if_.clone(), ib.clone(), "inv");
+        let (r1, r2) = (
+            rand_t::<Ad, 4>(shape, s + 1),
+            rand_t::<Ad, 4>([n, c, 1, 1], s + 2),
+        );
+        let gf = ((xf * r1.clone()).sum() + (if_ * r2.clone()).sum()).backward();
+        let gb = ((xb * r1).sum() + (ib * r2).sum()).backward();
+        close(z.grad(&gf).unwrap(), z.grad(&gb).unwrap(), "parts/dz");
+    }
+}
