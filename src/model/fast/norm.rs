@@ -20,12 +20,43 @@ fn planes_per_task(hw: usize) -> usize {
     (4096 / hw.max(1)).max(1)
 }
 
+/// The sum of `f(i)` for `i` in `0..n` in eight interleaved partial sums: eight independent
+/// dependency chains instead of one (a plain serial f32 sum waits on every add's latency).
+#[inline(always)]
+pub fn sum8(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    let tail = (full..n).fold(0f32, |t, i| t + f(i));
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// [`sum8`] in f64.
+#[inline(always)]
+fn sum8_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0f64; 8];
+    let full = n / 8 * 8;
+    for i in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    let tail = (full..n).fold(0f64, |t, i| t + f(i));
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// Normalises plane `z` in place into `xhat` and returns `1/std` (two-pass mean and variance).
 fn normalise(z: &[f32], xhat: &mut [f32]) -> f32 {
     let m = z.len() as f32;
-    let mean = z.iter().sum::<f32>() / m;
-    let var = z.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / m;
-    let inv = 1.0 / (var + EPS).sqrt();
+    // The mean and variance accumulate in f64: the normalised values then barely move when a
+    // constant (the conv bias) is added to the plane, as they should not at all.
+    let mean = (sum8_f64(z.len(), |i| z[i] as f64) / m as f64) as f32;
+    let var = sum8_f64(z.len(), |i| ((z[i] - mean) * (z[i] - mean)) as f64) / m as f64;
+    let inv = 1.0 / (var as f32 + EPS).sqrt();
     for (o, &v) in xhat.iter_mut().zip(z) {
         *o = (v - mean) * inv;
     }
@@ -113,21 +144,20 @@ pub fn backward(
                 let xh = &s.xhat[p * hw..(p + 1) * hw];
                 let d = &mut ds[j * hw..(j + 1) * hw];
                 let dpp = &dp[p * h2 * w2..(p + 1) * h2 * w2];
-                // dy: the pooled gradient spread over its 2x2 block, where the ReLU passed.
-                let (mut s1, mut s2) = (0f32, 0f32);
+                // dy: the pooled gradient spread over its 2x2 block, where the ReLU passed
+                // (a trailing odd row or column gets none).
                 for y in 0..2 * h2 {
-                    for x in 0..2 * w2 {
-                        let i = y * w + x;
-                        let v = if xh[i] * gc + bc > 0.0 {
-                            dpp[(y / 2) * w2 + x / 2] * 0.25
+                    let (row, drow) = (&xh[y * w..y * w + 2 * w2], &dpp[(y / 2) * w2..]);
+                    for (x, (o, &v)) in d[y * w..y * w + 2 * w2].iter_mut().zip(row).enumerate() {
+                        *o = if v * gc + bc > 0.0 {
+                            drow[x / 2] * 0.25
                         } else {
                             0.0
                         };
-                        d[i] = v;
-                        s1 += v;
-                        s2 += v * xh[i];
                     }
                 }
+                let s1 = sum8(hw, |i| d[i]);
+                let s2 = sum8(hw, |i| d[i] * xh[i]);
                 *sum = (s1, s2);
                 // dz = inv * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * g.
                 let m = hw as f32;
@@ -159,12 +189,8 @@ pub fn input_grad(dy: &[f32], xhat: &[f32], inv: &[f32], g: &[f32], hw: usize) -
             let p = t * per + j;
             let (dyp, xp) = (&dy[p * hw..(p + 1) * hw], &xhat[p * hw..(p + 1) * hw]);
             let gc = g[p % c];
-            let (mut s1, mut s2) = (0f32, 0f32);
-            for (&a, &x) in dyp.iter().zip(xp) {
-                s1 += a * gc;
-                s2 += a * gc * x;
-            }
-            let (m1, m2) = (s1 / hw as f32, s2 / hw as f32);
+            let m1 = sum8(hw, |i| dyp[i] * gc) / hw as f32;
+            let m2 = sum8(hw, |i| dyp[i] * gc * xp[i]) / hw as f32;
             for ((o, &a), &x) in d.iter_mut().zip(dyp).zip(xp) {
                 *o = (a * gc - m1 - x * m2) * inv[p];
             }
@@ -196,28 +222,21 @@ pub fn input_grad_vjp(
                 let (gp, dyp, xp) = (&gz[r.clone()], &dy[r.clone()], &xhat[r]);
                 let (gc, iv, m) = (g[p % c], inv[p], hw as f32);
                 // Forward means, and the means of h = gz * inv the backward needs.
-                let (mut m1, mut m2, mut h1, mut h2) = (0f32, 0f32, 0f32, 0f32);
-                for ((&a, &x), &q) in dyp.iter().zip(xp).zip(gp) {
-                    m1 += a * gc;
-                    m2 += a * gc * x;
-                    h1 += q * iv;
-                    h2 += q * iv * x;
-                }
-                let (m1, m2, h1, h2) = (m1 / m, m2 / m, h1 / m, h2 / m);
+                let m1 = sum8(hw, |i| dyp[i] * gc) / m;
+                let m2 = sum8(hw, |i| dyp[i] * gc * xp[i]) / m;
+                let h1 = sum8(hw, |i| gp[i] * iv) / m;
+                let h2 = sum8(hw, |i| gp[i] * iv * xp[i]) / m;
                 let (dd, dxp) = (
                     &mut dds[j * hw..(j + 1) * hw],
                     &mut dxs[j * hw..(j + 1) * hw],
                 );
-                let (mut dinv, mut dg) = (0f32, 0f32);
                 for i in 0..hw {
                     let (a, x, q) = (dyp[i], xp[i], gp[i]);
-                    let dxh = a * gc;
-                    let ddxh = q * iv - h1 - x * h2;
-                    dd[i] = ddxh * gc;
-                    dg += ddxh * a;
-                    dxp[i] = -q * iv * m2 - dxh * h2;
-                    dinv += q * (dxh - m1 - x * m2);
+                    dd[i] = (q * iv - h1 - x * h2) * gc;
+                    dxp[i] = -q * iv * m2 - a * gc * h2;
                 }
+                let dg = sum8(hw, |i| (gp[i] * iv - h1 - xp[i] * h2) * dyp[i]);
+                let dinv = sum8(hw, |i| gp[i] * (dyp[i] * gc - m1 - xp[i] * m2));
                 *s = (dinv, dg);
             }
         });
