@@ -15,6 +15,9 @@ use distillery::train::{train_step, Sgd};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
 
+mod common;
+use common::peak_rss_mib;
+
 fn bench<B: AutodiffBackend>(name: &str, device: B::Device, batch: usize, iters: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let spec = ModelSpec::ConvNet(ConvNetSpec::reference([1, 28, 28], 10));
@@ -38,11 +41,12 @@ fn bench<B: AutodiffBackend>(name: &str, device: B::Device, batch: usize, iters:
     }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "{name:<10} ConvNet-3 w128, batch {batch} 28x28x1, fwd+bwd+step: median {:.0} ms (min {:.0}, max {:.0}, {} runs)",
+        "{name:<10} ConvNet-3 w128, batch {batch} 28x28x1, fwd+bwd+step: median {:.0} ms (min {:.0}, max {:.0}, {} runs), peak RSS {:.0} MiB",
         times[times.len() / 2],
         times[0],
         times[times.len() - 1],
-        times.len()
+        times.len(),
+        peak_rss_mib()
     );
 }
 

@@ -15,6 +15,9 @@ use distillery::model::{ConvNetSpec, ModelSpec};
 use distillery::train::events::Flow;
 use std::time::Instant;
 
+mod common;
+use common::peak_rss_mib;
+
 fn bench<B: AutodiffBackend>(
     name: &str,
     device: B::Device,
@@ -54,12 +57,13 @@ fn bench<B: AutodiffBackend>(
     drop(ctx);
     times.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "{name:<6} DM iteration, 1x28x28, 10 classes, IPC {ipc}, batch_real {br}, ConvNet-3 w{width}, DSA, {} threads: median {:.2} s (min {:.2}, max {:.2}, {} runs)",
+        "{name:<6} DM iteration, 1x28x28, 10 classes, IPC {ipc}, batch_real {br}, ConvNet-3 w{width}, DSA, {} threads: median {:.2} s (min {:.2}, max {:.2}, {} runs), peak RSS {:.0} MiB",
         distillery::device::worker_threads(),
         times[times.len() / 2],
         times[0],
         times[times.len() - 1],
-        times.len()
+        times.len(),
+        peak_rss_mib()
     );
 }
 

@@ -11,6 +11,8 @@ use distillery::experiment::{self as runner, RunOptions};
 use distillery::scenario;
 use std::path::Path;
 
+mod common;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)

@@ -1,6 +1,11 @@
 //! The `distillery` command line: parse arguments, call the library, print errors plainly;
 //! log lines go to stderr through `tracing` (`RUST_LOG`).
 
+/// mimalloc keeps freed memory for reuse: with glibc's allocator every large tensor was a fresh
+/// mmap, and touching its pages cost more than some of the arithmetic (issue 23's profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use distillery::experiment::shortcut::{self, DistillArgs};
 use distillery::experiment::{self as runner, remote, RunOptions};

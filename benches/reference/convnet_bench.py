@@ -7,6 +7,7 @@ forward + backward + SGD step on a batch of 256 random 28x28x1 images; median ms
 """
 import argparse
 import statistics
+import resource
 import time
 
 import torch
@@ -55,7 +56,8 @@ def main():
         if i >= 2:
             times.append((time.perf_counter() - t) * 1e3)
     print(f"pytorch {torch.__version__} ConvNet-3 w128, batch {a.batch} 28x28x1, fwd+bwd+step: "
-          f"median {statistics.median(times):.0f} ms (min {min(times):.0f}, max {max(times):.0f}, {len(times)} runs)")
+          f"median {statistics.median(times):.0f} ms (min {min(times):.0f}, max {max(times):.0f}, {len(times)} runs), "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

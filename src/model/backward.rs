@@ -40,6 +40,13 @@ fn avg_pool2_backward<B: Backend>(d: Tensor<B, 4>, h: usize, w: usize) -> Tensor
     up.pad((0, w - 2 * w2, 0, h - 2 * h2), 0.0)
 }
 
+/// Whether ReLU + 2x2 average pooling of `y` and its backward take the CPU fast path (one op
+/// each, saving only `y`, instead of a mask, a repeat and a pad per block).
+fn fused_pool<B: Backend>(spec: &ConvNetSpec, y: &Tensor<B, 4>) -> bool {
+    let [_, _, h, w] = y.dims();
+    spec.pooling == Pooling::Avg && h >= 2 && w >= 2 && super::fast::applies(y)
+}
+
 /// Mean cross-entropy of the ConvNet on `x` (train mode) against one-hot `onehot`, and its
 /// gradient with respect to every parameter (in [`ConvNetSpec::params`] order), computed by a
 /// hand-written backward. `None` when the architecture is not supported (see [`supports`]).
@@ -77,7 +84,12 @@ pub fn loss_and_grads_with<B: Backend>(
             spec.width,
             spec.padding(d),
         );
-        let (y, norm) = if spec.norm == Norm::Instance {
+        let (y, norm) = if spec.norm == Norm::Instance && super::fast::applies(&z) {
+            let n = z.dims()[0];
+            let (xhat, inv) = super::fast::instance_norm_parts(z);
+            let y = xhat.clone() * per_channel(p[2].clone(), n) + per_channel(p[3].clone(), n);
+            (y, Some((xhat, inv)))
+        } else if spec.norm == Norm::Instance {
             let [n, c, h, w] = z.dims();
             let flat = z.reshape([n, c, h * w]);
             let centered = flat.clone() - flat.mean_dim(2);
@@ -90,12 +102,14 @@ pub fn loss_and_grads_with<B: Backend>(
         } else {
             (z, None)
         };
-        let r = relu(y.clone());
-        blocks.push(Block { input: a, y, norm });
-        a = match spec.pooling {
-            Pooling::Avg => avg_pool2(r),
-            _ => r,
+        let fused = fused_pool(spec, &y);
+        let next = match spec.pooling {
+            Pooling::Avg if fused => super::fast::relu_pool(y.clone()),
+            Pooling::Avg => avg_pool2(relu(y.clone())),
+            _ => relu(y.clone()),
         };
+        blocks.push(Block { input: a, y, norm });
+        a = next;
         c_in = spec.width;
     }
     let pooled_shape = a.dims();
@@ -124,11 +138,15 @@ pub fn loss_and_grads_with<B: Backend>(
         let b = blocks.pop().expect("one per block");
         let p = &params[d * k..(d + 1) * k];
         let [n, c, h, w] = b.y.dims();
-        let dr = match spec.pooling {
-            Pooling::Avg => avg_pool2_backward(da, h, w),
-            _ => da,
+        let dy = if fused_pool(spec, &b.y) {
+            super::fast::relu_pool_backward(da, b.y)
+        } else {
+            let dr = match spec.pooling {
+                Pooling::Avg => avg_pool2_backward(da, h, w),
+                _ => da,
+            };
+            dr * b.y.greater_elem(0.0).float()
         };
-        let dy = dr * b.y.greater_elem(0.0).float();
         let dz = match b.norm {
             Some((xhat, inv)) => {
                 grads[d * k + 2] = Some(
@@ -139,10 +157,14 @@ pub fn loss_and_grads_with<B: Backend>(
                         .reshape([c]),
                 );
                 grads[d * k + 3] = Some(dy.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]));
-                let dxhat = dy * per_channel(p[2].clone(), n);
-                let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
-                let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
-                (dxhat - m1 - xhat * m2) * inv
+                if super::fast::applies(&dy) {
+                    super::fast::instance_norm_input_grad(dy, xhat, inv, p[2].clone())
+                } else {
+                    let dxhat = dy * per_channel(p[2].clone(), n);
+                    let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
+                    let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
+                    (dxhat - m1 - xhat * m2) * inv
+                }
             }
             None => dy,
         };

@@ -152,6 +152,18 @@ impl ConvNetSpec {
                 self.width,
                 self.padding(d),
             );
+            let [_, _, h, w] = x.dims();
+            if self.norm == Norm::Instance
+                && self.pooling == Pooling::Avg
+                && h >= 2
+                && w >= 2
+                && super::fast::applies(&x)
+            {
+                // The CPU fast path: norm, ReLU and pooling in one pass (and one backward pass).
+                x = super::fast::norm_relu_pool(x, p[2].clone(), p[3].clone());
+                c_in = self.width;
+                continue;
+            }
             x = match self.norm {
                 Norm::Instance => instance_norm(x, p[2].clone(), p[3].clone()),
                 Norm::Layer => layer_norm(x, p[2].clone(), p[3].clone()),

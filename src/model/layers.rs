@@ -16,6 +16,9 @@ pub fn conv3x3<B: Backend>(
     c_out: usize,
     pad: usize,
 ) -> Tensor<B, 4> {
+    if super::fast::applies(&x) {
+        return super::fast::conv3x3(x, w, b, pad);
+    }
     let w = w.reshape([c_out, c_in, 3, 3]);
     conv2d(
         x,
@@ -46,6 +49,10 @@ pub fn conv3x3_weight_grad<B: Backend>(
     pad: usize,
     how: ConvGrads,
 ) -> Tensor<B, 4> {
+    if super::fast::applies(&x) {
+        // The CPU fast path forms both the same way (im2col + gemm).
+        return super::fast::conv3x3_weight_grad(x, dz, pad);
+    }
     match how {
         ConvGrads::Conv => conv2d(
             x.swap_dims(0, 1),
@@ -66,6 +73,9 @@ pub fn conv3x3_input_grad<B: Backend>(
     pad: usize,
     how: ConvGrads,
 ) -> Tensor<B, 4> {
+    if super::fast::applies(&dz) {
+        return super::fast::conv3x3_input_grad(dz, k, pad);
+    }
     match how {
         ConvGrads::Conv => conv_transpose2d(
             dz,

@@ -7,6 +7,7 @@
 
 pub mod backward;
 pub mod convnet;
+pub mod fast;
 pub mod layers;
 pub mod mlp;
 pub mod resnet;
