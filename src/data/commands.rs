@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 /// Whether a dataset's files are in the data folder, in words.
 pub fn presence(info: &DatasetInfo, access: &DataAccess) -> Result<&'static str> {
     let dir = access.dataset_dir(info)?;
-    Ok(if store::find_in(info, &dir).is_some() {
+    Ok(if store::find_in_data(info, access)?.is_some() {
         "yes"
     } else if matches!(info.format, Format::CifarPython { .. })
         && dir.join(info.files[0].name).is_file()

@@ -47,7 +47,7 @@ pub fn missing_message(info: &DatasetInfo, access: &DataAccess, why: &str) -> St
 /// archive already in its folder (copied by hand) is checked and extracted without a download.
 pub fn ensure(info: &DatasetInfo, access: &DataAccess) -> Result<store::Found> {
     let dir = access.dataset_dir(info)?;
-    if let Some(found) = store::find_in(info, &dir) {
+    if let Some(found) = store::find_in_data(info, access)? {
         return Ok(found);
     }
     let have_archive = matches!(info.format, Format::CifarPython { .. })
@@ -74,7 +74,7 @@ pub fn ensure(info: &DatasetInfo, access: &DataAccess) -> Result<store::Found> {
 pub fn fetch(info: &DatasetInfo, access: &DataAccess) -> Result<Fetched> {
     let dir = access.dataset_dir(info)?;
     let mut out = Fetched::default();
-    if store::find_in(info, &dir).is_some() {
+    if store::find_in_data(info, access)?.is_some() {
         return Ok(out);
     }
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;

@@ -162,6 +162,21 @@ pub fn find_in(info: &DatasetInfo, dir: &Path) -> Option<Found> {
     }
 }
 
+/// The dataset's files in the data folder: its own sub-folder (`<data>/mnist/`), else
+/// torchvision's layout at the data folder's top (`<data>/MNIST/raw/`,
+/// `<data>/cifar-10-batches-py/`, `<data>/usps.bz2`), whose folder and file names say which
+/// dataset they are (loose IDX files at the top are not taken: MNIST and Fashion-MNIST share
+/// their names).
+pub fn find_in_data(info: &DatasetInfo, access: &DataAccess) -> Result<Option<Found>> {
+    let data = access.data_dir()?;
+    let mut places = vec![data.join(info.name)];
+    match info.format {
+        Format::Idx { torchvision } => places.push(data.join(torchvision).join("raw")),
+        Format::CifarPython { .. } | Format::Libsvm => places.push(data.to_path_buf()),
+    }
+    Ok(places.iter().find_map(|d| find_in(info, d)))
+}
+
 /// The folders under a torchvision `root` where `info`'s files may be, in the order looked at:
 /// torchvision's (`MNIST/raw`, or `root` itself for CIFAR and USPS), then `root/<name>`, then
 /// `root`.
