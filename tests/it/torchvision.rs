@@ -186,6 +186,25 @@ fn cifar100_batches_and_hostile_pickles() {
     assert!(pickle_guard::check(&bytes).is_ok());
 }
 
+/// Batches pickled by Python 3 and numpy 2 (tests/fixtures/cifar-py/README.md): protocol 2
+/// (bytes as `_codecs.encode` calls), protocol 5 (numpy's `_frombuffer`), str keys.
+#[test]
+fn batches_pickled_by_numpy_read_as_written() {
+    let want: Vec<u8> = (0..2 * 3072usize).map(|i| (i * 7 % 256) as u8).collect();
+    let dir = Path::new("tests/fixtures/cifar-py");
+    for (file, variant, labels) in [
+        ("cifar10-protocol2.pkl", Variant::Cifar10, vec![3, 8]),
+        ("cifar10-protocol5.pkl", Variant::Cifar10, vec![3, 8]),
+        ("cifar10-strkeys-protocol4.pkl", Variant::Cifar10, vec![3, 8]),
+        ("cifar100-protocol2.pkl", Variant::Cifar100, vec![99, 0]),
+    ] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let (px, y) = cifar_py::parse_batch(&bytes, variant).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(px, want, "{file}");
+        assert_eq!(y, labels, "{file}");
+    }
+}
+
 #[test]
 fn usps_libsvm_text_reads_as_torchvision_does() {
     let tmp = tempfile::tempdir().unwrap();
