@@ -179,6 +179,7 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -196,7 +197,7 @@ fn data(cmd: DataCmd) -> distillery::Result<()> {
                 Ok(())
             } else {
                 Err(distillery::Error::Other(
-                    "some files do not match their checksums (above)".into(),
+                    "some datasets are missing or do not match their checksums (above)".into(),
                 ))
             }
         }

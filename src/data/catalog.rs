@@ -151,8 +151,14 @@ const FASHION_FILES: &[RemoteFile] = &[
         "train-labels-idx1-ubyte.gz",
         "25c81989df183df01b3e8a0aad5dffbe",
     ),
-    pinned("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-    pinned("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+    pinned(
+        "t10k-images-idx3-ubyte.gz",
+        "bef4ecab320f06d8554ea6380940ec79",
+    ),
+    pinned(
+        "t10k-labels-idx1-ubyte.gz",
+        "bb300cfdad3c16e7a12a480ee83cd310",
+    ),
 ];
 
 const KMNIST_FILES: &[RemoteFile] = &[

@@ -80,9 +80,12 @@ fn ndarray_u8(v: &Value) -> std::result::Result<(usize, usize, Vec<u8>), String>
     };
     let (shape, dtype, bytes, fortran) = match t.as_slice() {
         [Value::I64(_), shape, dtype, Value::Bool(f), Value::Bytes(b)] => (shape, dtype, b, *f),
-        [Value::Bytes(b), dtype, shape, order] => {
-            (shape, dtype, b, !matches!(order, Value::String(s) if s == "C"))
-        }
+        [Value::Bytes(b), dtype, shape, order] => (
+            shape,
+            dtype,
+            b,
+            !matches!(order, Value::String(s) if s == "C"),
+        ),
         _ => return Err(bad()),
     };
     if fortran {
@@ -110,9 +113,7 @@ fn ndarray_u8(v: &Value) -> std::result::Result<(usize, usize, Vec<u8>), String>
             dims.len()
         ));
     };
-    let need = rows
-        .checked_mul(cols)
-        .ok_or("`data`'s shape overflows")?;
+    let need = rows.checked_mul(cols).ok_or("`data`'s shape overflows")?;
     if bytes.len() != need {
         return Err(format!(
             "`data` is {rows} x {cols} but holds {} bytes (expected {need}; truncated or not uint8?)",

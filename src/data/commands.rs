@@ -15,9 +15,11 @@ pub fn presence(info: &DatasetInfo, access: &DataAccess) -> Result<&'static str>
         && dir.join(info.files[0].name).is_file()
     {
         "archive"
-    } else if info.files.iter().any(|f| {
-        dir.join(f.name).is_file() || dir.join(format!("{}.part", f.name)).is_file()
-    }) {
+    } else if info
+        .files
+        .iter()
+        .any(|f| dir.join(f.name).is_file() || dir.join(format!("{}.part", f.name)).is_file())
+    {
         "partly"
     } else {
         "no"

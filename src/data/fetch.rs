@@ -21,25 +21,31 @@ pub struct Fetched {
     pub bytes: u64,
 }
 
-/// The message for a dataset that is not in the data folder: what to fetch from where, and the
-/// folder to put the files in by hand.
+/// The message for a dataset that is not in the data folder: the folder to put its files in,
+/// the files, and where to download them (for copying them by hand onto an offline machine).
 pub fn missing_message(info: &DatasetInfo, access: &DataAccess, why: &str) -> String {
     let dir = access
         .dataset_dir(info)
         .map(|d| d.display().to_string())
         .unwrap_or_else(|_| "<DISTILLERY_DATA>/".to_string() + info.name);
-    let urls: Vec<String> = info
-        .files
-        .iter()
-        .flat_map(|f| access.urls(info, f))
-        .collect();
     let names: Vec<&str> = info.files.iter().map(|f| f.name).collect();
+    // The mirrors' base URLs (a file's URL is the base and its name).
+    let (bases, example) = match info.files.first() {
+        Some(f) => {
+            let urls = access.urls(info, f);
+            let bases: Vec<String> = urls
+                .iter()
+                .map(|u| u.strip_suffix(f.name).unwrap_or(u).to_string())
+                .collect();
+            (bases, urls.first().cloned().unwrap_or_default())
+        }
+        None => (Vec::new(), String::new()),
+    };
     format!(
-        "dataset {} is not in the data folder ({why}). Run `distillery data fetch {}`, or download {} and put {} in {dir}/ (`DISTILLERY_DATA` names the data folder; `root = \"DIR\"` in [data] reads an existing torchvision folder instead)",
-        info.name,
-        info.name,
-        urls.join(" or "),
-        names.join(", ")
+        "dataset {name} is not in the data folder ({why}). Run `distillery data fetch {name}`, or put {files} in {dir}/, downloaded from {bases} (e.g. {example}). `DISTILLERY_DATA` names the data folder; `root = \"DIR\"` in [data] reads an existing torchvision folder instead",
+        name = info.name,
+        files = names.join(", "),
+        bases = bases.join(" or "),
     )
 }
 
@@ -124,7 +130,12 @@ pub fn fetch(info: &DatasetInfo, access: &DataAccess) -> Result<Fetched> {
                 format!("{bad}: not the published archive; delete it and fetch again"),
             ));
         }
-        extract(&archive, &dir, folder, super::catalog::cifar_members(variant))?;
+        extract(
+            &archive,
+            &dir,
+            folder,
+            super::catalog::cifar_members(variant),
+        )?;
     }
     Ok(out)
 }
@@ -251,7 +262,12 @@ fn download(
 /// The first byte of a 206 answer's `Content-Range: bytes FIRST-LAST/TOTAL`.
 fn range_start(resp: &ureq::http::Response<ureq::Body>) -> Option<u64> {
     let v = resp.headers().get("content-range")?.to_str().ok()?;
-    v.strip_prefix("bytes ")?.split('-').next()?.trim().parse().ok()
+    v.strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Extracts `folder/<member>` for each member of the `.tar.gz` `archive` into `dir/folder`
@@ -295,6 +311,10 @@ pub fn extract(archive: &Path, dir: &Path, folder: &str, members: &[&str]) -> Re
     let _ = std::fs::remove_dir_all(&final_dir);
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
     std::fs::remove_file(archive).map_err(|e| Error::io(archive, e))?;
-    tracing::info!("extracted {} into {}", archive.display(), final_dir.display());
+    tracing::info!(
+        "extracted {} into {}",
+        archive.display(),
+        final_dir.display()
+    );
     Ok(())
 }

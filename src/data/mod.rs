@@ -3,9 +3,9 @@
 
 pub mod augment;
 pub mod catalog;
-pub mod commands;
 pub mod cifar;
 pub mod cifar_py;
+pub mod commands;
 pub mod embedded;
 pub mod fetch;
 pub mod idx;

@@ -66,10 +66,7 @@ pub fn read(info: &DatasetInfo, found: &Found) -> Result<(Dataset, Dataset)> {
         }
         Found::CifarPython(tr, te) => {
             let v = variant(info)?;
-            (
-                super::cifar_py::load(tr, v)?,
-                super::cifar_py::load(te, v)?,
-            )
+            (super::cifar_py::load(tr, v)?, super::cifar_py::load(te, v)?)
         }
         Found::CifarBinary(tr, te) => {
             let v = variant(info)?;
@@ -82,7 +79,10 @@ pub fn read(info: &DatasetInfo, found: &Found) -> Result<(Dataset, Dataset)> {
 fn variant(info: &DatasetInfo) -> Result<Variant> {
     match info.format {
         catalog::Format::CifarPython { variant, .. } => Ok(variant),
-        _ => Err(Error::Other(format!("{} is not a CIFAR dataset", info.name))),
+        _ => Err(Error::Other(format!(
+            "{} is not a CIFAR dataset",
+            info.name
+        ))),
     }
 }
 

@@ -79,8 +79,8 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
     let mut last = Effect::Other;
     while pos < bytes.len() {
         let op = bytes[pos];
-        let (arg, effect) = opcode(op)
-            .ok_or_else(|| format!("byte {pos}: unknown pickle opcode 0x{op:02x}"))?;
+        let (arg, effect) =
+            opcode(op).ok_or_else(|| format!("byte {pos}: unknown pickle opcode 0x{op:02x}"))?;
         let start = pos + 1;
         let end = match arg {
             Arg::None => start,
@@ -126,13 +126,16 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
             Effect::Put => {
                 let id = match op {
                     0x94 => memo.len() as u64,
-                    _ => memo_id(op, arg_bytes).ok_or_else(|| format!("byte {pos}: bad memo id"))?,
+                    _ => {
+                        memo_id(op, arg_bytes).ok_or_else(|| format!("byte {pos}: bad memo id"))?
+                    }
                 };
                 // The top is a plain value only when the opcode before pushed one.
                 memo.insert(id, last == Effect::Atom);
             }
             Effect::Get => {
-                let id = memo_id(op, arg_bytes).ok_or_else(|| format!("byte {pos}: bad memo id"))?;
+                let id =
+                    memo_id(op, arg_bytes).ok_or_else(|| format!("byte {pos}: bad memo id"))?;
                 if memo.get(&id) != Some(&true) {
                     return Err(format!(
                         "byte {pos}: the pickle refers back to a container (or to nothing), which a CIFAR batch never does"

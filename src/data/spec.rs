@@ -199,7 +199,7 @@ impl DataSpec {
                     "both `train_files` and `test_files`, or neither",
                 );
                 p.require(
-                    !(c.dir.is_some() && !c.train_files.is_empty()),
+                    c.dir.is_none() || c.train_files.is_empty(),
                     "dir",
                     c.dir.as_deref().unwrap_or(Path::new("")).display(),
                     "either `dir` or `train_files` and `test_files`, not both",
@@ -352,7 +352,10 @@ fn load_cifar(
                 }
             }
         };
-        (cifar::load(&train_f, variant)?, cifar::load(&test_f, variant)?)
+        (
+            cifar::load(&train_f, variant)?,
+            cifar::load(&test_f, variant)?,
+        )
     };
     let train = named::first(train, c.train_first, "train_first", "training")?;
     let test = named::first(test, c.test_first, "test_first", "test")?;

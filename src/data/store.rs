@@ -136,7 +136,9 @@ pub fn find_in(info: &DatasetInfo, dir: &Path) -> Option<Found> {
             let py = dir.join(folder);
             let (train, test) = match variant {
                 Variant::Cifar10 => (
-                    (1..=5).map(|i| py.join(format!("data_batch_{i}"))).collect(),
+                    (1..=5)
+                        .map(|i| py.join(format!("data_batch_{i}")))
+                        .collect(),
                     vec![py.join("test_batch")],
                 ),
                 Variant::Cifar100 => (vec![py.join("train")], vec![py.join("test")]),
@@ -253,8 +255,10 @@ pub fn read_sums(dir: &Path) -> Vec<(String, String)> {
 
 /// Records `sha256` for `name` (relative to `dir`) in [`SUMS`], replacing an older line.
 pub fn record_sum(dir: &Path, name: &str, sha256: &str) -> Result<()> {
-    let mut lines: Vec<(String, String)> =
-        read_sums(dir).into_iter().filter(|(_, n)| n != name).collect();
+    let mut lines: Vec<(String, String)> = read_sums(dir)
+        .into_iter()
+        .filter(|(_, n)| n != name)
+        .collect();
     lines.push((sha256.to_string(), name.to_string()));
     let text: String = lines.iter().map(|(h, n)| format!("{h}  {n}\n")).collect();
     crate::files::write_atomic(&dir.join(SUMS), text.as_bytes())

@@ -14,7 +14,11 @@ const SIDE: usize = 16;
 pub fn parse(text: &str) -> std::result::Result<Dataset, String> {
     let mut images = Vec::new();
     let mut labels = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let at = |m: String| format!("line {}: {m}", i + 1);
         let mut fields = line.split_whitespace();
         let label: usize = fields

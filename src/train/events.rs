@@ -91,7 +91,12 @@ impl Lines {
         if now >= due
             && self
                 .next_ms
-                .compare_exchange(due, now + self.every_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    due,
+                    now + self.every_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             tracing::info!("{}", self.line(false));
@@ -240,12 +245,10 @@ impl Progress {
     pub fn finish(&self) {
         match self.shown.as_deref() {
             Some(Shown::Bar(b)) => b.finish_and_clear(),
-            Some(Shown::Lines(l)) => {
-                if !l.finished.swap(true, Ordering::Relaxed) {
-                    tracing::info!("{}", l.line(true));
-                }
+            Some(Shown::Lines(l)) if !l.finished.swap(true, Ordering::Relaxed) => {
+                tracing::info!("{}", l.line(true));
             }
-            None => {}
+            _ => {}
         }
     }
 }

@@ -83,7 +83,9 @@ fn pinned_idx_info(files: &[(&'static str, Vec<u8>)]) -> &'static DatasetInfo {
         size: "1 kB",
         mirrors: &[],
         files: Box::leak(remote.into_boxed_slice()),
-        format: Format::Idx { torchvision: "TINY" },
+        format: Format::Idx {
+            torchvision: "TINY",
+        },
     })
 }
 
@@ -134,7 +136,11 @@ fn fetch_downloads_verifies_and_a_second_fetch_downloads_nothing() {
     let again = fetch::fetch(info, &acc).unwrap();
     assert!(again.downloaded.is_empty());
     assert_eq!(again.bytes, 0);
-    assert_eq!(server.request_count(), before, "a second fetch asked the server");
+    assert_eq!(
+        server.request_count(),
+        before,
+        "a second fetch asked the server"
+    );
     // `ensure` (what a run calls) finds it without a request too.
     fetch::ensure(info, &acc).unwrap();
     assert_eq!(server.request_count(), before);
@@ -192,7 +198,10 @@ fn an_interrupted_transfer_leaves_no_complete_file_and_is_continued() {
     let e = fetch::fetch(info, &acc).unwrap_err().to_string();
     assert!(e.contains("10000") && e.contains("70000"), "{e}");
     let dir = tmp.path().join("tiny");
-    assert!(!dir.join("blob.bin").exists(), "a cut file under its own name");
+    assert!(
+        !dir.join("blob.bin").exists(),
+        "a cut file under its own name"
+    );
     assert!(store::find_in(info, &dir).is_none());
     assert_eq!(commands::presence(info, &acc).unwrap(), "partly");
     let part = std::fs::read(dir.join("blob.bin.part")).unwrap();
@@ -247,7 +256,9 @@ pub fn cifar_batch(n: usize, off: u8) -> (Vec<u8>, Vec<u8>) {
     let pixels: Vec<u8> = (0..n * 3072)
         .map(|i| (i as u8).wrapping_mul(13).wrapping_add(off))
         .collect();
-    let labels: Vec<u8> = (0..n).map(|i| ((i * 3 + off as usize) % 10) as u8).collect();
+    let labels: Vec<u8> = (0..n)
+        .map(|i| ((i * 3 + off as usize) % 10) as u8)
+        .collect();
     let py = cifar_py::encode_batch(&pixels, &labels, Variant::Cifar10);
     let mut bin = Vec::new();
     for i in 0..n {
@@ -283,7 +294,10 @@ fn a_cifar_archive_is_checked_extracted_and_read() {
         entries.push((format!("{folder}/{m}"), py));
         bins.push(bin);
     }
-    entries.push(("cifar-10-batches-py/readme.html".into(), b"<html/>".to_vec()));
+    entries.push((
+        "cifar-10-batches-py/readme.html".into(),
+        b"<html/>".to_vec(),
+    ));
     let archive = tar_gz(&entries);
     let server = Server::start(&[("/tinycifar/cifar-10-python.tar.gz", archive.clone())]);
     let info = leak(DatasetInfo {
@@ -377,7 +391,11 @@ fn the_missing_dataset_error_and_data_list_name_the_folder_and_urls() {
     assert!(text.contains(&tmp.path().display().to_string()), "{text}");
     assert!(text.contains(&folder), "{text}");
     for info in catalog::catalog() {
-        assert!(text.contains(info.mirrors[0]), "{} URL missing: {text}", info.name);
+        assert!(
+            text.contains(info.mirrors[0]),
+            "{} URL missing: {text}",
+            info.name
+        );
     }
     let dir = tmp.path().join("mnist");
     std::fs::create_dir_all(&dir).unwrap();

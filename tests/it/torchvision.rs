@@ -80,7 +80,10 @@ fn torchvision_mnist_raw_folders_read_as_the_idx_reader() {
             .unwrap();
         same(&got, &want);
     }
-    assert!(!tmp.path().join("data").exists(), "the data folder was written");
+    assert!(
+        !tmp.path().join("data").exists(),
+        "the data folder was written"
+    );
     // `~/` is the home folder; other relative roots are the scenario's.
     let home = dirs::home_dir().unwrap();
     let resolve = |p: &Path| PathBuf::from("/scenarios").join(p);
@@ -195,11 +198,16 @@ fn batches_pickled_by_numpy_read_as_written() {
     for (file, variant, labels) in [
         ("cifar10-protocol2.pkl", Variant::Cifar10, vec![3, 8]),
         ("cifar10-protocol5.pkl", Variant::Cifar10, vec![3, 8]),
-        ("cifar10-strkeys-protocol4.pkl", Variant::Cifar10, vec![3, 8]),
+        (
+            "cifar10-strkeys-protocol4.pkl",
+            Variant::Cifar10,
+            vec![3, 8],
+        ),
         ("cifar100-protocol2.pkl", Variant::Cifar100, vec![99, 0]),
     ] {
         let bytes = std::fs::read(dir.join(file)).unwrap();
-        let (px, y) = cifar_py::parse_batch(&bytes, variant).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let (px, y) =
+            cifar_py::parse_batch(&bytes, variant).unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(px, want, "{file}");
         assert_eq!(y, labels, "{file}");
     }
