@@ -1,4 +1,5 @@
-//! The `distillery` command line: parse arguments, call the library, print errors plainly.
+//! The `distillery` command line: parse arguments, call the library, print errors plainly;
+//! log lines go to stderr through `tracing` (`RUST_LOG`).
 
 /// mimalloc keeps freed memory for reuse: with glibc's allocator every large tensor was a fresh
 /// mmap, and touching its pages cost more than some of the arithmetic (issue 23's profile).
@@ -20,6 +21,27 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Never download: a dataset missing from the data folder is an error that says where to
+    /// put its files (also `DISTILLERY_OFFLINE=1`).
+    #[arg(long, global = true)]
+    offline: bool,
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Every dataset known by name: its size, licence, folder, whether it is there, its URL.
+    List,
+    /// Download datasets into the data folder (checked against their pinned checksums).
+    Fetch {
+        /// Dataset names (`distillery data list`), or `all`.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Check the data folder's files against their pinned checksums and SHA256SUMS.
+    Verify {
+        /// Dataset names (default: every dataset in the data folder).
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,6 +143,12 @@ enum Cmd {
         #[arg(long, default_value = "convnet")]
         model: String,
     },
+    /// Datasets by name in the data folder (`DISTILLERY_DATA`, else the platform cache folder's
+    /// `distillery/`): list, fetch, verify.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).
@@ -144,8 +172,44 @@ fn print_output(out: &runner::RunOutput) {
     println!("results: {}", out.dir.display());
 }
 
+/// Logs to stderr at `RUST_LOG`'s levels (default: distillery's info lines, others' warnings).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,distillery=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn data(cmd: DataCmd) -> distillery::Result<()> {
+    use distillery::data::{commands, store::DataAccess};
+    let access = DataAccess::from_env();
+    match cmd {
+        DataCmd::List => commands::list(&access).map(|t| print!("{t}")),
+        DataCmd::Fetch { names } => commands::fetch_all(&names, &access).map(|t| print!("{t}")),
+        DataCmd::Verify { names } => {
+            let (text, ok) = commands::verify(&names, &access)?;
+            print!("{text}");
+            if ok {
+                Ok(())
+            } else {
+                Err(distillery::Error::Other(
+                    "some datasets are missing or do not match their checksums (above)".into(),
+                ))
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
+    if cli.offline {
+        distillery::data::store::forbid_downloads();
+    }
     let result = match cli.cmd {
         Cmd::Run {
             file,
@@ -247,6 +311,7 @@ fn main() -> ExitCode {
             model,
         } => distillery::report::compare::compare(&dirs, &model, against.as_deref())
             .map(|text| print!("{text}")),
+        Cmd::Data { cmd } => data(cmd),
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             let kind = serde_json::to_value(l.scenario.kind).unwrap_or_default();
             println!(

@@ -1,13 +1,22 @@
-//! Datasets: NCHW f32 images with labels, loaders, normalisation and per-class indexing.
+//! Datasets: NCHW f32 images with labels, loaders, normalisation and per-class indexing; the
+//! datasets known by name ([`catalog`]), their data folder ([`store`]) and downloads ([`fetch`]).
 
 pub mod augment;
+pub mod catalog;
 pub mod cifar;
+pub mod cifar_py;
+pub mod commands;
 pub mod embedded;
+pub mod fetch;
 pub mod idx;
+pub mod named;
 pub mod partition;
+pub mod pickle_guard;
 pub mod spec;
+pub mod store;
 pub mod stream;
 pub mod synthetic;
+pub mod usps;
 pub mod zca;
 
 use rand::seq::SliceRandom;
@@ -267,6 +276,8 @@ pub fn class_names(name: &str, n: usize) -> Vec<String> {
         "ship",
         "truck",
     ];
+    // torchvision's KMNIST class names (the romanised hiragana).
+    const KMNIST: [&str; 10] = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"];
     const FASHION: [&str; 10] = [
         "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
         "boot",
@@ -274,6 +285,7 @@ pub fn class_names(name: &str, n: usize) -> Vec<String> {
     match (name, n) {
         ("cifar10", 10) => CIFAR10.iter().map(|s| s.to_string()).collect(),
         ("fashion_mnist", 10) => FASHION.iter().map(|s| s.to_string()).collect(),
+        ("kmnist", 10) => KMNIST.iter().map(|s| s.to_string()).collect(),
         _ => (0..n).map(|i| i.to_string()).collect(),
     }
 }

@@ -1,6 +1,9 @@
-//! Where a scenario's data comes from (`[data]`): the embedded digits, IDX files, CIFAR binary
+//! Where a scenario's data comes from (`[data]`): the embedded digits, a dataset by name (from
+//! the data folder, fetched when missing, or an existing torchvision folder), IDX files, CIFAR
 //! files or procedural images, and loading them into a normalised train/test [`Split`].
 
+use super::named::{self, Named};
+use super::store::DataAccess;
 use super::{cifar, Split};
 use crate::error::{Error, Problem, Problems, Result};
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,14 @@ pub enum DataSpec {
         #[serde(default)]
         split_seed: u64,
     },
+    /// MNIST by name: the data folder's copy (fetched when missing), or `root`.
+    Mnist(Named),
+    /// Fashion-MNIST by name.
+    FashionMnist(Named),
+    /// Kuzushiji-MNIST by name.
+    Kmnist(Named),
+    /// USPS (16x16 digits) by name.
+    Usps(Named),
     /// MNIST-family IDX files (gzip or raw). Relative paths are relative to the scenario file.
     Idx {
         /// `mnist`, `fashion_mnist`, or another name (normalisation then comes from the data).
@@ -30,43 +41,11 @@ pub enum DataSpec {
         /// Test labels file.
         test_labels: PathBuf,
     },
-    /// CIFAR-10 binary files: `dir` holding `data_batch_{1..5}.bin` and `test_batch.bin`, or
-    /// explicit `train_files` / `test_files`.
-    Cifar10 {
-        /// The extracted `cifar-10-batches-bin` folder.
-        dir: Option<PathBuf>,
-        /// Training batch files (instead of `dir`).
-        #[serde(default)]
-        train_files: Vec<PathBuf>,
-        /// Test batch files (instead of `dir`).
-        #[serde(default)]
-        test_files: Vec<PathBuf>,
-        /// ZCA-whiten train and test images with the training set's statistics (MTT's reference
-        /// does for CIFAR; SelMatch's does not).
-        #[serde(default)]
-        zca: bool,
-        /// The regulariser added to the covariance's eigenvalues.
-        #[serde(default = "default_zca_eps")]
-        zca_eps: f64,
-    },
-    /// CIFAR-100 binary files: `dir` holding `train.bin` and `test.bin`, or explicit files.
-    Cifar100 {
-        /// The extracted `cifar-100-binary` folder.
-        dir: Option<PathBuf>,
-        /// Training files (instead of `dir`).
-        #[serde(default)]
-        train_files: Vec<PathBuf>,
-        /// Test files (instead of `dir`).
-        #[serde(default)]
-        test_files: Vec<PathBuf>,
-        /// ZCA-whiten train and test images with the training set's statistics (MTT's reference
-        /// does for CIFAR; SelMatch's does not).
-        #[serde(default)]
-        zca: bool,
-        /// The regulariser added to the covariance's eigenvalues.
-        #[serde(default = "default_zca_eps")]
-        zca_eps: f64,
-    },
+    /// CIFAR-10: by name (the data folder's copy, or `root`), or the binary files in `dir` /
+    /// `train_files` and `test_files`.
+    Cifar10(CifarSource),
+    /// CIFAR-100: by name, or the binary files in `dir` / `train_files` and `test_files`.
+    Cifar100(CifarSource),
     /// Procedural images (class prototypes plus noise).
     Synthetic {
         /// Training images.
@@ -86,6 +65,54 @@ pub enum DataSpec {
         #[serde(default = "default_noise")]
         noise: f32,
     },
+}
+
+/// Where CIFAR comes from: by name when neither `dir` nor files are given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CifarSource {
+    /// An extracted binary folder (`cifar-10-batches-bin`, `cifar-100-binary`); relative to
+    /// the scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Binary training files (instead of `dir`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub train_files: Vec<PathBuf>,
+    /// Binary test files (instead of `dir`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_files: Vec<PathBuf>,
+    /// By name: an existing torchvision folder to read (`root/cifar-10-batches-py/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Only the first this many training images, in file order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_first: Option<usize>,
+    /// Only the first this many test images, in file order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_first: Option<usize>,
+    /// ZCA-whiten train and test images with the training set's statistics (MTT's reference
+    /// does for CIFAR; SelMatch's does not).
+    #[serde(default)]
+    pub zca: bool,
+    /// The regulariser added to the covariance's eigenvalues.
+    #[serde(default = "default_zca_eps")]
+    pub zca_eps: f64,
+}
+
+impl CifarSource {
+    /// True when the files are named (`dir` or `train_files`/`test_files`), not the dataset.
+    pub fn by_path(&self) -> bool {
+        self.dir.is_some() || !self.train_files.is_empty() || !self.test_files.is_empty()
+    }
+
+    /// The by-name keys.
+    pub fn named(&self) -> Named {
+        Named {
+            root: self.root.clone(),
+            train_first: self.train_first,
+            test_first: self.test_first,
+        }
+    }
 }
 
 fn default_zca_eps() -> f64 {
@@ -154,43 +181,81 @@ impl DataSpec {
                     "a noise level from 0 to 10",
                 );
             }
-            DataSpec::Cifar10 {
-                dir,
-                train_files,
-                test_files,
-                zca_eps,
-                ..
-            }
-            | DataSpec::Cifar100 {
-                dir,
-                train_files,
-                test_files,
-                zca_eps,
-                ..
-            } => {
+            DataSpec::Cifar10(c) | DataSpec::Cifar100(c) => {
                 p.require(
-                    zca_eps.is_finite() && *zca_eps > 0.0,
+                    c.zca_eps.is_finite() && c.zca_eps > 0.0,
                     "zca_eps",
-                    zca_eps,
+                    c.zca_eps,
                     "a positive regulariser (the reference's is 0.1)",
                 );
                 p.require(
-                    dir.is_some() || (!train_files.is_empty() && !test_files.is_empty()),
-                    "dir",
+                    c.train_files.is_empty() == c.test_files.is_empty(),
+                    if c.train_files.is_empty() {
+                        "train_files"
+                    } else {
+                        "test_files"
+                    },
                     "(missing)",
-                    "either `dir` (the extracted binary folder) or both `train_files` and `test_files`",
+                    "both `train_files` and `test_files`, or neither",
                 );
+                p.require(
+                    c.dir.is_none() || c.train_files.is_empty(),
+                    "dir",
+                    c.dir.as_deref().unwrap_or(Path::new("")).display(),
+                    "either `dir` or `train_files` and `test_files`, not both",
+                );
+                p.require(
+                    !(c.root.is_some() && c.by_path()),
+                    "root",
+                    c.root.as_deref().unwrap_or(Path::new("")).display(),
+                    "`root` (a torchvision folder) or binary files (`dir`, `train_files`), not both",
+                );
+                named_problems(&mut p, &c.named());
             }
+            DataSpec::Mnist(n)
+            | DataSpec::FashionMnist(n)
+            | DataSpec::Kmnist(n)
+            | DataSpec::Usps(n) => named_problems(&mut p, n),
             DataSpec::Idx { .. } | DataSpec::Digits { .. } => {}
         }
         p.into_vec()
     }
 
+    /// The dataset's name as runs record it (`mnist`, `cifar10`, an IDX set's `name`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            DataSpec::Digits { .. } => "digits",
+            DataSpec::Mnist(_) => "mnist",
+            DataSpec::FashionMnist(_) => "fashion_mnist",
+            DataSpec::Kmnist(_) => "kmnist",
+            DataSpec::Usps(_) => "usps",
+            DataSpec::Idx { name, .. } => name,
+            DataSpec::Cifar10(_) => "cifar10",
+            DataSpec::Cifar100(_) => "cifar100",
+            DataSpec::Synthetic { .. } => "synthetic",
+        }
+    }
+
     /// Loads the train/test split this names; relative paths go through `resolve` (the
-    /// scenario's folder), and procedural data draws from `seed`.
+    /// scenario's folder), procedural data draws from `seed`, and a dataset named but missing
+    /// is fetched into the data folder of the environment ([`DataAccess::from_env`]).
     pub fn load(&self, resolve: &dyn Fn(&Path) -> PathBuf, seed: u64) -> Result<Split> {
+        self.load_with(resolve, seed, &DataAccess::from_env())
+    }
+
+    /// [`DataSpec::load`] with named datasets found (and fetched) as `access` says.
+    pub fn load_with(
+        &self,
+        resolve: &dyn Fn(&Path) -> PathBuf,
+        seed: u64,
+        access: &DataAccess,
+    ) -> Result<Split> {
         let r = resolve;
         let split = match self {
+            DataSpec::Mnist(n)
+            | DataSpec::FashionMnist(n)
+            | DataSpec::Kmnist(n)
+            | DataSpec::Usps(n) => named::load(self.name(), n, resolve, access)?,
             DataSpec::Digits { split_seed } => super::embedded::digits_split(*split_seed),
             DataSpec::Idx {
                 name,
@@ -216,34 +281,8 @@ impl DataSpec {
                 test.classes = train.classes.clone();
                 super::make_split(name, train, test, norm)
             }
-            DataSpec::Cifar10 {
-                dir,
-                train_files,
-                test_files,
-                zca,
-                zca_eps,
-            } => load_cifar(
-                resolve,
-                cifar::Variant::Cifar10,
-                dir,
-                train_files,
-                test_files,
-                zca.then_some(*zca_eps),
-            )?,
-            DataSpec::Cifar100 {
-                dir,
-                train_files,
-                test_files,
-                zca,
-                zca_eps,
-            } => load_cifar(
-                resolve,
-                cifar::Variant::Cifar100,
-                dir,
-                train_files,
-                test_files,
-                zca.then_some(*zca_eps),
-            )?,
+            DataSpec::Cifar10(c) => load_cifar(resolve, cifar::Variant::Cifar10, c, access)?,
+            DataSpec::Cifar100(c) => load_cifar(resolve, cifar::Variant::Cifar100, c, access)?,
             DataSpec::Synthetic {
                 train,
                 test,
@@ -270,43 +309,59 @@ impl DataSpec {
     }
 }
 
+fn named_problems(p: &mut Problems, n: &Named) {
+    for (key, v) in [("train_first", n.train_first), ("test_first", n.test_first)] {
+        if let Some(v) = v {
+            p.positive(key, v);
+        }
+    }
+}
+
+/// CIFAR from binary files (`dir`, `train_files`) or by name, cut and whitened as asked.
 fn load_cifar(
     resolve: &dyn Fn(&Path) -> PathBuf,
     variant: cifar::Variant,
-    dir: &Option<PathBuf>,
-    train_files: &[PathBuf],
-    test_files: &[PathBuf],
-    zca: Option<f64>,
+    c: &CifarSource,
+    access: &DataAccess,
 ) -> Result<Split> {
-    let (train_f, test_f): (Vec<PathBuf>, Vec<PathBuf>) = if !train_files.is_empty() {
-        (
-            train_files.iter().map(|p| resolve(p)).collect(),
-            test_files.iter().map(|p| resolve(p)).collect(),
-        )
+    let name = variant.name();
+    let (train, test) = if !c.by_path() {
+        let info = super::catalog::find(name)
+            .ok_or_else(|| Error::Other(format!("{name} is not in the catalog")))?;
+        let root = c.root.as_deref().map(|r| named::expand_root(r, resolve));
+        let found = named::locate(info, root.as_deref(), access)?;
+        named::read(info, &found)?
     } else {
-        let d = resolve(dir.as_deref().ok_or_else(|| {
-            Error::Other("CIFAR data needs `dir` or both `train_files` and `test_files`".into())
-        })?);
-        match variant {
-            cifar::Variant::Cifar10 => (
-                (1..=5)
-                    .map(|i| d.join(format!("data_batch_{i}.bin")))
-                    .collect(),
-                vec![d.join("test_batch.bin")],
+        let (train_f, test_f): (Vec<PathBuf>, Vec<PathBuf>) = match &c.dir {
+            None => (
+                c.train_files.iter().map(|p| resolve(p)).collect(),
+                c.test_files.iter().map(|p| resolve(p)).collect(),
             ),
-            cifar::Variant::Cifar100 => (vec![d.join("train.bin")], vec![d.join("test.bin")]),
-        }
+            Some(dir) => {
+                let d = resolve(dir);
+                match variant {
+                    cifar::Variant::Cifar10 => (
+                        (1..=5)
+                            .map(|i| d.join(format!("data_batch_{i}.bin")))
+                            .collect(),
+                        vec![d.join("test_batch.bin")],
+                    ),
+                    cifar::Variant::Cifar100 => {
+                        (vec![d.join("train.bin")], vec![d.join("test.bin")])
+                    }
+                }
+            }
+        };
+        (
+            cifar::load(&train_f, variant)?,
+            cifar::load(&test_f, variant)?,
+        )
     };
-    let train = cifar::load(&train_f, variant)?;
-    let test = cifar::load(&test_f, variant)?;
-    let mut split = super::make_split(
-        variant.name(),
-        train,
-        test,
-        super::reference_normalization(variant.name()),
-    );
-    if let Some(eps) = zca {
-        split.whiten(eps)?;
+    let train = named::first(train, c.train_first, "train_first", "training")?;
+    let test = named::first(test, c.test_first, "test_first", "test")?;
+    let mut split = super::make_split(name, train, test, super::reference_normalization(name));
+    if c.zca {
+        split.whiten(c.zca_eps)?;
     }
     Ok(split)
 }

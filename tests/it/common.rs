@@ -133,3 +133,22 @@ pub fn ctx<'a>(
     c.resume = resume;
     c
 }
+
+/// What an SVG plot of `report::plot` holds, read back with an XML parser: its line series
+/// (polylines) and heatmap cells (rects other than the background and the frame).
+pub fn svg_shapes(path: &Path) -> (usize, usize) {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{}: not SVG: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let count = |tag: &str, pred: &dyn Fn(roxmltree::Node) -> bool| {
+        doc.descendants()
+            .filter(|n| n.tag_name().name() == tag && pred(*n))
+            .count()
+    };
+    let lines = count("polyline", &|_| true);
+    let cells = count("rect", &|n| {
+        n.attribute("width") != Some("100%") && n.attribute("fill") != Some("none")
+    });
+    (lines, cells)
+}

@@ -92,6 +92,12 @@ memory_per_class = 10"#,
     ] {
         assert!(out.dir.join(f).exists(), "{f} missing");
     }
+    // The plots parse: a cell per matrix entry, a line per task and per strategy.
+    let svg = |f: &str| crate::common::svg_shapes(&out.dir.join(f));
+    let cells: usize = rows.iter().map(Vec::len).sum();
+    assert_eq!(svg("accuracy_matrix_dm.svg"), (0, cells));
+    assert_eq!(svg("task_accuracy_dm.svg").0, rows.len());
+    assert_eq!(svg("average_accuracy.svg").0, 4);
     // Memory: 10 per class seen, 100 at the end.
     assert_eq!(strategy(&out, "dm").memory_images, 100);
 }

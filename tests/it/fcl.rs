@@ -153,6 +153,10 @@ fn the_four_strategies_learn_the_stream_and_their_files_agree() {
     ] {
         assert!(out.dir.join(f).exists(), "{f}");
     }
+    let svg = |f: &str| crate::common::svg_shapes(&out.dir.join(f));
+    assert_eq!(svg("accuracy_vs_bytes.svg").0, o.strategies.len());
+    let cells: usize = mem.accuracy_matrix.iter().map(Vec::len).sum();
+    assert_eq!(svg("accuracy_matrix_distilled_memory.svg"), (0, cells));
 }
 
 #[test]

@@ -207,8 +207,12 @@ quantization = "u8""#,
         let f = out.summary.federated().unwrap();
         assert_eq!(f.strategies[k].bytes_total, sum, "{k}");
     }
-    assert!(out.dir.join("accuracy_vs_bytes.svg").exists());
-    assert!(out.dir.join("partition.svg").exists());
+    // The plots parse: a line per strategy, a cell per client and class.
+    let svg = |f: &str| crate::common::svg_shapes(&out.dir.join(f));
+    assert_eq!(svg("accuracy_vs_bytes.svg").0, 2);
+    let (lines, cells) = svg("partition.svg");
+    assert_eq!(lines, 0);
+    assert_eq!(cells, 5 * split.train.classes.len());
 }
 
 #[test]

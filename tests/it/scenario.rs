@@ -93,8 +93,23 @@ fn malformed_scenarios_name_the_field() {
             &["name = \"a/b\"", "results folder"],
         ),
         (
-            GOOD.replace("source = \"digits\"", "source = \"cifar10\""),
-            &["data.dir", "train_files"],
+            // Without files CIFAR-10 is the dataset by name; half of a file pair is an error.
+            GOOD.replace(
+                "source = \"digits\"",
+                "source = \"cifar10\"\ntrain_files = [\"a.bin\"]",
+            ),
+            &["data.test_files", "or neither"],
+        ),
+        (
+            GOOD.replace(
+                "source = \"digits\"",
+                "source = \"cifar10\"\nroot = \"~/data\"\ndir = \"bin\"",
+            ),
+            &["data.root", "not both"],
+        ),
+        (
+            GOOD.replace("source = \"digits\"", "source = \"mnist\"\ntrain_first = 0"),
+            &["data.train_first"],
         ),
         (
             with("[train]", "milestones = [5, 3]"),
