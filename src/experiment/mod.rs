@@ -3,6 +3,7 @@
 //! results folder `results/<name>-<timestamp>/`: `scenario.toml`, CSV rows written as the run goes,
 //! `summary.json` written atomically at the end.
 
+pub mod checkpoint;
 pub mod context;
 pub mod continual;
 pub mod distill;
