@@ -98,8 +98,10 @@ pub fn load_data(loaded: &Loaded) -> Result<crate::data::Split> {
         .load(&|p| loaded.resolve(p), loaded.scenario.seed)
 }
 
-/// Continues an interrupted run in its results folder `dir` (distill runs resume from their last
-/// checkpoint; the scenario is the copy in `dir`, its relative paths resolved as the original's).
+/// Continues an interrupted run in its results folder `dir` from its last checkpoint (distill:
+/// each method's; federated: the last round; continual: the last task), its CSVs cut back to the
+/// rows that checkpoint covers; the scenario is the copy in `dir`, its relative paths resolved
+/// as the original's.
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
     let copy = dir.join("scenario.toml");
     if !copy.exists() {
@@ -122,12 +124,9 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
         .unwrap_or(copy.clone());
     let mut loaded = scenario::parse(&text, &copy)?;
     loaded.path = origin;
-    if matches!(
-        loaded.scenario.kind,
-        Kind::Train | Kind::Continual | Kind::Federated | Kind::FederatedContinual
-    ) {
+    if loaded.scenario.kind == Kind::Train {
         return Err(Error::Other(format!(
-            "{}: only distill runs checkpoint and resume; run the scenario again instead",
+            "{}: train runs do not checkpoint; run the scenario again instead",
             dir.display()
         )));
     }

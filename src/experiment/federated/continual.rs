@@ -6,6 +6,7 @@
 //! federated run), `metrics.csv` (the accuracy after each task), each strategy's accuracy matrix
 //! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
 
+use super::resume::{FedState, Ongoing, Weights};
 use super::rounds::{record, Clients, Logs};
 use super::{setup, Transport};
 use crate::cl::learner::{accuracy_row, fit, Fit};
@@ -15,6 +16,7 @@ use crate::data::Dataset;
 use crate::device::{worker_threads, BackendJob};
 use crate::error::{Error, Result};
 use crate::experiment::continual::{build_stream, seen_means, write_matrix};
+use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
 use crate::fed::transport::in_process::WorkerPool;
@@ -28,9 +30,22 @@ use crate::rng::step_seed;
 use crate::scenario::Protocol;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The kind a federated continual run's checkpoints are of.
+const KIND: &str = "federated_continual";
+
+/// A strategy a federated continual run has finished, as its checkpoint keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Finished {
+    index: usize,
+    label: String,
+    outcome: StreamStrategy,
+    curve: Vec<(f64, f64)>,
+}
 
 /// A federated continual run.
 pub struct StreamJob<'a> {
@@ -55,6 +70,7 @@ struct Learnt {
 /// epochs per task as a FedAvg client makes: `epochs x rounds`), a fresh copy of the initial
 /// network per task under GDumb.
 fn joint<B: AutodiffBackend>(
+    clients: &mut Clients<'_>,
     s: &Settings,
     tasks: &[Task],
     on_task: &mut OnTask<'_>,
@@ -65,7 +81,7 @@ fn joint<B: AutodiffBackend>(
         .as_ref()
         .ok_or_else(|| Error::Other("joint runs on a stream".into()))?;
     let mut model = s.initial::<B>(device);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(s.seed, 0x5eed));
+    let mut rng = ChaCha12Rng::seed_from_u64(step_seed(s.seed, 0x5eed));
     let mut train = s.local.clone();
     train.epochs *= s.rounds.max(1);
     let fit_cfg = Fit {
@@ -77,9 +93,20 @@ fn joint<B: AutodiffBackend>(
     let mut seen = Dataset::empty(s.shape);
     seen.classes = s.classes.clone();
     let mut rows = Vec::new();
+    let current = clients.current;
+    if let Some(o) = clients.resumed.take_if(|o| o.strategy == current) {
+        o.global.restore(&mut model, device).map_err(Error::Other)?;
+        rng = o
+            .rng
+            .ok_or_else(|| Error::Other("the checkpoint of joint keeps no RNG".into()))?;
+        rows = o.rows;
+    }
     for (t, task) in tasks.iter().enumerate() {
         seen.images.extend_from_slice(&task.train.images);
         seen.labels.extend_from_slice(&task.train.labels);
+        if t < rows.len() {
+            continue;
+        }
         if c.protocol == Protocol::Gdumb {
             model = s.initial::<B>(device);
         }
@@ -87,6 +114,19 @@ fn joint<B: AutodiffBackend>(
         let row = accuracy_row(&mut model, tasks, false, device);
         on_task(t, &row, 0)?;
         rows.push(row);
+        clients.save(Some(Ongoing {
+            strategy: current,
+            task: t + 1,
+            next_round: 0,
+            rounds: Vec::new(),
+            total: 0,
+            rows: rows.clone(),
+            bytes_after: vec![0; rows.len()],
+            global: Weights::of(&model),
+            memory: None,
+            clients: Vec::new(),
+            rng: Some(rng.clone()),
+        }))?;
     }
     Ok(Learnt {
         bytes_after: vec![0; tasks.len()],
@@ -97,7 +137,7 @@ fn joint<B: AutodiffBackend>(
 }
 
 /// A federated strategy over the stream: each task's rounds, then the global model tested on
-/// every task.
+/// every task; a checkpoint after each round and each task.
 fn federated<B: AutodiffBackend>(
     clients: &mut Clients<'_>,
     kind: StrategyKind,
@@ -107,20 +147,21 @@ fn federated<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Learnt> {
     let mut run = clients.start::<B>(kind, settings, device)?;
-    let (mut rows, mut bytes_after, mut all) = (Vec::new(), Vec::new(), Vec::new());
-    for (t, task) in tasks.iter().enumerate() {
-        let rounds = clients.rounds::<B>(&mut run, (t, &task.test), None, device)?;
-        all.extend(rounds);
+    let first = run.resume_at.map_or(0, |(t, _)| t);
+    for (t, task) in tasks.iter().enumerate().skip(first) {
+        clients.rounds::<B>(&mut run, (t, &task.test), None, device)?;
         let row = accuracy_row(run.strategy.global(), tasks, false, device);
-        on_task(t, &row, run.total)?;
-        bytes_after.push(run.total);
-        rows.push(row);
+        let total = run.past.total;
+        on_task(t, &row, total)?;
+        run.past.bytes_after.push(total);
+        run.past.rows.push(row);
+        clients.save_running(&mut run, (t + 1, 0))?;
     }
     Ok(Learnt {
-        rows,
-        bytes_after,
-        rounds: all,
         memory_images: run.strategy.memory_images(),
+        rows: run.past.rows,
+        bytes_after: run.past.bytes_after,
+        rounds: run.past.rounds,
     })
 }
 
@@ -210,6 +251,7 @@ impl BackendJob for StreamJob<'_> {
         let ctx = &self.ctx;
         let s = ctx.scenario();
         let (f, c) = (s.federated_section(), s.continual_section());
+        let resumed: Option<FedState> = ctx.resume_state(KIND)?;
         let stream = Stream::new(ctx)?;
         let tasks = &stream.tasks;
         let mut clients = Clients {
@@ -228,6 +270,10 @@ impl BackendJob for StreamJob<'_> {
             pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
             remote: self.transport.server(&f)?,
             seq: 0,
+            kind: KIND,
+            done: Vec::new(),
+            current: 0,
+            resumed: None,
         };
         let mut log: CsvLog<StreamRow> = ctx.csv("metrics.csv")?;
         let first = stream
@@ -237,7 +283,25 @@ impl BackendJob for StreamJob<'_> {
         let baseline = accuracy_row(&mut first.initial::<B>(&device), tasks, false, &device);
         let mut results = BTreeMap::new();
         let (mut series, mut report) = (Vec::new(), vec![header()]);
-        for (entry, st) in f.strategies.iter().zip(&stream.settings) {
+        let mut next = 0;
+        if let Some(st) = resumed {
+            for v in &st.done {
+                let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
+                    Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
+                })?;
+                report.push(line(&d.label, &d.outcome));
+                series.push((d.label.clone(), d.curve));
+                results.insert(d.label, d.outcome);
+                next = d.index + 1;
+            }
+            next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
+            (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
+        }
+        for (index, (entry, st)) in f.strategies.iter().zip(&stream.settings).enumerate() {
+            if index < next {
+                continue;
+            }
+            clients.current = index;
             let label = entry.label();
             let t0 = Instant::now();
             let mut on_task = |t: usize, row: &[f64], bytes: u64| -> Result<()> {
@@ -258,7 +322,7 @@ impl BackendJob for StreamJob<'_> {
                 Ok(())
             };
             let learnt = match entry.kind {
-                StrategyKind::Joint => joint::<B>(st, tasks, &mut on_task, &device)?,
+                StrategyKind::Joint => joint::<B>(&mut clients, st, tasks, &mut on_task, &device)?,
                 kind => {
                     federated::<B>(&mut clients, kind, st.clone(), tasks, &mut on_task, &device)?
                 }
@@ -287,7 +351,17 @@ impl BackendJob for StreamJob<'_> {
                 seconds: rec.seconds,
             };
             report.push(line(&label, &outcome));
+            let done = Finished {
+                index,
+                label: label.clone(),
+                outcome: outcome.clone(),
+                curve: series.last().map(|s| s.1.clone()).unwrap_or_default(),
+            };
+            clients
+                .done
+                .push(serde_json::to_value(&done).map_err(|e| Error::Other(e.to_string()))?);
             results.insert(label, outcome);
+            clients.save(None)?;
         }
         drop(clients.remote.take());
         let svg = lines_svg(
