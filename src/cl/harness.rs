@@ -182,7 +182,10 @@ impl Harness<'_> {
         if let Some(p) = from {
             let (params, _) = model.to_host();
             if params.len() != p.params.len()
-                || params.iter().zip(&p.params).any(|(a, b)| a.len() != b.len())
+                || params
+                    .iter()
+                    .zip(&p.params)
+                    .any(|(a, b)| a.len() != b.len())
             {
                 return Err(Error::Other(
                     "the checkpoint's network does not fit the scenario's".into(),

@@ -94,6 +94,18 @@ impl<'a> RunContext<'a> {
         })
     }
 
+    /// The unfinished run in results folder `dir`, to continue from its checkpoint.
+    pub fn resumed(loaded: &'a Loaded, split: &'a Split, dir: &Path, opts: &'a RunOptions) -> Self {
+        RunContext {
+            loaded,
+            split,
+            dir: dir.to_path_buf(),
+            opts,
+            resuming: true,
+            started: Instant::now(),
+        }
+    }
+
     /// The scenario.
     pub fn scenario(&self) -> &Scenario {
         &self.loaded.scenario

@@ -172,6 +172,8 @@ impl Streams<'_, '_> {
         let from = match self.state.ongoing.take() {
             Some((i, p)) if i == index => {
                 self.progress.skip(p.next_task as u64);
+                self.ctx
+                    .say(&format!("resuming {name} at task {}", p.next_task));
                 Some(p)
             }
             _ => None,
@@ -179,40 +181,42 @@ impl Streams<'_, '_> {
         let (ctx, log, mem_log, progress) =
             (self.ctx, &mut self.log, &mut self.mem_log, &self.progress);
         let finished = &self.state.done;
-        let learned = self.harness.run::<B>(&learner, device, from, |done: TaskDone<'_>| {
-            for (j, a) in done.row.iter().enumerate() {
-                log.row(&ContinualRow {
-                    strategy: name.clone(),
-                    after_task: done.task,
-                    task: j,
-                    test_acc: Fixed(*a),
-                    memory_images: done.memory.len(),
-                    train_loss: Fixed(done.loss),
-                    elapsed_s: Fixed(ctx.elapsed()),
-                })?;
-            }
-            for (task, class, images) in done.memory.counts() {
-                mem_log.row(&MemoryRow {
-                    strategy: name.clone(),
-                    after_task: done.task,
-                    task,
-                    class,
-                    images,
-                })?;
-            }
-            let t = done.task;
-            let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
-            progress.tick();
-            progress.say(&format!(
+        let learned = self
+            .harness
+            .run::<B>(&learner, device, from, |done: TaskDone<'_>| {
+                for (j, a) in done.row.iter().enumerate() {
+                    log.row(&ContinualRow {
+                        strategy: name.clone(),
+                        after_task: done.task,
+                        task: j,
+                        test_acc: Fixed(*a),
+                        memory_images: done.memory.len(),
+                        train_loss: Fixed(done.loss),
+                        elapsed_s: Fixed(ctx.elapsed()),
+                    })?;
+                }
+                for (task, class, images) in done.memory.counts() {
+                    mem_log.row(&MemoryRow {
+                        strategy: name.clone(),
+                        after_task: done.task,
+                        task,
+                        class,
+                        images,
+                    })?;
+                }
+                let t = done.task;
+                let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
+                progress.tick();
+                progress.say(&format!(
                 "{name:>9} after task {t}: mean accuracy on tasks seen {seen:.4}, memory {} images",
                 done.memory.len()
             ));
-            let state = State {
-                done: finished.clone(),
-                ongoing: Some((index, done.point)),
-            };
-            ctx.checkpoint(KIND, &state)
-        })?;
+                let state = State {
+                    done: finished.clone(),
+                    ongoing: Some((index, done.point)),
+                };
+                ctx.checkpoint(KIND, &state)
+            })?;
         let m = AccuracyMatrix::from_rows(learned.rows, Some(self.baseline.clone()))
             .map_err(Error::Other)?;
         write_matrix(&ctx.dir, &ctx.scenario().name, &name, &m)?;

@@ -19,7 +19,6 @@ use crate::report::records::Summary;
 use crate::scenario::{self, Kind, Loaded};
 pub use context::RunContext;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// How to run a scenario.
 #[derive(Clone, Debug)]
@@ -103,6 +102,21 @@ pub fn load_data(loaded: &Loaded) -> Result<crate::data::Split> {
 /// rows that checkpoint covers; the scenario is the copy in `dir`, its relative paths resolved
 /// as the original's.
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
+    let loaded = resumable(dir)?;
+    if loaded.scenario.kind == Kind::Train {
+        return Err(Error::Other(format!(
+            "{}: train runs do not checkpoint; run the scenario again instead",
+            dir.display()
+        )));
+    }
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    execute(RunContext::resumed(&loaded, &split, dir, opts), device)
+}
+
+/// The scenario of the unfinished run in results folder `dir` (its copy there, relative paths
+/// resolved as the original's), or why it cannot resume.
+pub fn resumable(dir: &Path) -> Result<Loaded> {
     let copy = dir.join("scenario.toml");
     if !copy.exists() {
         return Err(Error::Other(format!(
@@ -124,23 +138,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
         .unwrap_or(copy.clone());
     let mut loaded = scenario::parse(&text, &copy)?;
     loaded.path = origin;
-    if loaded.scenario.kind == Kind::Train {
-        return Err(Error::Other(format!(
-            "{}: train runs do not checkpoint; run the scenario again instead",
-            dir.display()
-        )));
-    }
-    let device = device::check(loaded.scenario.device)?;
-    let split = load_data(&loaded)?;
-    let ctx = RunContext {
-        loaded: &loaded,
-        split: &split,
-        dir: dir.to_path_buf(),
-        opts,
-        resuming: true,
-        started: Instant::now(),
-    };
-    execute(ctx, device)
+    Ok(loaded)
 }
 
 fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> {

@@ -19,6 +19,7 @@ mod manual;
 mod model;
 mod mtt;
 mod partition;
+mod resume;
 mod run;
 mod scenario;
 mod selmatch;

@@ -15,8 +15,8 @@ use crate::data::stream::Task;
 use crate::data::Dataset;
 use crate::device::{worker_threads, BackendJob};
 use crate::error::{Error, Result};
-use crate::experiment::continual::{build_stream, seen_means, write_matrix};
 use crate::experiment::checkpoint::STATE_FILE;
+use crate::experiment::continual::{build_stream, seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
 use crate::fed::transport::in_process::WorkerPool;
@@ -100,6 +100,9 @@ fn joint<B: AutodiffBackend>(
             .rng
             .ok_or_else(|| Error::Other("the checkpoint of joint keeps no RNG".into()))?;
         rows = o.rows;
+        clients
+            .ctx
+            .say(&format!("resuming {} at task {}", s.label, rows.len()));
     }
     for (t, task) in tasks.iter().enumerate() {
         seen.images.extend_from_slice(&task.train.images);

@@ -2,8 +2,8 @@
 //! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends,
 //! and what a strategy's rounds add up to.
 
-use crate::data::Dataset;
 use super::resume::{FedState, Kept, Ongoing, RoundRec, Weights};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::RunContext;
@@ -204,10 +204,7 @@ impl Clients<'_> {
         let (mut past, mut resume_at) = (Past::default(), None);
         if let Some(o) = self.resumed.take_if(|o| o.strategy == self.current) {
             let bad = |e: String| {
-                Error::Other(format!(
-                    "{}: {e}",
-                    self.ctx.dir.join(STATE_FILE).display()
-                ))
+                Error::Other(format!("{}: {e}", self.ctx.dir.join(STATE_FILE).display()))
             };
             o.global.restore(strategy.global(), device).map_err(bad)?;
             if let Some(m) = o.memory {
@@ -229,6 +226,10 @@ impl Clients<'_> {
                 rows: o.rows,
                 bytes_after: o.bytes_after,
             };
+            self.ctx.say(&format!(
+                "resuming {} at task {} round {}",
+                settings.label, o.task, o.next_round
+            ));
             resume_at = Some((o.task, o.next_round));
         }
         let in_process = match self.remote {
