@@ -163,7 +163,7 @@ pub fn set<B: AutodiffBackend>(
             let ck = Checkpoint::load(&ck_path)?;
             let done = ck.set.provenance.iterations;
             progress.skip(done as u64);
-            progress.say(&format!("resuming from iteration {done}"));
+            run.say(&format!("{name}: resuming from iteration {done}"));
             Some(ck)
         }
         false => None,

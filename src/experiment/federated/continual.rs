@@ -286,20 +286,10 @@ impl BackendJob for StreamJob<'_> {
         let baseline = accuracy_row(&mut first.initial::<B>(&device), tasks, false, &device);
         let mut results = BTreeMap::new();
         let (mut series, mut report) = (Vec::new(), vec![header()]);
-        let mut next = 0;
-        if let Some(st) = resumed {
-            for v in &st.done {
-                let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
-                    Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
-                })?;
-                report.push(line(&d.label, &d.outcome));
-                series.push((d.label.clone(), d.curve));
-                results.insert(d.label, d.outcome);
-                next = d.index + 1;
-            }
-            next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
-            (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
-        }
+        let next = match resumed {
+            Some(st) => restore(st, &mut clients, &mut results, &mut series, &mut report)?,
+            None => 0,
+        };
         for (index, (entry, st)) in f.strategies.iter().zip(&stream.settings).enumerate() {
             if index < next {
                 continue;
@@ -324,14 +314,15 @@ impl BackendJob for StreamJob<'_> {
                 ));
                 Ok(())
             };
-            let learnt = match entry.kind {
+            let mut learnt = match entry.kind {
                 StrategyKind::Joint => joint::<B>(&mut clients, st, tasks, &mut on_task, &device)?,
                 kind => {
                     federated::<B>(&mut clients, kind, st.clone(), tasks, &mut on_task, &device)?
                 }
             };
-            let m = AccuracyMatrix::from_rows(learnt.rows, Some(baseline.clone()))
-                .map_err(Error::Other)?;
+            let m =
+                AccuracyMatrix::from_rows(std::mem::take(&mut learnt.rows), Some(baseline.clone()))
+                    .map_err(Error::Other)?;
             write_matrix(&ctx.dir, &s.name, &label, &m)?;
             let cum: Vec<(f64, f64)> = seen_means(&m)
                 .into_iter()
@@ -339,20 +330,7 @@ impl BackendJob for StreamJob<'_> {
                 .map(|((_, acc), &b)| (b as f64 / 1e6, acc))
                 .collect();
             series.push((label.clone(), cum));
-            let rec = record(&learnt.rounds, None, t0.elapsed().as_secs_f64());
-            let outcome = StreamStrategy {
-                metrics: m.summary(),
-                accuracy_matrix: m.r.clone(),
-                rounds: rec.rounds,
-                bytes_up: rec.bytes_up,
-                bytes_down: rec.bytes_down,
-                bytes_total: rec.bytes_total,
-                bytes_after_task: learnt.bytes_after,
-                client_compute_seconds: rec.client_compute_seconds,
-                memory_images: learnt.memory_images,
-                not_accepted: rec.not_accepted,
-                seconds: rec.seconds,
-            };
+            let outcome = strategy_outcome(learnt, &m, t0.elapsed().as_secs_f64());
             report.push(line(&label, &outcome));
             let done = Finished {
                 index,
@@ -380,16 +358,6 @@ impl BackendJob for StreamJob<'_> {
         report.push(
             "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); MB: encoded protobuf messages, all clients".into(),
         );
-        let budget = match c.budget() {
-            crate::cl::memory::Budget::PerClass(n) => BudgetInfo {
-                per_class: Some(n),
-                total: None,
-            },
-            crate::cl::memory::Budget::Total(n) => BudgetInfo {
-                per_class: None,
-                total: Some(n),
-            },
-        };
         let outcome = StreamOutcome {
             stream: c.stream,
             tasks: tasks
@@ -409,7 +377,7 @@ impl BackendJob for StreamJob<'_> {
                 .map(|sl| sl.iter().map(Dataset::len).collect())
                 .collect(),
             protocol: c.protocol,
-            memory_budget: budget,
+            memory_budget: budget_info(c.budget()),
             replay_memory_total: f.replay_memory_total,
             quantization: f.quantization.name().into(),
             transport: self.transport.name().into(),
@@ -422,6 +390,65 @@ impl BackendJob for StreamJob<'_> {
             Outcome::FederatedContinual(Box::new(outcome)),
         ))
     }
+}
+
+/// What a strategy's stream comes to: `learnt` with its accuracy matrix `m`.
+fn strategy_outcome(learnt: Learnt, m: &AccuracyMatrix, seconds: f64) -> StreamStrategy {
+    let rec = record(&learnt.rounds, None, seconds);
+    StreamStrategy {
+        metrics: m.summary(),
+        accuracy_matrix: m.r.clone(),
+        rounds: rec.rounds,
+        bytes_up: rec.bytes_up,
+        bytes_down: rec.bytes_down,
+        bytes_total: rec.bytes_total,
+        bytes_after_task: learnt.bytes_after,
+        client_compute_seconds: rec.client_compute_seconds,
+        memory_images: learnt.memory_images,
+        not_accepted: rec.not_accepted,
+        seconds: rec.seconds,
+    }
+}
+
+/// The memory budget as the summary states it.
+fn budget_info(b: crate::cl::memory::Budget) -> BudgetInfo {
+    match b {
+        crate::cl::memory::Budget::PerClass(n) => BudgetInfo {
+            per_class: Some(n),
+            total: None,
+        },
+        crate::cl::memory::Budget::Total(n) => BudgetInfo {
+            per_class: None,
+            total: Some(n),
+        },
+    }
+}
+
+/// Puts back the strategies checkpoint `st` had finished (results, curves, report lines) and
+/// hands its strategy in progress to `clients`; the index of the first strategy left to run.
+fn restore(
+    st: FedState,
+    clients: &mut Clients<'_>,
+    results: &mut BTreeMap<String, StreamStrategy>,
+    series: &mut Vec<(String, Vec<(f64, f64)>)>,
+    report: &mut Vec<String>,
+) -> Result<usize> {
+    let mut next = 0;
+    for v in &st.done {
+        let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Other(format!(
+                "{}: {e}",
+                clients.ctx.dir.join(STATE_FILE).display()
+            ))
+        })?;
+        report.push(line(&d.label, &d.outcome));
+        series.push((d.label.clone(), d.curve));
+        results.insert(d.label, d.outcome);
+        next = d.index + 1;
+    }
+    next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
+    (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
+    Ok(next)
 }
 
 /// The report table's header.
