@@ -175,6 +175,16 @@ pub fn journaled(dir: &Path, mark: Option<&str>) -> Result<CsvLengths> {
         })
 }
 
+/// Removes `dir`'s checkpoint once its summary is written (a finished run does not resume, and
+/// a federated checkpoint can be large; the small CSV journal stays).
+pub fn finished(dir: &Path) -> Result<()> {
+    let p = dir.join(STATE_FILE);
+    match p.exists() {
+        true => std::fs::remove_file(&p).map_err(|e| Error::io(&p, e)),
+        false => Ok(()),
+    }
+}
+
 static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
 fn stop_flag() -> &'static Arc<AtomicBool> {

@@ -163,5 +163,6 @@ fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> 
         Kind::Distill | Kind::Experts => device::dispatch(device, distill::DistillJob { ctx }),
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
+    checkpoint::finished(&dir)?;
     Ok(RunOutput { dir, summary })
 }

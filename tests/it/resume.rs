@@ -203,6 +203,10 @@ fn a_federated_run_killed_after_its_second_round_resumes_to_the_same_results() {
     assert!(data_rows(&cut, "metrics.csv") < 10);
     resume(&cut, "resuming distilled_iterative at task 0 round ");
     assert_same(&reference, &cut);
+    assert!(
+        !cut.join("checkpoint.msgpack").exists(),
+        "kept after the end"
+    );
 }
 
 const CONTINUAL: &str = r#"
