@@ -35,6 +35,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The run stopped at a checkpoint because it was asked to (Ctrl-C, SIGTERM).
+    #[error("interrupted: the run stopped at its checkpoint; continue it with `distillery run --resume {dir}` (a server: `distillery serve FILE --resume {dir}`)", dir = .0.display())]
+    Interrupted(PathBuf),
     /// Any other failure, described in words.
     #[error("{0}")]
     Other(String),

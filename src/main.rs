@@ -96,6 +96,9 @@ enum Cmd {
         /// No per-round lines.
         #[arg(long, short)]
         quiet: bool,
+        /// Continue the interrupted server run in this results folder from its last round.
+        #[arg(long)]
+        resume: Option<PathBuf>,
     },
     /// Run one client of a federated scenario against a `distillery serve` server.
     Client {
@@ -210,6 +213,9 @@ fn main() -> ExitCode {
     if cli.offline {
         distillery::data::store::forbid_downloads();
     }
+    if let Err(e) = distillery::experiment::checkpoint::install_stop_signals() {
+        eprintln!("warning: {e}; Ctrl-C will end runs without a checkpoint");
+    }
     let result = match cli.cmd {
         Cmd::Run {
             file,
@@ -256,6 +262,7 @@ fn main() -> ExitCode {
             addr,
             results,
             quiet,
+            resume,
         } => remote::serve(
             &file,
             addr,
@@ -263,6 +270,7 @@ fn main() -> ExitCode {
                 results_root: results,
                 quiet,
             },
+            resume.as_deref(),
         )
         .map(|out| print_output(&out)),
         Cmd::Client {
@@ -324,6 +332,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ distillery::Error::Interrupted(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -15,6 +15,7 @@ use crate::rng::step_seed;
 use crate::train::TrainConfig;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -70,6 +71,25 @@ pub struct Harness<'a> {
     pub dataset: String,
 }
 
+/// Where a strategy's stream stands after a task: all a checkpoint needs to continue it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StreamPoint {
+    /// The next task.
+    pub next_task: usize,
+    /// The learner's parameters.
+    pub params: Vec<Vec<f32>>,
+    /// The learner's buffers.
+    pub buffers: Vec<Vec<f32>>,
+    /// The training stream, where it is.
+    pub rng: ChaCha12Rng,
+    /// The memory.
+    pub memory: Memory,
+    /// The accuracy matrix's rows so far.
+    pub rows: Vec<Vec<f64>>,
+    /// Seconds filling the memory so far.
+    pub fill_seconds: f64,
+}
+
 /// What the loop reports after each task.
 pub struct TaskDone<'a> {
     /// The task just trained on.
@@ -80,6 +100,8 @@ pub struct TaskDone<'a> {
     pub loss: f64,
     /// The memory now.
     pub memory: &'a Memory,
+    /// Where the stream stands (for a checkpoint).
+    pub point: StreamPoint,
 }
 
 /// One strategy's stream: the accuracy matrix's rows, the final memory, and the seconds spent
@@ -132,18 +154,21 @@ impl Harness<'_> {
         remember::<B>(memory, &chooser, t, &task.train, &task.classes, device)
     }
 
-    /// Runs the stream with `learner`, calling `on_task` after each task.
+    /// Runs the stream with `learner` (from `from` when a checkpoint left it there), calling
+    /// `on_task` after each task.
     pub fn run<B: AutodiffBackend>(
         &self,
         learner: &Learner<'_>,
         device: &B::Device,
+        from: Option<StreamPoint>,
         mut on_task: impl FnMut(TaskDone<'_>) -> Result<()>,
     ) -> Result<Learned> {
         let first = self.tasks.first().map(|t| &t.train);
         let (shape, classes) =
             first.map_or(([1, 1, 1], Vec::new()), |d| (d.shape, d.classes.clone()));
         let mut model = self.initial::<B>(device);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(self.seed, 0x5eed));
+        // The same stream as StdRng's (ChaCha12), which can say where it is.
+        let mut rng = ChaCha12Rng::seed_from_u64(step_seed(self.seed, 0x5eed));
         let mut memory = Memory::new(self.budget, shape, classes.clone());
         let mut seen = Dataset {
             images: Vec::new(),
@@ -151,15 +176,39 @@ impl Harness<'_> {
             shape,
             classes,
         };
+        let mut rows = Vec::new();
+        let mut fill_seconds = 0.0;
+        let mut next = 0;
+        if let Some(p) = from {
+            let (params, _) = model.to_host();
+            if params.len() != p.params.len()
+                || params
+                    .iter()
+                    .zip(&p.params)
+                    .any(|(a, b)| a.len() != b.len())
+            {
+                return Err(Error::Other(
+                    "the checkpoint's network does not fit the scenario's".into(),
+                ));
+            }
+            model = Model::from_host(self.spec.clone(), &p.params, &p.buffers, device);
+            (rng, memory, rows, fill_seconds) = (p.rng, p.memory, p.rows, p.fill_seconds);
+            next = p.next_task;
+        }
         let step = Fit {
             train: self.train,
             replay_fraction: self.replay_fraction,
             dsa: self.dsa,
             heads: self.heads.as_deref(),
         };
-        let mut rows = Vec::new();
-        let mut fill_seconds = 0.0;
         for (t, task) in self.tasks.iter().enumerate() {
+            if t < next {
+                if matches!(learner, Learner::Joint) {
+                    seen.images.extend_from_slice(&task.train.images);
+                    seen.labels.extend_from_slice(&task.train.labels);
+                }
+                continue;
+            }
             let mut timed_fill = |memory: &mut Memory| -> Result<()> {
                 let ts = Instant::now();
                 self.fill::<B>(learner, memory, t, device)?;
@@ -209,13 +258,24 @@ impl Harness<'_> {
                 }
             };
             let row = accuracy_row(&mut model, self.tasks, self.heads.is_some(), device);
+            rows.push(row.clone());
+            let (params, buffers) = model.to_host();
+            let point = StreamPoint {
+                next_task: t + 1,
+                params,
+                buffers,
+                rng: rng.clone(),
+                memory: memory.clone(),
+                rows: rows.clone(),
+                fill_seconds,
+            };
             on_task(TaskDone {
                 task: t,
                 row: &row,
                 loss,
                 memory: &memory,
+                point,
             })?;
-            rows.push(row);
         }
         Ok(Learned {
             rows,
@@ -267,4 +327,18 @@ pub fn remember<B: AutodiffBackend>(
     let set = registry::distil(chooser.method, &local, ipc, &env, &mut ctx)?;
     let chosen = globalise(&set.to_dataset(), classes, &data.classes);
     memory.add(t, &chosen).map_err(Error::Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn chacha12_is_the_stream_of_std_rng() {
+        let mut a = rand::rngs::StdRng::seed_from_u64(7);
+        let mut b = super::ChaCha12Rng::seed_from_u64(7);
+        let xs: Vec<u64> = (0..64).map(|_| a.random()).collect();
+        let ys: Vec<u64> = (0..64).map(|_| b.random()).collect();
+        assert_eq!(xs, ys);
+    }
 }

@@ -13,7 +13,7 @@
 use crate::data::Dataset;
 
 /// How many images the memory may hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Budget {
     /// This many images for every slot (class of a task).
     PerClass(usize),
@@ -44,7 +44,7 @@ impl Budget {
 }
 
 /// Images per slot in arrival order, each slot's images in priority order (best first).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Memory {
     budget: Budget,
     shape: [usize; 3],

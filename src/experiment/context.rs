@@ -1,8 +1,9 @@
 //! What every run kind shares: its results folder (the scenario's copy, `run.json`, CSV files
-//! created or, when resuming, appended to, the summary written atomically), the data, the
-//! network, where caches live, and how it talks to the person watching.
+//! created or, when resuming, cut back to the last checkpoint and appended to, the checkpoint,
+//! the summary written atomically), the data, the network, where caches live, and how it talks
+//! to the person watching.
 
-use super::RunOptions;
+use super::{checkpoint, RunOptions};
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::data::Split;
 use crate::distill::registry::Env;
@@ -12,6 +13,7 @@ use crate::model::ModelSpec;
 use crate::report::records::{DatasetInfo, ModelInfo, Outcome, Summary};
 use crate::scenario::{Loaded, Scenario};
 use crate::train::events::Progress;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -92,6 +94,18 @@ impl<'a> RunContext<'a> {
         })
     }
 
+    /// The unfinished run in results folder `dir`, to continue from its checkpoint.
+    pub fn resumed(loaded: &'a Loaded, split: &'a Split, dir: &Path, opts: &'a RunOptions) -> Self {
+        RunContext {
+            loaded,
+            split,
+            dir: dir.to_path_buf(),
+            opts,
+            resuming: true,
+            started: Instant::now(),
+        }
+    }
+
     /// The scenario.
     pub fn scenario(&self) -> &Scenario {
         &self.loaded.scenario
@@ -105,6 +119,40 @@ impl<'a> RunContext<'a> {
         } else {
             CsvLog::create(&path)
         }
+    }
+
+    /// Writes the run's checkpoint (`state` of a `kind` run, with the CSV lengths it covers),
+    /// then stops the run with [`Error::Interrupted`] if Ctrl-C asked for it.
+    pub fn checkpoint<S: Serialize>(&self, kind: &str, state: &S) -> Result<()> {
+        checkpoint::save_state(&self.dir, kind, state)?;
+        checkpoint::stop_point(&self.dir)
+    }
+
+    /// When resuming: the state of the last checkpoint, the CSVs cut back to the rows it covers
+    /// (all removed when there is none). Call before opening any CSV.
+    pub fn resume_state<S: DeserializeOwned>(&self, kind: &str) -> Result<Option<S>> {
+        if !self.resuming {
+            return Ok(None);
+        }
+        let (state, lengths) = match checkpoint::load_state::<S>(&self.dir, kind)? {
+            Some((s, l)) => (Some(s), l),
+            None => (None, Default::default()),
+        };
+        checkpoint::rewind(&self.dir, &lengths)?;
+        Ok(state)
+    }
+
+    /// When resuming from checkpoint `mark` (None: from the start) written with
+    /// [`checkpoint::journal`]: the CSVs cut back to the rows it covers. Call before opening any.
+    pub fn rewind_to(&self, mark: Option<&str>) -> Result<()> {
+        if !self.resuming {
+            return Ok(());
+        }
+        if mark.is_some() && !self.dir.join(checkpoint::JOURNAL_FILE).exists() {
+            self.say("no CSV journal in this results folder: rows after the checkpoint are kept");
+            return Ok(());
+        }
+        checkpoint::rewind(&self.dir, &checkpoint::journaled(&self.dir, mark)?)
     }
 
     /// A progress bar of `total` steps (hidden when quiet).

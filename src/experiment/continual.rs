@@ -4,7 +4,7 @@
 //! the forgetting metrics.
 
 use super::RunContext;
-use crate::cl::harness::{Harness, Learner};
+use crate::cl::harness::{Harness, Learner, StreamPoint, TaskDone};
 use crate::cl::memory::Budget;
 use crate::cl::metrics::AccuracyMatrix;
 use crate::data::augment::Dsa;
@@ -23,6 +23,7 @@ use crate::scenario::{ClEntry, Scenario, StreamKind};
 use crate::train::events::Progress;
 use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
@@ -121,7 +122,19 @@ fn report(results: &[(String, &StrategyOutcome)]) -> Vec<String> {
 /// A strategy's name, results, and mean accuracy on the tasks seen after each task.
 type Streamed = (String, StrategyOutcome, Vec<(f64, f64)>);
 
-/// One continual run in progress: the stream, what memory methods need, the files.
+/// The kind a continual run's checkpoints are of.
+const KIND: &str = "continual";
+
+/// A continual run's checkpoint, written after every task: the strategies finished, and where
+/// the one in progress stands (its index among the scenario's).
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct State {
+    done: Vec<Streamed>,
+    ongoing: Option<(usize, StreamPoint)>,
+}
+
+/// One continual run in progress: the stream, what memory methods need, the files, and what
+/// its checkpoint keeps.
 struct Streams<'a, 'h> {
     ctx: &'a RunContext<'a>,
     harness: &'a Harness<'h>,
@@ -130,6 +143,7 @@ struct Streams<'a, 'h> {
     log: CsvLog<ContinualRow>,
     mem_log: CsvLog<MemoryRow>,
     progress: Progress,
+    state: State,
 }
 
 impl Streams<'_, '_> {
@@ -137,7 +151,7 @@ impl Streams<'_, '_> {
     /// name, its results and its mean accuracy on the tasks seen after each task.
     fn strategy<B: AutodiffBackend>(
         &mut self,
-        entry: &ClEntry,
+        (index, entry): (usize, &ClEntry),
         device: &B::Device,
     ) -> Result<Streamed> {
         let name = entry.name();
@@ -155,38 +169,54 @@ impl Streams<'_, '_> {
             (ClEntry::Memory(_), None) => unreachable!("memory entries have a method"),
         };
         let t0 = Instant::now();
+        let from = match self.state.ongoing.take() {
+            Some((i, p)) if i == index => {
+                self.progress.skip(p.next_task as u64);
+                self.ctx
+                    .say(&format!("resuming {name} at task {}", p.next_task));
+                Some(p)
+            }
+            _ => None,
+        };
         let (ctx, log, mem_log, progress) =
             (self.ctx, &mut self.log, &mut self.mem_log, &self.progress);
-        let learned = self.harness.run::<B>(&learner, device, |done| {
-            for (j, a) in done.row.iter().enumerate() {
-                log.row(&ContinualRow {
-                    strategy: name.clone(),
-                    after_task: done.task,
-                    task: j,
-                    test_acc: Fixed(*a),
-                    memory_images: done.memory.len(),
-                    train_loss: Fixed(done.loss),
-                    elapsed_s: Fixed(ctx.elapsed()),
-                })?;
-            }
-            for (task, class, images) in done.memory.counts() {
-                mem_log.row(&MemoryRow {
-                    strategy: name.clone(),
-                    after_task: done.task,
-                    task,
-                    class,
-                    images,
-                })?;
-            }
-            let t = done.task;
-            let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
-            progress.tick();
-            progress.say(&format!(
+        let finished = &self.state.done;
+        let learned = self
+            .harness
+            .run::<B>(&learner, device, from, |done: TaskDone<'_>| {
+                for (j, a) in done.row.iter().enumerate() {
+                    log.row(&ContinualRow {
+                        strategy: name.clone(),
+                        after_task: done.task,
+                        task: j,
+                        test_acc: Fixed(*a),
+                        memory_images: done.memory.len(),
+                        train_loss: Fixed(done.loss),
+                        elapsed_s: Fixed(ctx.elapsed()),
+                    })?;
+                }
+                for (task, class, images) in done.memory.counts() {
+                    mem_log.row(&MemoryRow {
+                        strategy: name.clone(),
+                        after_task: done.task,
+                        task,
+                        class,
+                        images,
+                    })?;
+                }
+                let t = done.task;
+                let seen = done.row[..=t].iter().sum::<f64>() / (t + 1) as f64;
+                progress.tick();
+                progress.say(&format!(
                 "{name:>9} after task {t}: mean accuracy on tasks seen {seen:.4}, memory {} images",
                 done.memory.len()
             ));
-            Ok(())
-        })?;
+                let state = State {
+                    done: finished.clone(),
+                    ongoing: Some((index, done.point)),
+                };
+                ctx.checkpoint(KIND, &state)
+            })?;
         let m = AccuracyMatrix::from_rows(learned.rows, Some(self.baseline.clone()))
             .map_err(Error::Other)?;
         write_matrix(&ctx.dir, &ctx.scenario().name, &name, &m)?;
@@ -279,6 +309,7 @@ impl BackendJob for ContinualJob<'_> {
         let (_, dsa) = ctx.dsa()?;
         let harness = harness(ctx, &tasks, &cfgs, &dsa);
         let env = ctx.env()?;
+        let state: State = ctx.resume_state(KIND)?.unwrap_or_default();
         let mut run = Streams {
             ctx,
             harness: &harness,
@@ -287,11 +318,20 @@ impl BackendJob for ContinualJob<'_> {
             log: ctx.csv("metrics.csv")?,
             mem_log: ctx.csv("memory.csv")?,
             progress: ctx.progress((c.strategies.len() * tasks.len()) as u64),
+            state,
         };
         let mut results = Vec::new();
         let mut avg_series = Vec::new();
-        for entry in &c.strategies {
-            let (name, outcome, series) = run.strategy::<B>(entry, &device)?;
+        for (name, outcome, series) in run.state.done.clone() {
+            run.progress.skip(tasks.len() as u64);
+            avg_series.push((name.clone(), series));
+            results.push((name, outcome));
+        }
+        for (index, entry) in c.strategies.iter().enumerate().skip(results.len()) {
+            let done = run.strategy::<B>((index, entry), &device)?;
+            run.state.done.push(done.clone());
+            ctx.checkpoint(KIND, &run.state)?;
+            let (name, outcome, series) = done;
             avg_series.push((name.clone(), series));
             results.push((name, outcome));
         }

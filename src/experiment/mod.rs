@@ -3,6 +3,7 @@
 //! results folder `results/<name>-<timestamp>/`: `scenario.toml`, CSV rows written as the run goes,
 //! `summary.json` written atomically at the end.
 
+pub mod checkpoint;
 pub mod context;
 pub mod continual;
 pub mod distill;
@@ -18,7 +19,6 @@ use crate::report::records::Summary;
 use crate::scenario::{self, Kind, Loaded};
 pub use context::RunContext;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 /// How to run a scenario.
 #[derive(Clone, Debug)]
@@ -97,9 +97,26 @@ pub fn load_data(loaded: &Loaded) -> Result<crate::data::Split> {
         .load(&|p| loaded.resolve(p), loaded.scenario.seed)
 }
 
-/// Continues an interrupted run in its results folder `dir` (distill runs resume from their last
-/// checkpoint; the scenario is the copy in `dir`, its relative paths resolved as the original's).
+/// Continues an interrupted run in its results folder `dir` from its last checkpoint (distill:
+/// each method's; federated: the last round; continual: the last task), its CSVs cut back to the
+/// rows that checkpoint covers; the scenario is the copy in `dir`, its relative paths resolved
+/// as the original's.
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
+    let loaded = resumable(dir)?;
+    if loaded.scenario.kind == Kind::Train {
+        return Err(Error::Other(format!(
+            "{}: train runs do not checkpoint; run the scenario again instead",
+            dir.display()
+        )));
+    }
+    let device = device::check(loaded.scenario.device)?;
+    let split = load_data(&loaded)?;
+    execute(RunContext::resumed(&loaded, &split, dir, opts), device)
+}
+
+/// The scenario of the unfinished run in results folder `dir` (its copy there, relative paths
+/// resolved as the original's), or why it cannot resume.
+pub fn resumable(dir: &Path) -> Result<Loaded> {
     let copy = dir.join("scenario.toml");
     if !copy.exists() {
         return Err(Error::Other(format!(
@@ -121,26 +138,7 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
         .unwrap_or(copy.clone());
     let mut loaded = scenario::parse(&text, &copy)?;
     loaded.path = origin;
-    if matches!(
-        loaded.scenario.kind,
-        Kind::Train | Kind::Continual | Kind::Federated | Kind::FederatedContinual
-    ) {
-        return Err(Error::Other(format!(
-            "{}: only distill runs checkpoint and resume; run the scenario again instead",
-            dir.display()
-        )));
-    }
-    let device = device::check(loaded.scenario.device)?;
-    let split = load_data(&loaded)?;
-    let ctx = RunContext {
-        loaded: &loaded,
-        split: &split,
-        dir: dir.to_path_buf(),
-        opts,
-        resuming: true,
-        started: Instant::now(),
-    };
-    execute(ctx, device)
+    Ok(loaded)
 }
 
 fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> {
@@ -165,5 +163,6 @@ fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> 
         Kind::Distill | Kind::Experts => device::dispatch(device, distill::DistillJob { ctx }),
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
+    checkpoint::finished(&dir)?;
     Ok(RunOutput { dir, summary })
 }

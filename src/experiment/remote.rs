@@ -31,12 +31,32 @@ fn federated(path: &Path, what: &str) -> Result<Loaded> {
 }
 
 /// Runs a federated scenario's server half over gRPC on `addr`; its clients are separate
-/// `distillery client` processes. Writes a results folder as `run` does.
-pub fn serve(path: &Path, addr: std::net::SocketAddr, opts: &RunOptions) -> Result<RunOutput> {
-    let loaded = federated(path, "serve")?;
+/// `distillery client` processes. Writes a results folder as `run` does, or continues the one
+/// in `resume` from its last round checkpoint (its scenario must be the one at `path`).
+pub fn serve(
+    path: &Path,
+    addr: std::net::SocketAddr,
+    opts: &RunOptions,
+    resume: Option<&Path>,
+) -> Result<RunOutput> {
+    let mut loaded = federated(path, "serve")?;
+    if let Some(dir) = resume {
+        let kept = super::resumable(dir)?;
+        if kept.text != loaded.text {
+            return Err(Error::Other(format!(
+                "{}: not the scenario of {} (its copy there differs); serve that one",
+                path.display(),
+                dir.display()
+            )));
+        }
+        loaded = kept;
+    }
     let device = device::check(loaded.scenario.device)?;
     let split = load_data(&loaded)?;
-    let ctx = RunContext::create(&loaded, &split, opts)?;
+    let ctx = match resume {
+        Some(dir) => RunContext::resumed(&loaded, &split, dir, opts),
+        None => RunContext::create(&loaded, &split, opts)?,
+    };
     let dir = ctx.dir.clone();
     let transport = Transport::Grpc(addr);
     let summary = match loaded.scenario.kind {
@@ -44,6 +64,7 @@ pub fn serve(path: &Path, addr: std::net::SocketAddr, opts: &RunOptions) -> Resu
         _ => device::dispatch(device, FederatedJob { ctx, transport }),
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
+    super::checkpoint::finished(&dir)?;
     Ok(RunOutput { dir, summary })
 }
 

@@ -157,24 +157,27 @@ pub struct Federation<'a> {
     pub cfg: &'a EngineConfig,
     /// The global model's test set.
     pub test: &'a Dataset,
+    /// The first round to run (rounds before it were run before a resume).
+    pub first_round: usize,
 }
 
-/// Runs `strategy` to the end over `transport`, testing the global model after every round and
-/// handing each round to `on_round`. A round with fewer than `min_clients` accepted updates
-/// changes nothing. `seq` counts rounds over consecutive strategies (each task carries it).
+/// Runs `strategy` to the end over `transport` from round `fed.first_round`, testing the global
+/// model after every round and handing each round, the strategy and the transport to `on_round`
+/// (which may checkpoint them). A round with fewer than `min_clients` accepted updates changes
+/// nothing. `seq` counts rounds over consecutive strategies (each task carries it).
 pub fn run_rounds<B: AutodiffBackend>(
     strategy: &mut dyn Strategy<B>,
     transport: &mut dyn Transport,
     fed: &Federation<'_>,
     seq: &mut u32,
     device: &B::Device,
-    mut on_round: impl FnMut(&Round) -> Result<()>,
+    mut on_round: impl FnMut(&Round, &mut dyn Strategy<B>, &dyn Transport) -> Result<()>,
 ) -> Result<Vec<Round>> {
     let (clients, expect, cfg, test) = (fed.clients, fed.expect, fed.cfg, fed.test);
     let name = strategy.kind().name();
     let started = Instant::now();
     let mut rounds = Vec::new();
-    for round in 0..strategy.rounds() {
+    for round in fed.first_round..strategy.rounds() {
         let selected = select(clients, cfg, round);
         let mut task = strategy.configure_round(round);
         task.seq = *seq;
@@ -208,7 +211,7 @@ pub fn run_rounds<B: AutodiffBackend>(
             aggregated,
             elapsed: started.elapsed().as_secs_f64(),
         };
-        on_round(&record)?;
+        on_round(&record, &mut *strategy, &*transport)?;
         let reached = cfg.stop_at_accuracy.is_some_and(|t| record.accuracy >= t);
         rounds.push(record);
         if reached {

@@ -22,6 +22,7 @@ mod model;
 mod mtt;
 mod partition;
 mod plots;
+mod resume;
 mod run;
 mod scenario;
 mod selmatch;

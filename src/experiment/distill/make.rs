@@ -28,6 +28,45 @@ pub struct Made {
     pub excluded: f64,
 }
 
+/// The journal's name for `method`'s checkpoint after `iterations`.
+pub fn mark(method: &str, iterations: usize) -> String {
+    format!("{method}@{iterations}")
+}
+
+/// The journal's name for `method`'s finished set.
+fn done_mark(method: &str) -> String {
+    format!("{method}@done")
+}
+
+/// The checkpoint a resumed run continues from: the last finished set of the methods in order,
+/// or the checkpoint of the first unfinished one (None: it starts over).
+pub fn resume_mark(plan: &Plan<'_>) -> Result<Option<String>> {
+    let dir = &plan.ctx.dir;
+    let mut last = None;
+    for m in &plan.methods {
+        let name = m.name();
+        if dir.join(format!("{name}.safetensors")).exists() {
+            last = Some(done_mark(name));
+            continue;
+        }
+        let ck = dir.join(format!("{name}.checkpoint.safetensors"));
+        if ck.exists() {
+            let done = Checkpoint::load(&ck)?.set.provenance.iterations;
+            last = Some(mark(name, done));
+        }
+        break;
+    }
+    Ok(last)
+}
+
+/// True when a resumed run that starts over must keep its rows: experts' rows are written once
+/// per expert as the cache fills, and a resumed run does not retrain those already cached.
+pub fn keeps_rows_from_start(plan: &Plan<'_>) -> bool {
+    plan.methods
+        .iter()
+        .any(|m| m.trajectory_matching().is_some())
+}
+
 /// An observer for `method` over the run's logs.
 fn observer<'a, 'p, B: AutodiffBackend>(
     plan: &'a Plan<'p>,
@@ -124,7 +163,7 @@ pub fn set<B: AutodiffBackend>(
             let ck = Checkpoint::load(&ck_path)?;
             let done = ck.set.provenance.iterations;
             progress.skip(done as u64);
-            progress.say(&format!("resuming from iteration {done}"));
+            run.say(&format!("{name}: resuming from iteration {done}"));
             Some(ck)
         }
         false => None,
@@ -172,6 +211,7 @@ pub fn set<B: AutodiffBackend>(
     if let Some(c) = obs.checked.take() {
         made.checks.insert(name.to_string(), c);
     }
+    crate::experiment::checkpoint::journal(&run.dir, &done_mark(name))?;
     set.save(&path)?;
     set.save_png(&run.dir.join(format!("{name}.png")))?;
     if ck_path.exists() {

@@ -150,6 +150,10 @@ impl BackendJob for DistillJob<'_> {
         if ctx.scenario().kind == Kind::Experts {
             return experts_only::<B>(&plan, device, backend);
         }
+        match make::resume_mark(&plan)? {
+            None if make::keeps_rows_from_start(&plan) => {}
+            mark => ctx.rewind_to(mark.as_deref())?,
+        }
         let progress = ctx.progress(total_steps(&plan) as u64);
         let mut logs = Logs {
             metrics: ctx.csv::<DistillRow>("metrics.csv")?,

@@ -8,6 +8,7 @@ use crate::distill::eval::evaluate_set;
 use crate::distill::mtt::check::StepCheck;
 use crate::distill::{Event, SyntheticSet};
 use crate::error::Result;
+use crate::experiment::checkpoint;
 use crate::files::{CsvLog, Fixed, Plain};
 use crate::report::mean_std;
 use crate::report::rows::{CoverageRow, DistillRow, WindowRow};
@@ -136,9 +137,6 @@ impl<B: AutodiffBackend> RunObserver<'_, '_, B> {
             self.progress
                 .message(format!("iteration {it} loss {loss:.4}"));
         }
-        if due.checkpoint {
-            snapshot().save(&self.checkpoint)?;
-        }
         if due.coverage {
             let t = Instant::now();
             let c = self.coverage(&snapshot().set)?;
@@ -151,6 +149,15 @@ impl<B: AutodiffBackend> RunObserver<'_, '_, B> {
             let t = Instant::now();
             self.evaluate(it, loss, &snapshot().set)?;
             self.excluded += t.elapsed().as_secs_f64();
+        }
+        // Last, so the rows the checkpoint covers are all of this iteration's.
+        let stop = checkpoint::stop_requested();
+        if due.checkpoint || stop {
+            let ck = snapshot();
+            let mark = super::make::mark(self.method, ck.set.provenance.iterations);
+            checkpoint::journal(&self.plan.ctx.dir, &mark)?;
+            ck.save(&self.checkpoint)?;
+            checkpoint::stop_point(&self.plan.ctx.dir)?;
         }
         if due.budget_reached {
             self.progress.say(&format!(

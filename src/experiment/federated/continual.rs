@@ -6,6 +6,7 @@
 //! federated run), `metrics.csv` (the accuracy after each task), each strategy's accuracy matrix
 //! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
 
+use super::resume::{FedState, Ongoing, Weights};
 use super::rounds::{record, Clients, Logs};
 use super::{setup, Transport};
 use crate::cl::learner::{accuracy_row, fit, Fit};
@@ -14,6 +15,7 @@ use crate::data::stream::Task;
 use crate::data::Dataset;
 use crate::device::{worker_threads, BackendJob};
 use crate::error::{Error, Result};
+use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::continual::{build_stream, seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
@@ -28,9 +30,22 @@ use crate::rng::step_seed;
 use crate::scenario::Protocol;
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The kind a federated continual run's checkpoints are of.
+const KIND: &str = "federated_continual";
+
+/// A strategy a federated continual run has finished, as its checkpoint keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Finished {
+    index: usize,
+    label: String,
+    outcome: StreamStrategy,
+    curve: Vec<(f64, f64)>,
+}
 
 /// A federated continual run.
 pub struct StreamJob<'a> {
@@ -55,6 +70,7 @@ struct Learnt {
 /// epochs per task as a FedAvg client makes: `epochs x rounds`), a fresh copy of the initial
 /// network per task under GDumb.
 fn joint<B: AutodiffBackend>(
+    clients: &mut Clients<'_>,
     s: &Settings,
     tasks: &[Task],
     on_task: &mut OnTask<'_>,
@@ -65,7 +81,7 @@ fn joint<B: AutodiffBackend>(
         .as_ref()
         .ok_or_else(|| Error::Other("joint runs on a stream".into()))?;
     let mut model = s.initial::<B>(device);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(s.seed, 0x5eed));
+    let mut rng = ChaCha12Rng::seed_from_u64(step_seed(s.seed, 0x5eed));
     let mut train = s.local.clone();
     train.epochs *= s.rounds.max(1);
     let fit_cfg = Fit {
@@ -77,9 +93,23 @@ fn joint<B: AutodiffBackend>(
     let mut seen = Dataset::empty(s.shape);
     seen.classes = s.classes.clone();
     let mut rows = Vec::new();
+    let current = clients.current;
+    if let Some(o) = clients.resumed.take_if(|o| o.strategy == current) {
+        o.global.restore(&mut model, device).map_err(Error::Other)?;
+        rng = o
+            .rng
+            .ok_or_else(|| Error::Other("the checkpoint of joint keeps no RNG".into()))?;
+        rows = o.rows;
+        clients
+            .ctx
+            .say(&format!("resuming {} at task {}", s.label, rows.len()));
+    }
     for (t, task) in tasks.iter().enumerate() {
         seen.images.extend_from_slice(&task.train.images);
         seen.labels.extend_from_slice(&task.train.labels);
+        if t < rows.len() {
+            continue;
+        }
         if c.protocol == Protocol::Gdumb {
             model = s.initial::<B>(device);
         }
@@ -87,6 +117,19 @@ fn joint<B: AutodiffBackend>(
         let row = accuracy_row(&mut model, tasks, false, device);
         on_task(t, &row, 0)?;
         rows.push(row);
+        clients.save(Some(Ongoing {
+            strategy: current,
+            task: t + 1,
+            next_round: 0,
+            rounds: Vec::new(),
+            total: 0,
+            rows: rows.clone(),
+            bytes_after: vec![0; rows.len()],
+            global: Weights::of(&model),
+            memory: None,
+            clients: Vec::new(),
+            rng: Some(rng.clone()),
+        }))?;
     }
     Ok(Learnt {
         bytes_after: vec![0; tasks.len()],
@@ -97,7 +140,7 @@ fn joint<B: AutodiffBackend>(
 }
 
 /// A federated strategy over the stream: each task's rounds, then the global model tested on
-/// every task.
+/// every task; a checkpoint after each round and each task.
 fn federated<B: AutodiffBackend>(
     clients: &mut Clients<'_>,
     kind: StrategyKind,
@@ -107,20 +150,21 @@ fn federated<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Learnt> {
     let mut run = clients.start::<B>(kind, settings, device)?;
-    let (mut rows, mut bytes_after, mut all) = (Vec::new(), Vec::new(), Vec::new());
-    for (t, task) in tasks.iter().enumerate() {
-        let rounds = clients.rounds::<B>(&mut run, (t, &task.test), None, device)?;
-        all.extend(rounds);
+    let first = run.resume_at.map_or(0, |(t, _)| t);
+    for (t, task) in tasks.iter().enumerate().skip(first) {
+        clients.rounds::<B>(&mut run, (t, &task.test), None, device)?;
         let row = accuracy_row(run.strategy.global(), tasks, false, device);
-        on_task(t, &row, run.total)?;
-        bytes_after.push(run.total);
-        rows.push(row);
+        let total = run.past.total;
+        on_task(t, &row, total)?;
+        run.past.bytes_after.push(total);
+        run.past.rows.push(row);
+        clients.save_running(&mut run, (t + 1, 0))?;
     }
     Ok(Learnt {
-        rows,
-        bytes_after,
-        rounds: all,
         memory_images: run.strategy.memory_images(),
+        rows: run.past.rows,
+        bytes_after: run.past.bytes_after,
+        rounds: run.past.rounds,
     })
 }
 
@@ -210,6 +254,7 @@ impl BackendJob for StreamJob<'_> {
         let ctx = &self.ctx;
         let s = ctx.scenario();
         let (f, c) = (s.federated_section(), s.continual_section());
+        let resumed: Option<FedState> = ctx.resume_state(KIND)?;
         let stream = Stream::new(ctx)?;
         let tasks = &stream.tasks;
         let mut clients = Clients {
@@ -228,6 +273,10 @@ impl BackendJob for StreamJob<'_> {
             pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
             remote: self.transport.server(&f)?,
             seq: 0,
+            kind: KIND,
+            done: Vec::new(),
+            current: 0,
+            resumed: None,
         };
         let mut log: CsvLog<StreamRow> = ctx.csv("metrics.csv")?;
         let first = stream
@@ -237,7 +286,15 @@ impl BackendJob for StreamJob<'_> {
         let baseline = accuracy_row(&mut first.initial::<B>(&device), tasks, false, &device);
         let mut results = BTreeMap::new();
         let (mut series, mut report) = (Vec::new(), vec![header()]);
-        for (entry, st) in f.strategies.iter().zip(&stream.settings) {
+        let next = match resumed {
+            Some(st) => restore(st, &mut clients, &mut results, &mut series, &mut report)?,
+            None => 0,
+        };
+        for (index, (entry, st)) in f.strategies.iter().zip(&stream.settings).enumerate() {
+            if index < next {
+                continue;
+            }
+            clients.current = index;
             let label = entry.label();
             let t0 = Instant::now();
             let mut on_task = |t: usize, row: &[f64], bytes: u64| -> Result<()> {
@@ -257,14 +314,15 @@ impl BackendJob for StreamJob<'_> {
                 ));
                 Ok(())
             };
-            let learnt = match entry.kind {
-                StrategyKind::Joint => joint::<B>(st, tasks, &mut on_task, &device)?,
+            let mut learnt = match entry.kind {
+                StrategyKind::Joint => joint::<B>(&mut clients, st, tasks, &mut on_task, &device)?,
                 kind => {
                     federated::<B>(&mut clients, kind, st.clone(), tasks, &mut on_task, &device)?
                 }
             };
-            let m = AccuracyMatrix::from_rows(learnt.rows, Some(baseline.clone()))
-                .map_err(Error::Other)?;
+            let m =
+                AccuracyMatrix::from_rows(std::mem::take(&mut learnt.rows), Some(baseline.clone()))
+                    .map_err(Error::Other)?;
             write_matrix(&ctx.dir, &s.name, &label, &m)?;
             let cum: Vec<(f64, f64)> = seen_means(&m)
                 .into_iter()
@@ -272,22 +330,19 @@ impl BackendJob for StreamJob<'_> {
                 .map(|((_, acc), &b)| (b as f64 / 1e6, acc))
                 .collect();
             series.push((label.clone(), cum));
-            let rec = record(&learnt.rounds, None, t0.elapsed().as_secs_f64());
-            let outcome = StreamStrategy {
-                metrics: m.summary(),
-                accuracy_matrix: m.r.clone(),
-                rounds: rec.rounds,
-                bytes_up: rec.bytes_up,
-                bytes_down: rec.bytes_down,
-                bytes_total: rec.bytes_total,
-                bytes_after_task: learnt.bytes_after,
-                client_compute_seconds: rec.client_compute_seconds,
-                memory_images: learnt.memory_images,
-                not_accepted: rec.not_accepted,
-                seconds: rec.seconds,
-            };
+            let outcome = strategy_outcome(learnt, &m, t0.elapsed().as_secs_f64());
             report.push(line(&label, &outcome));
+            let done = Finished {
+                index,
+                label: label.clone(),
+                outcome: outcome.clone(),
+                curve: series.last().map(|s| s.1.clone()).unwrap_or_default(),
+            };
+            clients
+                .done
+                .push(serde_json::to_value(&done).map_err(|e| Error::Other(e.to_string()))?);
             results.insert(label, outcome);
+            clients.save(None)?;
         }
         drop(clients.remote.take());
         let svg = lines_svg(
@@ -303,16 +358,6 @@ impl BackendJob for StreamJob<'_> {
         report.push(
             "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); MB: encoded protobuf messages, all clients".into(),
         );
-        let budget = match c.budget() {
-            crate::cl::memory::Budget::PerClass(n) => BudgetInfo {
-                per_class: Some(n),
-                total: None,
-            },
-            crate::cl::memory::Budget::Total(n) => BudgetInfo {
-                per_class: None,
-                total: Some(n),
-            },
-        };
         let outcome = StreamOutcome {
             stream: c.stream,
             tasks: tasks
@@ -332,7 +377,7 @@ impl BackendJob for StreamJob<'_> {
                 .map(|sl| sl.iter().map(Dataset::len).collect())
                 .collect(),
             protocol: c.protocol,
-            memory_budget: budget,
+            memory_budget: budget_info(c.budget()),
             replay_memory_total: f.replay_memory_total,
             quantization: f.quantization.name().into(),
             transport: self.transport.name().into(),
@@ -345,6 +390,65 @@ impl BackendJob for StreamJob<'_> {
             Outcome::FederatedContinual(Box::new(outcome)),
         ))
     }
+}
+
+/// What a strategy's stream comes to: `learnt` with its accuracy matrix `m`.
+fn strategy_outcome(learnt: Learnt, m: &AccuracyMatrix, seconds: f64) -> StreamStrategy {
+    let rec = record(&learnt.rounds, None, seconds);
+    StreamStrategy {
+        metrics: m.summary(),
+        accuracy_matrix: m.r.clone(),
+        rounds: rec.rounds,
+        bytes_up: rec.bytes_up,
+        bytes_down: rec.bytes_down,
+        bytes_total: rec.bytes_total,
+        bytes_after_task: learnt.bytes_after,
+        client_compute_seconds: rec.client_compute_seconds,
+        memory_images: learnt.memory_images,
+        not_accepted: rec.not_accepted,
+        seconds: rec.seconds,
+    }
+}
+
+/// The memory budget as the summary states it.
+fn budget_info(b: crate::cl::memory::Budget) -> BudgetInfo {
+    match b {
+        crate::cl::memory::Budget::PerClass(n) => BudgetInfo {
+            per_class: Some(n),
+            total: None,
+        },
+        crate::cl::memory::Budget::Total(n) => BudgetInfo {
+            per_class: None,
+            total: Some(n),
+        },
+    }
+}
+
+/// Puts back the strategies checkpoint `st` had finished (results, curves, report lines) and
+/// hands its strategy in progress to `clients`; the index of the first strategy left to run.
+fn restore(
+    st: FedState,
+    clients: &mut Clients<'_>,
+    results: &mut BTreeMap<String, StreamStrategy>,
+    series: &mut Vec<(String, Vec<(f64, f64)>)>,
+    report: &mut Vec<String>,
+) -> Result<usize> {
+    let mut next = 0;
+    for v in &st.done {
+        let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
+            Error::Other(format!(
+                "{}: {e}",
+                clients.ctx.dir.join(STATE_FILE).display()
+            ))
+        })?;
+        report.push(line(&d.label, &d.outcome));
+        series.push((d.label.clone(), d.curve));
+        results.insert(d.label, d.outcome);
+        next = d.index + 1;
+    }
+    next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
+    (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
+    Ok(next)
 }
 
 /// The report table's header.

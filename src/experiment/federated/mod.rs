@@ -5,20 +5,23 @@
 //! round) and `accuracy_vs_bytes.svg`. `kind = "federated_continual"` is [`continual`].
 
 pub mod continual;
+pub mod resume;
 pub mod rounds;
 pub mod setup;
 
 use super::RunContext;
 use crate::data::Dataset;
 use crate::device::{worker_threads, BackendJob};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::experiment::checkpoint::STATE_FILE;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
 use crate::fed::transport::grpc::{token, GrpcServer};
 use crate::fed::transport::in_process::WorkerPool;
 use crate::files::write_atomic;
 use crate::report::plot::lines_svg;
-use crate::report::records::{FederatedOutcome, Outcome, Summary};
+use crate::report::records::{FederatedOutcome, Outcome, StrategyRecord, Summary};
 use burn::tensor::backend::AutodiffBackend;
+use resume::FedState;
 use rounds::{curve, record, report_header, report_line, Clients, Logs};
 pub use setup::{client_data, settings, write_partition};
 use std::collections::BTreeMap;
@@ -53,6 +56,19 @@ impl Transport {
     }
 }
 
+/// The kind a federated run's checkpoints are of.
+const KIND: &str = "federated";
+
+/// A strategy a federated run has finished, as its checkpoint keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Finished {
+    index: usize,
+    label: String,
+    record: StrategyRecord,
+    curve: Vec<(f64, f64)>,
+    oneshot: bool,
+}
+
 /// A federated run.
 pub struct FederatedJob<'a> {
     /// The run.
@@ -68,6 +84,7 @@ impl BackendJob for FederatedJob<'_> {
         let ctx = &self.ctx;
         let s = ctx.scenario();
         let f = s.federated_section();
+        let resumed: Option<FedState> = ctx.resume_state(KIND)?;
         let parts = setup::client_indices(ctx.loaded, ctx.split)?;
         write_partition(ctx, &parts)?;
         let data: Vec<Dataset> = parts.iter().map(|p| ctx.split.train.subset(p)).collect();
@@ -97,29 +114,64 @@ impl BackendJob for FederatedJob<'_> {
             pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
             remote: self.transport.server(&f)?,
             seq: 0,
+            kind: KIND,
+            done: Vec::new(),
+            current: 0,
+            resumed: None,
         };
         let mut oneshot_acc: Option<f64> = None;
         let mut results = BTreeMap::new();
         let mut series = Vec::new();
         let mut report = vec![report_header()];
-        for (entry, st) in f.strategies.iter().zip(settings) {
+        let mut next = 0;
+        if let Some(st) = resumed {
+            for v in &st.done {
+                let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
+                    Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
+                })?;
+                if d.oneshot {
+                    oneshot_acc = d.record.final_accuracy;
+                }
+                report.push(report_line(&d.label, &d.record));
+                series.push((d.label.clone(), d.curve));
+                results.insert(d.label, d.record);
+                next = d.index + 1;
+            }
+            next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
+            (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
+        }
+        for (index, (entry, st)) in f.strategies.iter().zip(settings).enumerate() {
             let label = entry.label();
-            if results.contains_key(&label) {
+            if index < next || results.contains_key(&label) {
                 continue;
             }
             let t0 = Instant::now();
             let stop_at = (entry.kind == StrategyKind::Fedavg && f.fedavg_until_oneshot)
                 .then_some(oneshot_acc)
                 .flatten();
+            clients.current = index;
             let mut run = clients.start::<B>(entry.kind, st, &device)?;
-            let rounds = clients.rounds::<B>(&mut run, (0, &ctx.split.test), stop_at, &device)?;
-            let rec = record(&rounds, stop_at, t0.elapsed().as_secs_f64());
-            if entry.kind == StrategyKind::DistilledOneshot && entry.method.is_none() {
+            clients.rounds::<B>(&mut run, (0, &ctx.split.test), stop_at, &device)?;
+            let rounds = &run.past.rounds;
+            let rec = record(rounds, stop_at, t0.elapsed().as_secs_f64());
+            let oneshot = entry.kind == StrategyKind::DistilledOneshot && entry.method.is_none();
+            if oneshot {
                 oneshot_acc = rec.final_accuracy;
             }
             report.push(report_line(&label, &rec));
-            series.push((label.clone(), curve(&rounds)));
+            series.push((label.clone(), curve(rounds)));
+            let done = Finished {
+                index,
+                label: label.clone(),
+                record: rec.clone(),
+                curve: curve(rounds),
+                oneshot,
+            };
+            clients
+                .done
+                .push(serde_json::to_value(&done).map_err(|e| Error::Other(e.to_string()))?);
             results.insert(label, rec);
+            clients.save(None)?;
         }
         drop(clients.remote.take());
         let svg = lines_svg(

@@ -2,8 +2,10 @@
 //! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends,
 //! and what a strategy's rounds add up to.
 
+use super::resume::{FedState, Kept, Ongoing, RoundRec, Weights};
 use crate::data::Dataset;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::RunContext;
 use crate::fed::engine::{run_rounds, Federation, Round};
 use crate::fed::message::ClientOutcome;
@@ -91,6 +93,27 @@ pub struct Clients<'a> {
     pub remote: Option<GrpcServer>,
     /// Rounds counted over all strategies (each task carries it).
     pub seq: u32,
+    /// The run kind its checkpoints are of.
+    pub kind: &'static str,
+    /// What the job made of each finished strategy (kept in checkpoints).
+    pub done: Vec<serde_json::Value>,
+    /// The index of the strategy in progress among the scenario's.
+    pub current: usize,
+    /// The checkpoint's strategy in progress, until it is started again.
+    pub resumed: Option<Ongoing>,
+}
+
+/// What a strategy's rounds have come to so far.
+#[derive(Clone, Debug, Default)]
+pub struct Past {
+    /// Every round (all tasks).
+    pub rounds: Vec<Round>,
+    /// Bytes exchanged.
+    pub total: u64,
+    /// Accuracy on every task after each task done (task streams).
+    pub rows: Vec<Vec<f64>>,
+    /// Bytes exchanged by the end of each task done (task streams).
+    pub bytes_after: Vec<u64>,
 }
 
 /// A strategy running over the clients: the server half and, in process, its clients.
@@ -101,20 +124,114 @@ pub struct Running<B: AutodiffBackend> {
     pub settings: Arc<Settings>,
     in_process: Option<InProcess>,
     expect: Expect,
-    /// Bytes exchanged so far.
-    pub total: u64,
+    /// Its rounds so far.
+    pub past: Past,
+    /// Where a resumed strategy continues: (task, round).
+    pub resume_at: Option<(usize, usize)>,
+}
+
+/// The checkpoint of a strategy in progress at `task`, before round `next_round`.
+fn ongoing<B: AutodiffBackend>(
+    current: usize,
+    (task, next_round): (usize, usize),
+    past: &Past,
+    strategy: &mut dyn Strategy<B>,
+    transport: Option<&dyn crate::fed::transport::Transport>,
+) -> Ongoing {
+    Ongoing {
+        strategy: current,
+        task,
+        next_round,
+        rounds: past.rounds.iter().map(RoundRec::from).collect(),
+        total: past.total,
+        rows: past.rows.clone(),
+        bytes_after: past.bytes_after.clone(),
+        global: Weights::of(strategy.global()),
+        memory: strategy.memory().cloned(),
+        clients: transport.map_or_else(Vec::new, |t| {
+            t.client_states()
+                .iter()
+                .map(|c| c.as_ref().map(Kept::of))
+                .collect()
+        }),
+        rng: None,
+    }
 }
 
 impl Clients<'_> {
-    /// Starts strategy `kind` with `settings` (and, in process, its clients).
+    /// The run's checkpoint with `ongoing` the strategy in progress (stops the run there when
+    /// Ctrl-C asked for it).
+    pub fn save(&self, ongoing: Option<Ongoing>) -> Result<()> {
+        let state = FedState {
+            done: self.done.clone(),
+            seq: self.seq,
+            ongoing,
+        };
+        self.ctx.checkpoint(self.kind, &state)
+    }
+
+    /// The checkpoint of `run` at `task` before round `next_round`, written.
+    pub fn save_running<B: AutodiffBackend>(
+        &self,
+        run: &mut Running<B>,
+        at: (usize, usize),
+    ) -> Result<()> {
+        let transport = run
+            .in_process
+            .as_ref()
+            .map(|p| p as &dyn crate::fed::transport::Transport);
+        let o = ongoing::<B>(
+            self.current,
+            at,
+            &run.past,
+            run.strategy.as_mut(),
+            transport,
+        );
+        self.save(Some(o))
+    }
+
+    /// Starts strategy `kind` with `settings` (and, in process, its clients), from the
+    /// checkpoint when it was in progress there.
     pub fn start<B: AutodiffBackend>(
         &mut self,
         kind: StrategyKind,
         settings: Arc<Settings>,
         device: &B::Device,
     ) -> Result<Running<B>> {
-        let strategy = build::<B>(kind, settings.clone(), device);
+        let mut strategy = build::<B>(kind, settings.clone(), device);
         let expect = settings.expect();
+        let mut states = self.states.clone();
+        let (mut past, mut resume_at) = (Past::default(), None);
+        if let Some(o) = self.resumed.take_if(|o| o.strategy == self.current) {
+            let bad = |e: String| {
+                Error::Other(format!("{}: {e}", self.ctx.dir.join(STATE_FILE).display()))
+            };
+            o.global.restore(strategy.global(), device).map_err(bad)?;
+            if let Some(m) = o.memory {
+                strategy.set_memory(m);
+            }
+            for (c, k) in states.iter_mut().zip(o.clients) {
+                if let Some(k) = k {
+                    k.restore(c);
+                }
+            }
+            past = Past {
+                rounds: o
+                    .rounds
+                    .iter()
+                    .map(RoundRec::round)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(bad)?,
+                total: o.total,
+                rows: o.rows,
+                bytes_after: o.bytes_after,
+            };
+            self.ctx.say(&format!(
+                "resuming {} at task {} round {}",
+                settings.label, o.task, o.next_round
+            ));
+            resume_at = Some((o.task, o.next_round));
+        }
         let in_process = match self.remote {
             Some(_) => None,
             None => {
@@ -128,7 +245,6 @@ impl Clients<'_> {
                     seed: s.seed,
                 };
                 let app = strategy.client();
-                let states = self.states.clone();
                 Some(InProcess::start::<B>(
                     states,
                     app,
@@ -143,23 +259,32 @@ impl Clients<'_> {
             settings,
             in_process,
             expect,
-            total: 0,
+            past,
+            resume_at,
         })
     }
 
-    /// Runs `run`'s rounds of `task`, the global model tested on `test` after each, stopping at
-    /// accuracy `stop_at` when given.
+    /// Runs `run`'s rounds of `task` (from where a checkpoint left it), the global model tested
+    /// on `test` after each, stopping at accuracy `stop_at` when given; a checkpoint after each.
     pub fn rounds<B: AutodiffBackend>(
         &mut self,
         run: &mut Running<B>,
         (task, test): (usize, &Dataset),
         stop_at: Option<f64>,
         device: &B::Device,
-    ) -> Result<Vec<Round>> {
+    ) -> Result<()> {
         let ctx = self.ctx;
         let label = run.settings.label.clone();
         let mut cfg = super::setup::engine_config(ctx.loaded);
         cfg.stop_at_accuracy = stop_at;
+        let first_round = match run.resume_at.take() {
+            Some((t, r)) if t == task => r,
+            _ => 0,
+        };
+        let reached = |r: &Round| stop_at.is_some_and(|t| r.accuracy >= t);
+        if first_round > 0 && run.past.rounds.last().is_some_and(reached) {
+            return Ok(());
+        }
         let transport: &mut dyn crate::fed::transport::Transport =
             match (self.remote.as_mut(), run.in_process.as_mut()) {
                 (Some(r), _) => r,
@@ -171,8 +296,10 @@ impl Clients<'_> {
             expect: &run.expect,
             cfg: &cfg,
             test,
+            first_round,
         };
-        let (logs, total) = (&mut self.logs, &mut run.total);
+        let (logs, past) = (&mut self.logs, &mut run.past);
+        let (kind, current, done, seq0) = (self.kind, self.current, &self.done, self.seq);
         run.strategy.begin_task(task);
         run_rounds::<B>(
             run.strategy.as_mut(),
@@ -180,37 +307,56 @@ impl Clients<'_> {
             &fed,
             &mut self.seq,
             device,
-            |r| {
-                logs.round(&label, task, r, total)?;
-                for c in r
-                    .clients
-                    .iter()
-                    .filter(|c| c.outcome != ClientOutcome::Accepted)
-                {
-                    let (what, why) = (c.outcome.name(), c.outcome.reason());
-                    ctx.say(&format!(
-                        "{label} round {}: client {} {what} {why}",
-                        r.round, c.client
-                    ));
-                }
-                if !r.aggregated {
-                    ctx.say(&format!(
-                    "{label} round {}: {} accepted updates, fewer than min_clients = {}; the global model is unchanged",
-                    r.round, r.accepted, cfg.min_clients
-                ));
-                }
-                ctx.say(&format!(
-                "{label} task {task} round {}: test accuracy {:.4}, {}/{} updates accepted, {:.3} MB",
-                r.round,
-                r.accuracy,
-                r.accepted,
-                r.clients.len(),
-                *total as f64 / 1e6
-            ));
-                Ok(())
+            |r, strategy, transport| {
+                logs.round(&label, task, r, &mut past.total)?;
+                past.rounds.push(r.clone());
+                say_round(ctx, &label, task, r, past.total, cfg.min_clients);
+                let o = ongoing::<B>(
+                    current,
+                    (task, r.round + 1),
+                    past,
+                    strategy,
+                    Some(transport),
+                );
+                let state = FedState {
+                    done: done.clone(),
+                    seq: seq0 + (r.round + 1 - first_round) as u32,
+                    ongoing: Some(o),
+                };
+                ctx.checkpoint(kind, &state)
             },
-        )
+        )?;
+        Ok(())
     }
+}
+
+/// What the person watching hears of round `r`.
+fn say_round(ctx: &RunContext<'_>, label: &str, task: usize, r: &Round, total: u64, min: usize) {
+    for c in r
+        .clients
+        .iter()
+        .filter(|c| c.outcome != ClientOutcome::Accepted)
+    {
+        let (what, why) = (c.outcome.name(), c.outcome.reason());
+        ctx.say(&format!(
+            "{label} round {}: client {} {what} {why}",
+            r.round, c.client
+        ));
+    }
+    if !r.aggregated {
+        ctx.say(&format!(
+            "{label} round {}: {} accepted updates, fewer than min_clients = {min}; the global model is unchanged",
+            r.round, r.accepted
+        ));
+    }
+    ctx.say(&format!(
+        "{label} task {task} round {}: test accuracy {:.4}, {}/{} updates accepted, {:.3} MB",
+        r.round,
+        r.accuracy,
+        r.accepted,
+        r.clients.len(),
+        total as f64 / 1e6
+    ));
 }
 
 /// What a strategy's rounds add up to.

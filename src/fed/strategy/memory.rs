@@ -147,6 +147,14 @@ impl<B: AutodiffBackend> Strategy<B> for DistilledMemory<B> {
         self.memory.len()
     }
 
+    fn memory(&self) -> Option<&Memory> {
+        Some(&self.memory)
+    }
+
+    fn set_memory(&mut self, memory: Memory) {
+        self.memory = memory;
+    }
+
     fn client(&self) -> Arc<dyn ClientApp<B>> {
         Arc::new(Distilling {
             s: self.s.clone(),

@@ -226,6 +226,12 @@ pub trait Strategy<B: AutodiffBackend>: Send {
     fn memory_images(&self) -> usize {
         0
     }
+    /// The server's memory of sets (distilled_memory), which a checkpoint keeps.
+    fn memory(&self) -> Option<&Memory> {
+        None
+    }
+    /// Puts back the memory of a checkpoint.
+    fn set_memory(&mut self, _memory: Memory) {}
     /// The client half, to run on the clients.
     fn client(&self) -> Arc<dyn ClientApp<B>>;
 

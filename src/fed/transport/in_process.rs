@@ -77,7 +77,12 @@ type Inbox = (Vec<u8>, oneshot::Sender<Vec<u8>>);
 pub struct InProcess {
     rt: tokio::runtime::Runtime,
     inboxes: Vec<mpsc::Sender<Inbox>>,
+    /// Each client's state between tasks (None while it works, or once it crashed).
+    states: Vec<Slot>,
 }
+
+/// A client's state, shared so a checkpoint can read it between rounds.
+type Slot = Arc<std::sync::Mutex<Option<ClientState>>>;
 
 /// How the simulated clients behave besides their work: what tasks look like, how they encode
 /// updates, and which of them drop out or misbehave.
@@ -110,18 +115,25 @@ impl InProcess {
             .build()
             .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
         let mut inboxes = Vec::with_capacity(states.len());
+        let mut slots = Vec::with_capacity(states.len());
         for state in states {
             let (tx, rx) = mpsc::channel::<Inbox>(1);
             inboxes.push(tx);
+            let slot: Slot = Arc::new(std::sync::Mutex::new(Some(state)));
+            slots.push(slot.clone());
             let client = Client {
                 app: app.clone(),
                 pool: pool.clone(),
                 side: side.clone(),
                 device: device.clone(),
             };
-            rt.spawn(client.serve(state, rx));
+            rt.spawn(client.serve(slot, rx));
         }
-        Ok(InProcess { rt, inboxes })
+        Ok(InProcess {
+            rt,
+            inboxes,
+            states: slots,
+        })
     }
 }
 
@@ -135,9 +147,11 @@ struct Client<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Client<B> {
     /// Answers tasks until its inbox closes or it crashes.
-    async fn serve(self, state: ClientState, mut rx: mpsc::Receiver<Inbox>) {
-        let id = state.id;
-        let mut state = Some(state);
+    async fn serve(self, slot: Slot, mut rx: mpsc::Receiver<Inbox>) {
+        let take = || slot.lock().ok().and_then(|mut s| s.take());
+        let Some(first) = take() else { return };
+        let id = first.id;
+        *slot.lock().expect("a client's slot") = Some(first);
         let side = &self.side;
         while let Some((bytes, reply)) = rx.recv().await {
             let Ok(m) = pb::RoundTask::decode(bytes.as_slice()) else {
@@ -152,7 +166,7 @@ impl<B: AutodiffBackend> Client<B> {
                 drop(reply);
                 continue;
             }
-            let Some(st) = state.take() else { break };
+            let Some(st) = take() else { break };
             let (app, device) = (self.app.clone(), self.device.clone());
             let crash = side.faults.crash.contains(&id);
             let expect = side.expect.clone();
@@ -169,7 +183,9 @@ impl<B: AutodiffBackend> Client<B> {
             });
             // A panic closes the channel: the client is dead, as a crashed process is.
             let Ok((st, update)) = done.await else { break };
-            state = Some(st);
+            if let Ok(mut s) = slot.lock() {
+                *s = Some(st);
+            }
             let mut message = update_message(&update, side.quantization);
             if side.faults.nan.contains(&id) {
                 poison(&mut message);
@@ -213,6 +229,13 @@ pub fn poison(u: &mut pb::ClientUpdate) {
 }
 
 impl Transport for InProcess {
+    fn client_states(&self) -> Vec<Option<ClientState>> {
+        self.states
+            .iter()
+            .map(|s| s.lock().ok().and_then(|s| s.clone()))
+            .collect()
+    }
+
     fn round(
         &mut self,
         _round: usize,

@@ -46,4 +46,10 @@ pub trait Transport {
         task: &[u8],
         deadline: Option<Duration>,
     ) -> Vec<(usize, Delivery)>;
+
+    /// What each client keeps between rounds, where this process holds it (in-process clients;
+    /// None for one that is busy or dead). Empty when the clients are elsewhere.
+    fn client_states(&self) -> Vec<Option<crate::fed::strategy::ClientState>> {
+        Vec::new()
+    }
 }

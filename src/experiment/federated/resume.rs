@@ -1,0 +1,226 @@
+//! A federated run's checkpoint, written after every round: the strategies finished (what the
+//! job made of each), the round counter, and the strategy in progress (its task and next round,
+//! every round so far, the bytes so far, the global model, the server's memory, and what each
+//! in-process client keeps). Every random draw comes from (seed, round), so the round is the
+//! RNG position.
+
+use crate::cl::memory::Memory;
+use crate::data::Dataset;
+use crate::fed::engine::{ClientRecord, Round};
+use crate::fed::message::{ClientOutcome, Rejection};
+use crate::fed::strategy::ClientState;
+use crate::model::Model;
+use burn::prelude::Backend;
+use serde::{Deserialize, Serialize};
+
+/// A run's checkpoint.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct FedState {
+    /// What the job made of each finished strategy, in order (its own record type).
+    pub done: Vec<serde_json::Value>,
+    /// Rounds counted over all strategies so far.
+    pub seq: u32,
+    /// The strategy in progress.
+    pub ongoing: Option<Ongoing>,
+}
+
+/// The strategy in progress.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Ongoing {
+    /// Its index among the scenario's strategies.
+    pub strategy: usize,
+    /// The task of the stream it is in.
+    pub task: usize,
+    /// The next round of that task.
+    pub next_round: usize,
+    /// Every round so far (all tasks).
+    pub rounds: Vec<RoundRec>,
+    /// Bytes exchanged so far.
+    pub total: u64,
+    /// Accuracy on every task after each task done (task streams).
+    pub rows: Vec<Vec<f64>>,
+    /// Bytes exchanged by the end of each task done (task streams).
+    pub bytes_after: Vec<u64>,
+    /// The global model.
+    pub global: Weights,
+    /// The server's memory (distilled_memory).
+    pub memory: Option<Memory>,
+    /// What each client keeps (in-process clients; empty otherwise).
+    pub clients: Vec<Option<Kept>>,
+    /// The training stream of a strategy trained centrally (joint), where it is.
+    pub rng: Option<rand_chacha::ChaCha12Rng>,
+}
+
+/// A model's weights on the host.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Weights {
+    /// Parameters, in the model's order.
+    pub params: Vec<Vec<f32>>,
+    /// Buffers.
+    pub buffers: Vec<Vec<f32>>,
+}
+
+impl Weights {
+    /// The weights of `m`.
+    pub fn of<B: Backend>(m: &Model<B>) -> Self {
+        let (params, buffers) = m.to_host();
+        Weights { params, buffers }
+    }
+
+    /// Puts them into `m` (its architecture), or says why they do not fit it.
+    pub fn restore<B: Backend>(&self, m: &mut Model<B>, device: &B::Device) -> Result<(), String> {
+        let (p, b) = m.to_host();
+        let fits = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
+        };
+        if !fits(&p, &self.params) || !fits(&b, &self.buffers) {
+            return Err("its model weights do not fit the scenario's network".into());
+        }
+        *m = Model::from_host(m.spec.clone(), &self.params, &self.buffers, device);
+        Ok(())
+    }
+}
+
+/// A dataset as a checkpoint keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Images {
+    images: Vec<f32>,
+    labels: Vec<usize>,
+    shape: [usize; 3],
+    classes: Vec<String>,
+}
+
+impl From<&Dataset> for Images {
+    fn from(d: &Dataset) -> Self {
+        Images {
+            images: d.images.clone(),
+            labels: d.labels.clone(),
+            shape: d.shape,
+            classes: d.classes.clone(),
+        }
+    }
+}
+
+impl From<Images> for Dataset {
+    fn from(i: Images) -> Self {
+        Dataset {
+            images: i.images,
+            labels: i.labels,
+            shape: i.shape,
+            classes: i.classes,
+        }
+    }
+}
+
+/// What a client keeps between rounds.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Kept {
+    /// The task it is at.
+    pub task: usize,
+    /// Its synthetic set so far (FedDM).
+    pub syn: Option<Images>,
+    /// Its memory of past tasks (fedavg_replay).
+    pub memory: Option<Memory>,
+}
+
+impl Kept {
+    /// What `c` keeps.
+    pub fn of(c: &ClientState) -> Self {
+        Kept {
+            task: c.task,
+            syn: c.syn.as_ref().map(Images::from),
+            memory: c.memory.clone(),
+        }
+    }
+
+    /// Puts it back into `c` (its data and stream as the partition gave them).
+    pub fn restore(self, c: &mut ClientState) {
+        if let Some(d) = c.stream.get(self.task) {
+            c.data = d.clone();
+        }
+        c.task = self.task;
+        c.syn = self.syn.map(Dataset::from);
+        c.memory = self.memory;
+    }
+}
+
+/// One selected client in one round, as a checkpoint keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ClientRec {
+    client: usize,
+    down: usize,
+    up: Option<usize>,
+    outcome: String,
+    reason: String,
+    compute_seconds: f64,
+}
+
+/// One round, as a checkpoint keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RoundRec {
+    round: usize,
+    clients: Vec<ClientRec>,
+    accuracy: f64,
+    accepted: usize,
+    aggregated: bool,
+    elapsed: f64,
+}
+
+impl From<&Round> for RoundRec {
+    fn from(r: &Round) -> Self {
+        RoundRec {
+            round: r.round,
+            clients: r
+                .clients
+                .iter()
+                .map(|c| ClientRec {
+                    client: c.client,
+                    down: c.down,
+                    up: c.up,
+                    outcome: c.outcome.name().into(),
+                    reason: c.outcome.reason(),
+                    compute_seconds: c.compute_seconds,
+                })
+                .collect(),
+            accuracy: r.accuracy,
+            accepted: r.accepted,
+            aggregated: r.aggregated,
+            elapsed: r.elapsed,
+        }
+    }
+}
+
+impl RoundRec {
+    /// The round (a refusal's reason kept as its words).
+    pub fn round(&self) -> Result<Round, String> {
+        let clients = self
+            .clients
+            .iter()
+            .map(|c| {
+                let outcome = match c.outcome.as_str() {
+                    "accepted" => ClientOutcome::Accepted,
+                    "rejected" => ClientOutcome::Rejected(Rejection::Invalid(c.reason.clone())),
+                    "no_answer" => ClientOutcome::NoAnswer,
+                    "late" => ClientOutcome::Late,
+                    "unreachable" => ClientOutcome::Unreachable,
+                    other => return Err(format!("a client outcome {other:?}")),
+                };
+                Ok(ClientRecord {
+                    client: c.client,
+                    down: c.down,
+                    up: c.up,
+                    outcome,
+                    compute_seconds: c.compute_seconds,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Round {
+            round: self.round,
+            clients,
+            accuracy: self.accuracy,
+            accepted: self.accepted,
+            aggregated: self.aggregated,
+            elapsed: self.elapsed,
+        })
+    }
+}
