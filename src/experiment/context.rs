@@ -30,6 +30,8 @@ pub struct RunContext<'a> {
     pub resuming: bool,
     /// When the run (or this resumption) started.
     pub started: Instant,
+    /// Training images held out of the run as the privacy audit's non-members.
+    pub heldout: Option<&'a crate::data::Dataset>,
 }
 
 /// The DSA strategy the reference uses for a dataset (no flip for digits).
@@ -89,6 +91,7 @@ impl<'a> RunContext<'a> {
             opts,
             resuming: false,
             started: Instant::now(),
+            heldout: None,
         })
     }
 
@@ -169,6 +172,7 @@ impl<'a> RunContext<'a> {
             wall_seconds: self.elapsed(),
             report,
             outcome,
+            privacy: None,
         }
     }
 }

@@ -35,8 +35,9 @@ fn federated(path: &Path, what: &str) -> Result<Loaded> {
 pub fn serve(path: &Path, addr: std::net::SocketAddr, opts: &RunOptions) -> Result<RunOutput> {
     let loaded = federated(path, "serve")?;
     let device = device::check(loaded.scenario.device)?;
-    let split = load_data(&loaded)?;
-    let ctx = RunContext::create(&loaded, &split, opts)?;
+    let (split, heldout) = super::load_split(&loaded)?;
+    let mut ctx = RunContext::create(&loaded, &split, opts)?;
+    ctx.heldout = heldout.as_ref();
     let dir = ctx.dir.clone();
     let transport = Transport::Grpc(addr);
     let summary = match loaded.scenario.kind {
