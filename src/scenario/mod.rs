@@ -10,8 +10,8 @@ pub mod edit;
 pub mod sections;
 pub mod validate;
 
-pub use crate::data::spec::DataSpec;
 use crate::audit::AuditSettings;
+pub use crate::data::spec::DataSpec;
 use crate::data::Split;
 use crate::device::DeviceKind;
 use crate::distill::eval::EvalSettings;

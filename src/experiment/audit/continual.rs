@@ -87,8 +87,23 @@ pub fn audit<B: AutodiffBackend>(
         nonmembers: &non,
         test: &test,
     };
-    let per_class = first.len().div_ceil(first.class_counts().iter().filter(|&&n| n > 0).count().max(1));
-    let mut a = Auditor::<B>::new(&settings, pop, proto, Vec::new(), (per_class, None), s.seed, device)?;
+    let per_class = first.len().div_ceil(
+        first
+            .class_counts()
+            .iter()
+            .filter(|&&n| n > 0)
+            .count()
+            .max(1),
+    );
+    let mut a = Auditor::<B>::new(
+        &settings,
+        pop,
+        proto,
+        Vec::new(),
+        (per_class, None),
+        s.seed,
+        device,
+    )?;
     let mut files = Files::new(ctx, a.scored_nonmembers())?;
     let norm = ctx.split.pixel_normalization();
     let mut out = BTreeMap::new();

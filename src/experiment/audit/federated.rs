@@ -5,7 +5,7 @@
 //! [`recording`] wraps a strategy so the server's decoded sets are kept as they are accepted.
 
 use super::{nonmembers, setup, Files};
-use crate::audit::{Audited, AuditSettings, Auditor, Population, Protocol};
+use crate::audit::{AuditSettings, Audited, Auditor, Population, Protocol};
 use crate::data::Dataset;
 use crate::distill::eval::EvalConfig;
 use crate::error::Result;
@@ -13,8 +13,8 @@ use crate::experiment::RunContext;
 use crate::fed::message::{Rejection, Task, Update};
 use crate::fed::strategy::{Accepted, ClientApp, Strategy, StrategyKind};
 use crate::model::Model;
-use crate::report::privacy::{ClientTotals, PrivacyAudit, SetAudit};
 use crate::report::mean_std;
+use crate::report::privacy::{ClientTotals, PrivacyAudit, SetAudit};
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -62,7 +62,12 @@ impl<B: AutodiffBackend> Strategy<B> for Recording<B> {
         }
         verdict
     }
-    fn aggregate(&mut self, round: usize, updates: Vec<Accepted>, device: &B::Device) -> Result<()> {
+    fn aggregate(
+        &mut self,
+        round: usize,
+        updates: Vec<Accepted>,
+        device: &B::Device,
+    ) -> Result<()> {
         self.inner.aggregate(round, updates, device)
     }
     fn global(&mut self) -> &mut Model<B::InnerBackend> {
@@ -105,6 +110,11 @@ impl<'a, B: AutodiffBackend> Federated<'a, B> {
             first: BTreeMap::new(),
             started: Instant::now(),
         }
+    }
+
+    /// True when strategy `kind`'s accepted sets are audited (the audit is on and it sends sets).
+    pub fn wants(&self, kind: StrategyKind) -> bool {
+        self.settings.is_some() && kind.distils()
     }
 
     /// The auditor, made at the first set.
@@ -232,7 +242,8 @@ fn totals(v: &[ClientSet]) -> ClientTotals {
         n.map(|n| n as f64 / images.max(1) as f64)
     };
     let median = |d: &[f64]| (!d.is_empty()).then(|| crate::audit::nearest::quantile(d, 0.5));
-    let mean = |f: &dyn Fn(&SetAudit) -> f64| mean_std(&recs.iter().map(|r| f(r)).collect::<Vec<_>>()).0;
+    let mean =
+        |f: &dyn Fn(&SetAudit) -> f64| mean_std(&recs.iter().map(|r| f(r)).collect::<Vec<_>>()).0;
     let max = |f: &dyn Fn(&SetAudit) -> f64| recs.iter().map(|r| f(r)).fold(f64::MIN, f64::max);
     let calibrated = recs.iter().all(|r| r.attack.calibrated.is_some());
     let cal = |r: &SetAudit| r.attack.calibrated.map_or(f64::NAN, |c| c.auc);
@@ -259,7 +270,13 @@ fn report_lines(t: &BTreeMap<String, ClientTotals>, from: &str) -> Vec<String> {
     let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
     let mut lines = vec![format!(
         "{:<24} {:>7} {:>9} {:>10} {:>13} {:>12} {:>13}",
-        "privacy (per client)", "clients", "copies px", "median px", "loss AUC mean", "loss AUC max", "cal. AUC mean"
+        "privacy (per client)",
+        "clients",
+        "copies px",
+        "median px",
+        "loss AUC mean",
+        "loss AUC max",
+        "cal. AUC mean"
     )];
     for (k, c) in t {
         lines.push(format!(

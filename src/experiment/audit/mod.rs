@@ -13,7 +13,7 @@ pub use job::AuditJob;
 
 use super::RunContext;
 use crate::audit::split::membership;
-use crate::audit::{Audited, AuditSettings, Auditor};
+use crate::audit::{AuditSettings, Audited, Auditor};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::files::CsvLog;

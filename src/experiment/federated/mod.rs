@@ -102,6 +102,7 @@ impl BackendJob for FederatedJob<'_> {
         let mut results = BTreeMap::new();
         let mut series = Vec::new();
         let mut report = vec![report_header()];
+        let mut audit = super::audit::federated::Federated::<B>::new(ctx, &parts);
         for (entry, st) in f.strategies.iter().zip(settings) {
             let label = entry.label();
             if results.contains_key(&label) {
@@ -112,12 +113,24 @@ impl BackendJob for FederatedJob<'_> {
                 .then_some(oneshot_acc)
                 .flatten();
             let mut run = clients.start::<B>(entry.kind, st, &device)?;
+            // The server's decoded sets, kept for the privacy audit.
+            let sent = match audit.wants(entry.kind) {
+                true => {
+                    let (kept, sent) = super::audit::federated::recording(run.strategy);
+                    run.strategy = kept;
+                    Some(sent)
+                }
+                false => None,
+            };
             let rounds = clients.rounds::<B>(&mut run, (0, &ctx.split.test), stop_at, &device)?;
             let rec = record(&rounds, stop_at, t0.elapsed().as_secs_f64());
             if entry.kind == StrategyKind::DistilledOneshot && entry.method.is_none() {
                 oneshot_acc = rec.final_accuracy;
             }
             report.push(report_line(&label, &rec));
+            if let Some(sent) = &sent {
+                audit.strategy(&label, sent, &device)?;
+            }
             series.push((label.clone(), curve(&rounds)));
             results.insert(label, rec);
         }
@@ -133,6 +146,10 @@ impl BackendJob for FederatedJob<'_> {
             "bytes: encoded protobuf message lengths (tensors as {}), up and down, all clients; client s: seconds of compute the clients reported",
             f.quantization.name()
         ));
+        let privacy = audit.finish(&device)?.map(|(record, lines)| {
+            report.extend(lines);
+            record
+        });
         let outcome = FederatedOutcome {
             clients: f.clients,
             partition: f.partition.clone(),
@@ -141,6 +158,8 @@ impl BackendJob for FederatedJob<'_> {
             transport: self.transport.name().into(),
             strategies: results,
         };
-        Ok(ctx.summary(backend, report, Outcome::Federated(outcome)))
+        let mut summary = ctx.summary(backend, report, Outcome::Federated(outcome));
+        summary.privacy = privacy;
+        Ok(summary)
     }
 }
