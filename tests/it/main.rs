@@ -19,6 +19,8 @@ mod manual;
 mod model;
 mod mtt;
 mod partition;
+mod privacy;
+mod privacy_runs;
 mod run;
 mod scenario;
 mod selmatch;

@@ -39,6 +39,21 @@ fn load_set(ctx: &RunContext<'_>, path: &std::path::Path) -> Result<SyntheticSet
     if set.is_empty() {
         return Err(Error::data(path, "the set holds no image"));
     }
+    // Distances are only meaningful when the set lives in the space the data is loaded into.
+    if let (Some(n), Some(m)) = (
+        &set.provenance.normalization,
+        ctx.split.pixel_normalization(),
+    ) {
+        if *n != m {
+            return Err(Error::data(
+                path,
+                format!(
+                    "the set was made in a space normalised by mean {:?}, std {:?}; the data loads with mean {:?}, std {:?} (another dataset?)",
+                    n.mean, n.std, m.mean, m.std
+                ),
+            ));
+        }
+    }
     Ok(set)
 }
 
