@@ -69,6 +69,8 @@ struct Scope {
     scored: (Vec<usize>, Dataset),
     /// Their mean confidence under the reference networks.
     scored_ref: Vec<f64>,
+    /// The non-members scored against it: positions in the auditor's scored non-members.
+    non: Vec<usize>,
     /// Near-copy thresholds: pixel, feature.
     thresholds: (f64, f64),
 }
@@ -127,8 +129,6 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
         };
         let member_feats = embed_flat(&mut features, pop.members, device);
         let dim = member_feats.len() / pop.members.len();
-        let all: Vec<usize> = (0..pop.nonmembers.len()).collect();
-        let scored_n = sample(&all, settings.sample, step_seed(seed ^ 0xa0d1, 0));
         let mut a = Auditor {
             settings: settings.clone(),
             pop,
@@ -138,7 +138,7 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
             features,
             member_feats,
             dim,
-            nonmembers: pop.nonmembers.subset(&scored_n),
+            nonmembers: Dataset::empty(pop.nonmembers.shape),
             nonmembers_ref: Vec::new(),
             scopes: Vec::new(),
             ref_per_class,
@@ -152,8 +152,58 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
             let s = a.scope(i, m, single);
             a.scopes.push(s);
         }
+        let scored_n = a.scored_nonmembers_of_scopes(single);
+        a.nonmembers = pop.nonmembers.subset(&scored_n);
         a.references(&scored_n)?;
         Ok(a)
+    }
+
+    /// The non-members to score (indices into the population's, sorted), each scope's positions
+    /// among them set. One scope of every member: a uniform sample (the member split is
+    /// stratified, so the classes match in expectation). Scopes that are parts (federated
+    /// clients, often of skewed classes): per scope, as many non-members of each class as it has
+    /// scored members of that class (fewer where the class has fewer), so the attack cannot tell
+    /// members by their class alone.
+    fn scored_nonmembers_of_scopes(&mut self, single: bool) -> Vec<usize> {
+        let non = self.pop.nonmembers;
+        if single {
+            let all: Vec<usize> = (0..non.len()).collect();
+            let n = sample(&all, self.settings.sample, step_seed(self.seed ^ 0xa0d1, 0));
+            self.scopes[0].non = (0..n.len()).collect();
+            return n;
+        }
+        let k = non.num_classes().max(self.pop.members.num_classes());
+        let mut by = vec![Vec::new(); k];
+        for (i, &y) in non.labels.iter().enumerate() {
+            by[y].push(i);
+        }
+        let picks: Vec<Vec<usize>> = self
+            .scopes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut want = vec![0usize; k];
+                s.scored.1.labels.iter().for_each(|&y| want[y] += 1);
+                let mut v: Vec<usize> = (0..k)
+                    .flat_map(|c| {
+                        let seed = step_seed(self.seed ^ 0xa0d2, (i as u64) << 16 | c as u64);
+                        sample(&by[c], want[c], seed)
+                    })
+                    .collect();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        let mut union: Vec<usize> = picks.iter().flatten().copied().collect();
+        union.sort_unstable();
+        union.dedup();
+        for (s, p) in self.scopes.iter_mut().zip(picks) {
+            s.non = p
+                .iter()
+                .filter_map(|j| union.binary_search(j).ok())
+                .collect();
+        }
+        union
     }
 
     /// Scope `i` over members `m` (`all`: every member, in order).
@@ -195,6 +245,7 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
             pixels,
             feats,
             scored_ref: Vec::new(),
+            non: Vec::new(),
             thresholds,
         }
     }
@@ -252,7 +303,7 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
         &self.proto
     }
 
-    /// Non-members the attacks score.
+    /// Distinct non-members the attacks score (over every scope).
     pub fn scored_nonmembers(&self) -> usize {
         self.nonmembers.len()
     }
@@ -266,11 +317,15 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
     fn attack(&self, scope: usize, net: &mut Model<AD::InnerBackend>) -> AttackFigures {
         let s = &self.scopes[scope];
         let m = seen(net, &s.scored.1, &self.device);
-        let n = seen(net, &self.nonmembers, &self.device);
+        let n = pick(&seen(net, &self.nonmembers, &self.device), &s.non);
+        let n_ref: Vec<f64> = match self.nonmembers_ref.is_empty() {
+            true => Vec::new(),
+            false => s.non.iter().map(|&i| self.nonmembers_ref[i]).collect(),
+        };
         AttackFigures {
             loss: loss_attack(&m, &n),
             calibrated: (self.settings.reference_nets > 0)
-                .then(|| calibrated_attack(&m, &n, &s.scored_ref, &self.nonmembers_ref)),
+                .then(|| calibrated_attack(&m, &n, &s.scored_ref, &n_ref)),
         }
     }
 
@@ -320,6 +375,7 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
                     feature: Distances::of(&fd, s.thresholds.1),
                 }),
                 scored_members: s.scored.0.len(),
+                scored_nonmembers: s.non.len(),
                 attack,
             },
             pixel: pd,
@@ -367,6 +423,7 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
                 test_acc,
                 nearest: None,
                 scored_members: scored.len(),
+                scored_nonmembers: s.non.len(),
                 attack: self.attack(scope, &mut net),
             },
             pixel: Vec::new(),
@@ -401,6 +458,14 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
         let data = self.pop.members.subset(&idx);
         let cfg = self.proto.sets.clone();
         self.set(scope, &data, &cfg, picture)
+    }
+}
+
+/// The examples of `s` at `pos`.
+fn pick(s: &Seen, pos: &[usize]) -> Seen {
+    Seen {
+        loss: pos.iter().map(|&i| s.loss[i]).collect(),
+        confidence: pos.iter().map(|&i| s.confidence[i]).collect(),
     }
 }
 

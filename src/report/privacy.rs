@@ -39,7 +39,7 @@ pub struct AuditSetup {
     pub members: usize,
     /// Non-members available.
     pub nonmembers: usize,
-    /// Non-members scored by the attacks.
+    /// Distinct non-members scored by the attacks (over every client).
     pub scored_nonmembers: usize,
     /// Epochs of each network trained on a set.
     pub epochs: usize,
@@ -62,6 +62,8 @@ pub struct SetAudit {
     pub nearest: Option<NearestReal>,
     /// Members scored by the attacks.
     pub scored_members: usize,
+    /// Non-members scored against them (federated: class-matched to the client's members).
+    pub scored_nonmembers: usize,
     /// The attacks on a network trained on the set.
     pub attack: AttackFigures,
 }
@@ -157,13 +159,7 @@ pub struct PrivacyRow {
 
 impl PrivacyRow {
     /// The row of `audit` of set `set` (client and round for federated sets).
-    pub fn of(
-        set: &str,
-        client: Option<usize>,
-        round: Option<usize>,
-        audit: &SetAudit,
-        scored_nonmembers: usize,
-    ) -> Self {
+    pub fn of(set: &str, client: Option<usize>, round: Option<usize>, audit: &SetAudit) -> Self {
         let n = audit.nearest.as_ref();
         let f = |v: Option<f64>| v.map(Fixed);
         let (l, c) = (&audit.attack.loss, audit.attack.calibrated.as_ref());
@@ -181,7 +177,7 @@ impl PrivacyRow {
             feature_threshold: f(n.map(|n| n.feature.threshold)),
             feature_near_copies: f(n.map(|n| n.feature.near_copy_share)),
             scored_members: audit.scored_members,
-            scored_nonmembers,
+            scored_nonmembers: audit.scored_nonmembers,
             loss_auc: Fixed(l.auc),
             loss_tpr_1pct: Fixed(l.tpr_at_1pct_fpr),
             loss_tpr_0_1pct: Fixed(l.tpr_at_0_1pct_fpr),

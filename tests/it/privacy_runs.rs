@@ -165,8 +165,10 @@ reference_nets = 1
     };
     for r in csv.iter().filter(|r| r.set == "distilled_oneshot") {
         let c = r.client.unwrap();
-        // Each client's members are scored from its own partition.
+        // Each client's members are scored from its own partition, against as many held-out
+        // images of the same classes.
         assert_eq!(r.scored_members, parts[c].min(50));
+        assert_eq!(r.scored_nonmembers, r.scored_members);
         assert_eq!(r.round, Some(0));
         assert!(r.pixel_median.is_some());
     }

@@ -104,7 +104,7 @@ pub fn audit<B: AutodiffBackend>(
         s.seed,
         device,
     )?;
-    let mut files = Files::new(ctx, a.scored_nonmembers())?;
+    let mut files = Files::new(ctx)?;
     let norm = ctx.split.pixel_normalization();
     let mut out = BTreeMap::new();
     for (name, m) in memories {

@@ -57,7 +57,7 @@ pub fn audit<B: AutodiffBackend>(
         plan.seed,
         device,
     )?;
-    let mut files = Files::new(ctx, a.scored_nonmembers())?;
+    let mut files = Files::new(ctx)?;
     let mut out = BTreeMap::new();
     for (m, set) in sets {
         // The set's own evaluation (learned step size, combined augmentation), shortened.

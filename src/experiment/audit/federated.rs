@@ -152,7 +152,7 @@ impl<'a, B: AutodiffBackend> Federated<'a, B> {
                 s.seed,
                 device,
             )?;
-            let files = Files::new(ctx, a.scored_nonmembers())?;
+            let files = Files::new(ctx)?;
             self.auditor = Some((a, files));
         }
         Ok(self.auditor.as_mut().expect("made above"))

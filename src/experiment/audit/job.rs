@@ -100,7 +100,7 @@ impl BackendJob for AuditJob<'_> {
             s.seed,
             &device,
         )?;
-        let mut files = Files::new(ctx, a.scored_nonmembers())?;
+        let mut files = Files::new(ctx)?;
         let name = set.provenance.method.clone();
         let norm = ctx.split.pixel_normalization();
         let data = set.to_dataset();

@@ -49,18 +49,16 @@ pub fn nonmembers<'a>(ctx: &'a RunContext<'a>) -> (&'a Dataset, &'static str) {
 pub struct Files {
     csv: CsvLog<PrivacyRow>,
     closest: PathBuf,
-    scored_nonmembers: usize,
 }
 
 impl Files {
     /// `privacy.csv` and `closest/` in the run's folder.
-    pub fn new(ctx: &RunContext<'_>, scored_nonmembers: usize) -> Result<Self> {
+    pub fn new(ctx: &RunContext<'_>) -> Result<Self> {
         let closest = ctx.dir.join("closest");
         std::fs::create_dir_all(&closest).map_err(|e| Error::io(&closest, e))?;
         Ok(Files {
             csv: ctx.csv("privacy.csv")?,
             closest,
-            scored_nonmembers,
         })
     }
 
@@ -77,13 +75,7 @@ impl Files {
         round: Option<usize>,
         audit: &SetAudit,
     ) -> Result<()> {
-        self.csv.row(&PrivacyRow::of(
-            set,
-            client,
-            round,
-            audit,
-            self.scored_nonmembers,
-        ))
+        self.csv.row(&PrivacyRow::of(set, client, round, audit))
     }
 }
 
