@@ -5,6 +5,7 @@
 //! are configured once ([`distill::MethodConfig`]) and built by one registry
 //! ([`distill::registry`]) for distill runs, federated clients and continual memories alike.
 
+pub mod audit;
 pub mod cl;
 pub mod data;
 pub mod device;

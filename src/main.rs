@@ -152,6 +152,15 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DataCmd,
     },
+    /// Audit a synthetic set made elsewhere against the data it came from: nearest-real
+    /// distances and membership inference (builds a `kind = "audit"` scenario and runs it).
+    Audit {
+        #[command(flatten)]
+        args: distillery::experiment::audit::shortcut::AuditArgs,
+        /// Folder that receives the run's results folder.
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).
@@ -320,6 +329,14 @@ fn main() -> ExitCode {
         } => distillery::report::compare::compare(&dirs, &model, against.as_deref())
             .map(|text| print!("{text}")),
         Cmd::Data { cmd } => data(cmd),
+        Cmd::Audit { args, results } => {
+            distillery::experiment::audit::shortcut::audit_scenario(&args)
+                .and_then(|text| {
+                    distillery::scenario::parse(&text, std::path::Path::new("audit.toml"))
+                })
+                .and_then(|loaded| runner::run(&loaded, &RunOptions::quiet(results)))
+                .map(|out| print_output(&out))
+        }
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             let kind = serde_json::to_value(l.scenario.kind).unwrap_or_default();
             println!(

@@ -124,6 +124,22 @@ pub struct CoverageProbe<B: Backend> {
     space: FeatureSpace,
 }
 
+/// The coverage network: a `spec` network trained on `train` for `epochs` (at least one) with the
+/// reference protocol, seeded by `seed`; and the generator, which the probe goes on drawing from.
+pub fn feature_net<AD: AutodiffBackend>(
+    spec: &ModelSpec,
+    train: &Dataset,
+    epochs: usize,
+    seed: u64,
+    device: &AD::Device,
+) -> Result<(Model<AD::InnerBackend>, rand::rngs::StdRng)> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xc0e7);
+    let mut net = spec.init::<AD::InnerBackend, _>(&mut rng, device);
+    let cfg = TrainConfig::reference(epochs.max(1));
+    Training::<AD>::new(&cfg, device).run(&mut net, train, &mut rng)?;
+    Ok((net, rng))
+}
+
 /// The coverage probe: a `spec` network trained on `train` for `epochs` (seeded), the radius from
 /// `sample` real training images (a seeded subset), the whole `test` set queried.
 pub fn probe<AD: AutodiffBackend>(
@@ -134,10 +150,7 @@ pub fn probe<AD: AutodiffBackend>(
     seed: u64,
     device: &AD::Device,
 ) -> Result<CoverageProbe<AD::InnerBackend>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0xc0e7);
-    let mut net = spec.init::<AD::InnerBackend, _>(&mut rng, device);
-    let cfg = TrainConfig::reference(epochs.max(1));
-    Training::<AD>::new(&cfg, device).run(&mut net, train, &mut rng)?;
+    let (mut net, mut rng) = feature_net::<AD>(spec, train, epochs, seed, device)?;
     let n = sample.clamp(2, train.len().max(2)).min(train.len());
     let mut idx = rand::seq::index::sample(&mut rng, train.len(), n).into_vec();
     idx.sort_unstable();
@@ -146,6 +159,11 @@ pub fn probe<AD: AutodiffBackend>(
 }
 
 impl<B: Backend> CoverageProbe<B> {
+    /// The trained feature network (the privacy audit measures distances in its space too).
+    pub fn net(&self) -> &Model<B> {
+        &self.net
+    }
+
     /// The coverage of `set` in the probe's feature space.
     pub fn measure(&mut self, set: &SyntheticSet, device: &B::Device) -> Coverage {
         let f = embed(&mut self.net, &set.to_dataset(), device);

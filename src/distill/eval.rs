@@ -215,23 +215,38 @@ pub fn evaluate_set<B: AutodiffBackend>(
     progress: &Progress,
 ) -> Result<Vec<f64>> {
     let run = |r: usize| -> Result<f64> {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(seed ^ 0xe7a1, r as u64));
-        let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
-        let t = Training::<B>::new(&cfg.train, device).counted(progress);
-        match &cfg.combined {
-            Some((plain, fixed)) => {
-                let aug = Combined {
-                    dsa: cfg.dsa.clone(),
-                    plain: plain.clone(),
-                    fixed: fixed.clone(),
-                };
-                t.augmented(Some(&aug)).run(&mut model, set, &mut rng)?
-            }
-            None => t
-                .augmented(cfg.dsa.as_ref())
-                .run(&mut model, set, &mut rng)?,
-        }
+        let net_seed = step_seed(seed ^ 0xe7a1, r as u64);
+        let mut model = train_net::<B>(set, spec, cfg, net_seed, device, progress)?;
         Ok(evaluate(&mut model, test, 500, device).0)
     };
     par_map(cfg.repeats, run).into_iter().collect()
+}
+
+/// One fresh `spec` network trained on `set` by `cfg`'s protocol (its training, DSA or combined
+/// augmentation; `repeats` is not read), initialised and shuffled from `net_seed`.
+pub fn train_net<B: AutodiffBackend>(
+    set: &Dataset,
+    spec: &ModelSpec,
+    cfg: &EvalConfig,
+    net_seed: u64,
+    device: &B::Device,
+    progress: &Progress,
+) -> Result<crate::model::Model<B::InnerBackend>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(net_seed);
+    let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
+    let t = Training::<B>::new(&cfg.train, device).counted(progress);
+    match &cfg.combined {
+        Some((plain, fixed)) => {
+            let aug = Combined {
+                dsa: cfg.dsa.clone(),
+                plain: plain.clone(),
+                fixed: fixed.clone(),
+            };
+            t.augmented(Some(&aug)).run(&mut model, set, &mut rng)?
+        }
+        None => t
+            .augmented(cfg.dsa.as_ref())
+            .run(&mut model, set, &mut rng)?,
+    }
+    Ok(model)
 }

@@ -32,6 +32,8 @@ pub struct RunContext<'a> {
     pub resuming: bool,
     /// When the run (or this resumption) started.
     pub started: Instant,
+    /// Training images held out of the run as the privacy audit's non-members.
+    pub heldout: Option<&'a crate::data::Dataset>,
 }
 
 /// The DSA strategy the reference uses for a dataset (no flip for digits).
@@ -91,6 +93,7 @@ impl<'a> RunContext<'a> {
             opts,
             resuming: false,
             started: Instant::now(),
+            heldout: None,
         })
     }
 
@@ -103,6 +106,7 @@ impl<'a> RunContext<'a> {
             opts,
             resuming: true,
             started: Instant::now(),
+            heldout: None,
         }
     }
 
@@ -217,6 +221,7 @@ impl<'a> RunContext<'a> {
             wall_seconds: self.elapsed(),
             report,
             outcome,
+            privacy: None,
         }
     }
 }

@@ -144,6 +144,8 @@ struct Streams<'a, 'h> {
     mem_log: CsvLog<MemoryRow>,
     progress: Progress,
     state: State,
+    /// Each memory strategy's final memory, for the privacy audit.
+    memories: Vec<(String, crate::data::Dataset)>,
 }
 
 impl Streams<'_, '_> {
@@ -221,6 +223,9 @@ impl Streams<'_, '_> {
             .map_err(Error::Other)?;
         write_matrix(&ctx.dir, &ctx.scenario().name, &name, &m)?;
         let memory = &learned.memory;
+        if method.is_some() && !memory.is_empty() {
+            self.memories.push((name.clone(), memory.dataset()));
+        }
         let outcome = StrategyOutcome {
             metrics: m.summary(),
             memory_images: memory.len(),
@@ -319,6 +324,7 @@ impl BackendJob for ContinualJob<'_> {
             mem_log: ctx.csv("memory.csv")?,
             progress: ctx.progress((c.strategies.len() * tasks.len()) as u64),
             state,
+            memories: Vec::new(),
         };
         let mut results = Vec::new();
         let mut avg_series = Vec::new();
@@ -342,8 +348,16 @@ impl BackendJob for ContinualJob<'_> {
             &avg_series,
         );
         write_atomic(&ctx.dir.join("average_accuracy.svg"), svg.as_bytes())?;
+        let memory_dsa = c.dsa.then_some(&dsa);
+        let privacy = super::audit::continual::audit::<B>(
+            ctx,
+            &tasks,
+            &run.memories,
+            (&cfgs.1, memory_dsa),
+            &device,
+        )?;
         run.progress.finish();
-        let lines = report(
+        let mut lines = report(
             &results
                 .iter()
                 .map(|(n, r)| (n.clone(), r))
@@ -379,6 +393,12 @@ impl BackendJob for ContinualJob<'_> {
             random_init_accuracy: run.baseline.clone(),
             strategies: results.into_iter().collect::<BTreeMap<_, _>>(),
         };
-        Ok(ctx.summary(backend, lines, Outcome::Continual(Box::new(outcome))))
+        let privacy = privacy.map(|(record, more)| {
+            lines.extend(more);
+            record
+        });
+        let mut summary = ctx.summary(backend, lines, Outcome::Continual(Box::new(outcome)));
+        summary.privacy = privacy;
+        Ok(summary)
     }
 }

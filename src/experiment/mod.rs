@@ -3,6 +3,7 @@
 //! results folder `results/<name>-<timestamp>/`: `scenario.toml`, CSV rows written as the run goes,
 //! `summary.json` written atomically at the end.
 
+pub mod audit;
 pub mod checkpoint;
 pub mod context;
 pub mod continual;
@@ -84,17 +85,25 @@ pub fn run_file_on(
 /// Runs a loaded scenario, writing a new results folder.
 pub fn run(loaded: &Loaded, opts: &RunOptions) -> Result<RunOutput> {
     let device = device::check(loaded.scenario.device)?;
-    let split = load_data(loaded)?;
-    let ctx = RunContext::create(loaded, &split, opts)?;
+    let (split, heldout) = load_split(loaded)?;
+    let mut ctx = RunContext::create(loaded, &split, opts)?;
+    ctx.heldout = heldout.as_ref();
     execute(ctx, device)
 }
 
-/// The scenario's data, its relative paths resolved against its folder.
+/// The scenario's data, its relative paths resolved against its folder; its training set only
+/// the audit's members when `[audit]` holds some out.
 pub fn load_data(loaded: &Loaded) -> Result<crate::data::Split> {
-    loaded
+    Ok(load_split(loaded)?.0)
+}
+
+/// [`load_data`], and the training images held out as the audit's non-members.
+pub fn load_split(loaded: &Loaded) -> Result<(crate::data::Split, Option<crate::data::Dataset>)> {
+    let split = loaded
         .scenario
         .data
-        .load(&|p| loaded.resolve(p), loaded.scenario.seed)
+        .load(&|p| loaded.resolve(p), loaded.scenario.seed)?;
+    Ok(audit::hold_out(split, &loaded.scenario))
 }
 
 /// Continues an interrupted run in its results folder `dir` from its last checkpoint (distill:
@@ -103,15 +112,17 @@ pub fn load_data(loaded: &Loaded) -> Result<crate::data::Split> {
 /// as the original's.
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
     let loaded = resumable(dir)?;
-    if loaded.scenario.kind == Kind::Train {
+    if matches!(loaded.scenario.kind, Kind::Train | Kind::Audit) {
         return Err(Error::Other(format!(
-            "{}: train runs do not checkpoint; run the scenario again instead",
+            "{}: train and audit runs do not checkpoint; run them again instead",
             dir.display()
         )));
     }
     let device = device::check(loaded.scenario.device)?;
-    let split = load_data(&loaded)?;
-    execute(RunContext::resumed(&loaded, &split, dir, opts), device)
+    let (split, heldout) = load_split(&loaded)?;
+    let mut ctx = RunContext::resumed(&loaded, &split, dir, opts);
+    ctx.heldout = heldout.as_ref();
+    execute(ctx, device)
 }
 
 /// The scenario of the unfinished run in results folder `dir` (its copy there, relative paths
@@ -161,6 +172,7 @@ fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> 
             },
         ),
         Kind::Distill | Kind::Experts => device::dispatch(device, distill::DistillJob { ctx }),
+        Kind::Audit => device::dispatch(device, audit::AuditJob { ctx }),
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     checkpoint::finished(&dir)?;

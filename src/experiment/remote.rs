@@ -52,11 +52,12 @@ pub fn serve(
         loaded = kept;
     }
     let device = device::check(loaded.scenario.device)?;
-    let split = load_data(&loaded)?;
-    let ctx = match resume {
+    let (split, heldout) = super::load_split(&loaded)?;
+    let mut ctx = match resume {
         Some(dir) => RunContext::resumed(&loaded, &split, dir, opts),
         None => RunContext::create(&loaded, &split, opts)?,
     };
+    ctx.heldout = heldout.as_ref();
     let dir = ctx.dir.clone();
     let transport = Transport::Grpc(addr);
     let summary = match loaded.scenario.kind {

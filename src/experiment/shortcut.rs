@@ -67,7 +67,7 @@ fn find(dir: &Path, stems: &[&str]) -> Option<String> {
 }
 
 /// The `[data]` table for `--data`: the embedded digits, an IDX folder or a CIFAR folder.
-fn data_table(data: &str) -> Result<Table> {
+pub(crate) fn data_table(data: &str) -> Result<Table> {
     let mut t = Table::new();
     if data == "digits" {
         t["source"] = value("digits");

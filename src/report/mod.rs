@@ -3,6 +3,7 @@
 
 pub mod compare;
 pub mod plot;
+pub mod privacy;
 pub mod records;
 pub mod rows;
 

@@ -9,8 +9,10 @@ use crate::data::{Normalization, Split};
 use crate::distill::coverage::Coverage;
 use crate::distill::eval::EvalSettings;
 use crate::distill::mtt::check::StepCheck;
+use crate::distill::Provenance;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
+pub use crate::report::privacy::PrivacyAudit;
 use crate::scenario::{DistillSection, Protocol, StreamKind};
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,9 @@ pub struct Summary {
     /// The kind's results.
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The privacy audit of the run's sets (None: nothing audited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyAudit>,
 }
 
 impl Summary {
@@ -167,6 +172,17 @@ pub enum Outcome {
     Federated(FederatedOutcome),
     /// `kind = "federated_continual"`.
     FederatedContinual(Box<StreamOutcome>),
+    /// `kind = "audit"`.
+    Audit(AuditOutcome),
+}
+
+/// An audit run's subject: a set made elsewhere (its figures are in the summary's `privacy`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditOutcome {
+    /// The set file.
+    pub set: PathBuf,
+    /// Where the set says it came from.
+    pub provenance: Provenance,
 }
 
 /// A train run's results.

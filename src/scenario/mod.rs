@@ -10,6 +10,7 @@ pub mod edit;
 pub mod sections;
 pub mod validate;
 
+use crate::audit::AuditSettings;
 pub use crate::data::spec::DataSpec;
 use crate::data::Split;
 use crate::device::DeviceKind;
@@ -61,6 +62,9 @@ pub struct Scenario {
     pub continual: Option<ContinualSection>,
     /// Clients, partition, strategies and the wire (`kind = "federated"`).
     pub federated: Option<FederatedSection>,
+    /// The privacy audit of the run's sets (on by default in distill, continual and federated
+    /// runs; `kind = "audit"` audits a set file).
+    pub audit: Option<AuditSettings>,
 }
 
 /// The kinds of run.
@@ -79,6 +83,18 @@ pub enum Kind {
     Federated,
     /// Federated clients whose data arrives as a task stream (`[federated]` and `[continual]`).
     FederatedContinual,
+    /// Audit a synthetic set made elsewhere (`[audit] set`) against the data it came from.
+    Audit,
+}
+
+impl Kind {
+    /// True for the kinds whose sets the privacy audit examines.
+    pub fn audited(self) -> bool {
+        matches!(
+            self,
+            Kind::Distill | Kind::Continual | Kind::Federated | Kind::Audit
+        )
+    }
 }
 
 /// A scenario read from a file, with the file's location kept for resolving relative paths.
@@ -173,6 +189,17 @@ impl Scenario {
     /// The continual settings (defaults when the section is absent).
     pub fn continual_section(&self) -> ContinualSection {
         self.continual.clone().unwrap_or_default()
+    }
+
+    /// The audit settings (defaults when the section is absent: on, a small budget).
+    pub fn audit_section(&self) -> AuditSettings {
+        self.audit.clone().unwrap_or_default()
+    }
+
+    /// The audit settings when this run is audited (None: not audited, or `enabled = false`).
+    pub fn audit_if_on(&self) -> Option<AuditSettings> {
+        let a = self.audit_section();
+        (self.kind.audited() && a.enabled).then_some(a)
     }
 
     /// The evaluation settings (defaults when the section is absent).

@@ -123,12 +123,17 @@ pub fn validate(s: &Scenario, text: &str) -> Result<(), String> {
     if let Some(e) = &s.eval {
         c.problems("eval", e.problems());
     }
+    if let Some(a) = &s.audit {
+        c.problems("audit", a.problems());
+        validate_audit_use(&mut c, s, a);
+    }
     match s.kind {
         Kind::Distill => validate_distill(&mut c, s),
         Kind::Experts => {}
         Kind::Continual => validate_continual(&mut c, s),
         Kind::Federated => validate_federated(&mut c, s, false),
         Kind::FederatedContinual => validate_federated(&mut c, s, true),
+        Kind::Audit => validate_audit_kind(&mut c, s),
         Kind::Train => {
             for (present, section) in [
                 (s.distill.is_some(), "a [distill]"),
@@ -136,6 +141,7 @@ pub fn validate(s: &Scenario, text: &str) -> Result<(), String> {
                 (s.experts.is_some(), "an [experts]"),
                 (s.continual.is_some(), "a [continual]"),
                 (s.federated.is_some(), "a [federated]"),
+                (s.audit.is_some(), "an [audit]"),
             ] {
                 c.require(
                     !present,
@@ -153,6 +159,61 @@ pub fn validate(s: &Scenario, text: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(c.errors.join("\n"))
+    }
+}
+
+/// `[audit]` keys that only some kinds read.
+fn validate_audit_use(c: &mut Checker, s: &Scenario, a: &crate::audit::AuditSettings) {
+    let holds_out = a.member_share.is_some() || a.members_per_class.is_some();
+    c.require(
+        !holds_out || matches!(s.kind, Kind::Distill | Kind::Continual | Kind::Federated),
+        "audit",
+        if a.member_share.is_some() {
+            "member_share"
+        } else {
+            "members_per_class"
+        },
+        "(given)",
+        "a member split only in distill, continual and federated runs (the runs that make sets from their training data)",
+    );
+    c.require(
+        a.set.is_none() || s.kind == Kind::Audit,
+        "audit",
+        "set",
+        "(given)",
+        "a set file only with kind = \"audit\"",
+    );
+}
+
+/// `kind = "audit"`: a set file to audit, and no section that makes sets.
+fn validate_audit_kind(c: &mut Checker, s: &Scenario) {
+    c.require(
+        s.audit.as_ref().is_some_and(|a| a.set.is_some()),
+        "audit",
+        "set",
+        "(missing)",
+        "the synthetic set file to audit (a .safetensors written by distillery)",
+    );
+    c.require(
+        s.audit.as_ref().is_none_or(|a| a.enabled),
+        "audit",
+        "enabled",
+        "false",
+        "true in an audit scenario",
+    );
+    for (present, what) in [
+        (s.distill.is_some(), "[distill]"),
+        (s.experts.is_some(), "[experts]"),
+        (s.continual.is_some(), "[continual]"),
+        (s.federated.is_some(), "[federated]"),
+    ] {
+        c.require(
+            !present,
+            "",
+            "kind",
+            "\"audit\"",
+            &format!("no {what} section in an audit scenario (it audits a set made elsewhere)"),
+        );
     }
 }
 

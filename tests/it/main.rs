@@ -22,6 +22,8 @@ mod model;
 mod mtt;
 mod partition;
 mod plots;
+mod privacy;
+mod privacy_runs;
 mod resume;
 mod run;
 mod scenario;

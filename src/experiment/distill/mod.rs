@@ -182,7 +182,14 @@ impl BackendJob for DistillJob<'_> {
                 coverage.insert(m.clone(), c);
             }
         }
-        let (results, report) = evaluate::<B>(&plan, &made.sets, &mut logs, &progress, &device)?;
+        let (results, mut report) =
+            evaluate::<B>(&plan, &made.sets, &mut logs, &progress, &device)?;
+        let privacy = super::audit::distill::audit::<B>(&plan, &made.sets, &probe, &device)?;
+        let privacy = privacy.map(|(record, lines)| {
+            lines.iter().for_each(|l| progress.say(l));
+            report.extend(lines);
+            record
+        });
         progress.finish();
         let primary = plan.methods[0].name();
         let headline = results.get(primary).and_then(|r| r.get(&plan.models[0].0));
@@ -208,7 +215,9 @@ impl BackendJob for DistillJob<'_> {
             eval_during_distill_seconds: made.excluded,
             results,
         };
-        Ok(ctx.summary(backend, report, Outcome::Distill(Box::new(outcome))))
+        let mut summary = ctx.summary(backend, report, Outcome::Distill(Box::new(outcome)));
+        summary.privacy = privacy;
+        Ok(summary)
     }
 }
 

@@ -140,6 +140,7 @@ impl BackendJob for FederatedJob<'_> {
             next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
             (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
         }
+        let mut audit = super::audit::federated::Federated::<B>::new(ctx, &parts);
         for (index, (entry, st)) in f.strategies.iter().zip(settings).enumerate() {
             let label = entry.label();
             if index < next || results.contains_key(&label) {
@@ -151,6 +152,15 @@ impl BackendJob for FederatedJob<'_> {
                 .flatten();
             clients.current = index;
             let mut run = clients.start::<B>(entry.kind, st, &device)?;
+            // The server's decoded sets, kept for the privacy audit.
+            let sent = match audit.wants(entry.kind) {
+                true => {
+                    let (kept, sent) = super::audit::federated::recording(run.strategy);
+                    run.strategy = kept;
+                    Some(sent)
+                }
+                false => None,
+            };
             clients.rounds::<B>(&mut run, (0, &ctx.split.test), stop_at, &device)?;
             let rounds = &run.past.rounds;
             let rec = record(rounds, stop_at, t0.elapsed().as_secs_f64());
@@ -159,6 +169,9 @@ impl BackendJob for FederatedJob<'_> {
                 oneshot_acc = rec.final_accuracy;
             }
             report.push(report_line(&label, &rec));
+            if let Some(sent) = &sent {
+                audit.strategy(&label, sent, &device)?;
+            }
             series.push((label.clone(), curve(rounds)));
             let done = Finished {
                 index,
@@ -185,6 +198,10 @@ impl BackendJob for FederatedJob<'_> {
             "bytes: encoded protobuf message lengths (tensors as {}), up and down, all clients; client s: seconds of compute the clients reported",
             f.quantization.name()
         ));
+        let privacy = audit.finish(&device)?.map(|(record, lines)| {
+            report.extend(lines);
+            record
+        });
         let outcome = FederatedOutcome {
             clients: f.clients,
             partition: f.partition.clone(),
@@ -193,6 +210,8 @@ impl BackendJob for FederatedJob<'_> {
             transport: self.transport.name().into(),
             strategies: results,
         };
-        Ok(ctx.summary(backend, report, Outcome::Federated(outcome)))
+        let mut summary = ctx.summary(backend, report, Outcome::Federated(outcome));
+        summary.privacy = privacy;
+        Ok(summary)
     }
 }
