@@ -25,4 +25,5 @@ mod selmatch;
 mod stream;
 mod trajectory;
 mod unroll;
+mod wire;
 mod zca;
