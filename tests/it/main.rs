@@ -15,6 +15,7 @@ mod distill;
 mod doctor;
 mod fcl;
 mod federated;
+mod fuzz;
 mod manual;
 mod model;
 mod mtt;

@@ -333,3 +333,17 @@ fn serving_plaintext_beyond_loopback_warns() {
         "{line}"
     );
 }
+
+#[test]
+fn client_ids_parse_as_lists_and_ranges() {
+    use distillery::experiment::remote::parse_ids;
+    assert_eq!(parse_ids("3").unwrap(), [3]);
+    assert_eq!(parse_ids("0-4").unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!(parse_ids("9,3,5,7-8, 5").unwrap(), [3, 5, 7, 8, 9]);
+    assert!(parse_ids("5-2").unwrap_err().contains("backwards"));
+    assert!(parse_ids("1,x")
+        .unwrap_err()
+        .contains("\"x\" is not a client id"));
+    assert!(parse_ids("-3").is_err());
+    assert!(parse_ids("0-99999999").unwrap_err().contains("million"));
+}
