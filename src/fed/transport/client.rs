@@ -253,10 +253,7 @@ impl<B: AutodiffBackend> Host<B> {
                 next_seq: next,
             };
             let task = self
-                .call(id, |mut c| {
-                    let ask = ask.clone();
-                    async move { c.fetch(ask).await }
-                })
+                .call(id, |mut c| async move { c.fetch(ask).await })
                 .await?;
             if task.done {
                 return Ok(done);
