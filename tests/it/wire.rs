@@ -347,3 +347,47 @@ fn client_ids_parse_as_lists_and_ranges() {
     assert!(parse_ids("-3").is_err());
     assert!(parse_ids("0-99999999").unwrap_err().contains("million"));
 }
+
+#[test]
+fn a_client_that_loses_its_server_mid_run_retries_then_gives_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lost.toml");
+    std::fs::write(&file, scenario("lost", 2, false)).unwrap();
+    let results = dir.path().join("results");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{addr}");
+    let server = Proc::spawn(&[
+        "serve",
+        s(&file),
+        "--quiet",
+        "--addr",
+        &addr,
+        "--results",
+        s(&results),
+    ]);
+    let mut client = Proc::spawn(&[
+        "client",
+        s(&file),
+        "--id",
+        "0",
+        "--server",
+        &url,
+        "--retry-for",
+        "2",
+    ]);
+    // Joined and waiting for its first task (the server waits for client 1): kill the server.
+    let out = client.0.as_mut().unwrap().stdout.take().unwrap();
+    let line = BufReader::new(out).lines().next().unwrap().unwrap();
+    assert!(line.starts_with("joined"), "{line}");
+    server.finish(Duration::ZERO);
+    let t0 = Instant::now();
+    let o = client.finish(Duration::from_secs(60));
+    assert!(!o.status.success());
+    let msg = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        msg.contains("client 0: server away") && msg.contains("retrying in"),
+        "{msg}"
+    );
+    assert!(msg.contains("gave up after"), "{msg}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+}
