@@ -183,6 +183,24 @@ fn a_tls_run_equals_the_plaintext_one_and_an_untrusted_client_is_refused() {
     let plain = Proc::spawn(&["client", s(&file), "--id", "0", "--tls-ca", s(&cert)])
         .finish(Duration::from_secs(30));
     assert!(String::from_utf8_lossy(&plain.stderr).contains("needs an https:// URL"));
+    // A plaintext client of a TLS server sees transport errors, retries, and gives up with a hint.
+    let http = format!("http://{addr}");
+    let plain = Proc::spawn(&[
+        "client",
+        s(&file),
+        "--id",
+        "0",
+        "--server",
+        &http,
+        "--retry-for",
+        "1",
+    ])
+    .finish(Duration::from_secs(60));
+    let msg = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !plain.status.success() && msg.contains("connect to https:// with --tls-ca"),
+        "{msg}"
+    );
     let clients = Proc::spawn(&[
         "client",
         s(&file),

@@ -185,6 +185,17 @@ impl<B: AutodiffBackend> Host<B> {
         }
     }
 
+    /// A plaintext client's give-up error, with the likeliest cause of steady transport errors.
+    fn hint(&self, e: Error) -> Error {
+        if self.url.starts_with("http://") {
+            Error::Other(format!(
+                "{e} (if the server serves TLS, connect to https:// with --tls-ca)"
+            ))
+        } else {
+            e
+        }
+    }
+
     /// Runs `call` until it succeeds, retrying (and joining again first) while the server is
     /// away, within the retry budget.
     async fn call<T, F, Fut>(&self, id: usize, mut call: F) -> Result<T>
@@ -203,9 +214,8 @@ impl<B: AutodiffBackend> Host<B> {
                 match self.client.clone().join(join).await {
                     Ok(_) => {}
                     Err(s) if away(&s) => {
-                        streak
-                            .wait(&who, &format!("server away ({})", s.message()))
-                            .await?;
+                        let why = format!("server away ({})", s.message());
+                        streak.wait(&who, &why).await.map_err(|e| self.hint(e))?;
                         continue;
                     }
                     Err(s) => return Err(self.fatal(id, &s)),
@@ -219,9 +229,8 @@ impl<B: AutodiffBackend> Host<B> {
                     return Ok(r.into_inner());
                 }
                 Err(s) if away(&s) => {
-                    streak
-                        .wait(&who, &format!("server away ({})", s.message()))
-                        .await?;
+                    let why = format!("server away ({})", s.message());
+                    streak.wait(&who, &why).await.map_err(|e| self.hint(e))?;
                     rejoin = true;
                 }
                 Err(s) => return Err(self.fatal(id, &s)),
