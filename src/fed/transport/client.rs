@@ -181,6 +181,12 @@ impl<B: AutodiffBackend> Host<B> {
     fn fatal(&self, id: usize, s: &Status) -> Error {
         match tls_failure(s) {
             Some(t) => untrusted(&self.url, &t),
+            // A TLS server answers plaintext HTTP/2 with protocol errors.
+            None if s.message().contains("h2 protocol error") => self.hint(Error::Other(format!(
+                "client {id}: {}: {}",
+                self.url,
+                s.message()
+            ))),
             None => Error::Other(format!("client {id}: {}: {}", self.url, s.message())),
         }
     }
