@@ -9,6 +9,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use distillery::experiment::shortcut::{self, DistillArgs};
 use distillery::experiment::{self as runner, remote, RunOptions};
+use distillery::fed::transport::grpc::Listen;
+use distillery::fed::transport::retry::Retry;
+use distillery::fed::transport::tls::{ClientTls, ServerTls};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -99,17 +102,43 @@ enum Cmd {
         /// Continue the interrupted server run in this results folder from its last round.
         #[arg(long)]
         resume: Option<PathBuf>,
+        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM); needs --tls-cert.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
-    /// Run one client of a federated scenario against a `distillery serve` server.
+    /// Run one client, or many (--ids), of a federated scenario against a `distillery serve`
+    /// server.
     Client {
         /// The same scenario file the server runs (the client computes its own partition).
         file: PathBuf,
-        /// The server's URL.
+        /// The server's URL (https:// with --tls-ca).
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
         /// This client's id (0-based).
+        #[arg(long, required_unless_present = "ids", conflicts_with = "ids")]
+        id: Option<usize>,
+        /// Host these clients in this process, each with its own partition and state: `0-99`,
+        /// `3,5,7-9`.
+        #[arg(long, value_name = "IDS", value_parser = parse_ids)]
+        ids: Option<Ids>,
+        /// Trust the server certificate signed by this CA (PEM; a self-signed certificate is its
+        /// own CA) and speak TLS.
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
+        /// The name the server's certificate must carry, when it is not the URL's host.
+        #[arg(long, value_name = "NAME", requires = "tls_ca")]
+        tls_domain: Option<String>,
+        /// Keep retrying a server that cannot be reached (not up yet, restarting, lost) for up
+        /// to this many seconds per outage, waits doubling from 0.25 s to 10 s; 0: no retries.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+        retry_for: f64,
+        /// Worker threads for the hosted clients' work (default: the scenario's `workers`, else
+        /// one per core).
         #[arg(long)]
-        id: usize,
+        workers: Option<usize>,
         /// Folder whose `experts/` and `scores/` cache what trajectory-matching clients need.
         #[arg(long, default_value = "results")]
         results: PathBuf,
@@ -166,6 +195,14 @@ enum Cmd {
         /// The scenario (TOML).
         file: PathBuf,
     },
+}
+
+/// Client ids as `--ids` gives them.
+#[derive(Clone, Debug)]
+struct Ids(Vec<usize>);
+
+fn parse_ids(s: &str) -> Result<Ids, String> {
+    remote::parse_ids(s).map(Ids)
 }
 
 fn parse_shape(s: &str) -> Result<[usize; 3], String> {
@@ -272,9 +309,16 @@ fn main() -> ExitCode {
             results,
             quiet,
             resume,
+            tls_cert,
+            tls_key,
         } => remote::serve(
             &file,
-            addr,
+            Listen {
+                addr,
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| ServerTls { cert, key }),
+            },
             &RunOptions {
                 results_root: results,
                 quiet,
@@ -286,9 +330,29 @@ fn main() -> ExitCode {
             file,
             server,
             id,
+            ids,
+            tls_ca,
+            tls_domain,
+            retry_for,
+            workers,
             results,
-        } => remote::client(&file, &server, id, &results)
-            .map(|n| println!("client {id}: {n} tasks done; the server ended the run")),
+        } => {
+            let run = remote::ClientRun {
+                url: server,
+                ids: ids.map(|i| i.0).or(id.map(|i| vec![i])).unwrap_or_default(),
+                tls: tls_ca.map(|ca| ClientTls {
+                    ca,
+                    domain: tls_domain,
+                }),
+                retry: Retry::for_seconds(retry_for),
+                workers,
+            };
+            remote::client(&file, &run, &results).map(|done| {
+                for (id, n) in done {
+                    println!("client {id}: {n} tasks done; the server ended the run");
+                }
+            })
+        }
         Cmd::Doctor {
             device,
             shape,

@@ -51,7 +51,11 @@ fn header(bytes: &[u8], magic: u32, ndims: usize) -> std::result::Result<Vec<usi
         ));
     }
     let dims: Vec<usize> = (1..=ndims).map(|i| word(i) as usize).collect();
-    let body: usize = dims.iter().product();
+    let body = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|b| b.checked_add(need).is_some())
+        .ok_or_else(|| format!("header dimensions {dims:?} overflow"))?;
     if bytes.len() != need + body {
         return Err(format!(
             "size mismatch: header says {dims:?} ({body} data bytes) but the file holds {} data bytes{}",

@@ -69,7 +69,10 @@ fn header(f: &mut std::fs::File) -> std::result::Result<(u64, HashMap<String, En
             .map_err(|_| format!("tensor `{name}`: bad data_offsets"))?;
         let shape: Vec<usize> = serde_json::from_value(v["shape"].clone())
             .map_err(|_| format!("tensor `{name}`: bad shape"))?;
-        if offs.len() != 2 || offs[0] > offs[1] || 8 + n + offs[1] > size {
+        if offs.len() != 2
+            || offs[0] > offs[1]
+            || offs[1].checked_add(8 + n).is_none_or(|end| end > size)
+        {
             return Err(format!(
                 "tensor `{name}` lies outside the file (truncated?)"
             ));

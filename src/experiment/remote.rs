@@ -1,14 +1,19 @@
 //! Federated runs over gRPC: `distillery serve` runs a scenario's server half and writes its
-//! results folder; each `distillery client` process runs one client against it.
+//! results folder; each `distillery client` process runs one or many of its clients against it.
 
 use super::continual::build_stream;
 use super::federated::continual::StreamJob;
 use super::federated::setup::client_streams;
 use super::federated::{client_data, settings, FederatedJob, Transport};
 use super::{load_data, RunContext, RunOptions, RunOutput};
+use crate::device::worker_threads;
 use crate::device::{self, BackendJob};
 use crate::error::{Error, Result};
 use crate::fed::strategy::ClientState;
+use crate::fed::transport::client::{run_clients, Connect};
+use crate::fed::transport::grpc::{token, Listen};
+use crate::fed::transport::retry::Retry;
+use crate::fed::transport::tls::ClientTls;
 use crate::files::write_json_atomic;
 use crate::scenario::{self, Kind, Loaded};
 use burn::tensor::backend::AutodiffBackend;
@@ -35,7 +40,7 @@ fn federated(path: &Path, what: &str) -> Result<Loaded> {
 /// in `resume` from its last round checkpoint (its scenario must be the one at `path`).
 pub fn serve(
     path: &Path,
-    addr: std::net::SocketAddr,
+    listen: Listen,
     opts: &RunOptions,
     resume: Option<&Path>,
 ) -> Result<RunOutput> {
@@ -59,7 +64,7 @@ pub fn serve(
     };
     ctx.heldout = heldout.as_ref();
     let dir = ctx.dir.clone();
-    let transport = Transport::Grpc(addr);
+    let transport = Transport::Grpc(listen);
     let summary = match loaded.scenario.kind {
         Kind::FederatedContinual => device::dispatch(device, StreamJob { ctx, transport }),
         _ => device::dispatch(device, FederatedJob { ctx, transport }),
@@ -69,12 +74,60 @@ pub fn serve(
     Ok(RunOutput { dir, summary })
 }
 
-/// Runs client `id` of a federated scenario against the server at `url` until the server ends
-/// the run; returns the number of tasks it did. Its caches (experts) go under `cache`.
-pub fn client(path: &Path, url: &str, id: usize, cache: &Path) -> Result<usize> {
+/// What `distillery client` was asked: the server, the ids it hosts, TLS, retries, workers.
+#[derive(Clone, Debug)]
+pub struct ClientRun {
+    /// The server's URL.
+    pub url: String,
+    /// The client ids this process hosts.
+    pub ids: Vec<usize>,
+    /// What it trusts, when the server speaks TLS.
+    pub tls: Option<ClientTls>,
+    /// How long it retries an unreachable server.
+    pub retry: Retry,
+    /// Worker threads for the hosted clients' work (None: the scenario's `workers`, else one
+    /// per core).
+    pub workers: Option<usize>,
+}
+
+/// Client ids from `3`, `0-99` or `3,5,7-9` (ranges inclusive), sorted, without repeats.
+pub fn parse_ids(s: &str) -> std::result::Result<Vec<usize>, String> {
+    let mut ids = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let num = |t: &str| {
+            t.trim().parse::<usize>().map_err(|_| {
+                format!("{s:?}: {t:?} is not a client id (expected ids such as 0-99 or 3,5,7-9)")
+            })
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("{s:?}: range {a}-{b} runs backwards"));
+                }
+                if b - a >= 1_000_000 {
+                    return Err(format!("{s:?}: range {a}-{b} is over a million clients"));
+                }
+                ids.extend(a..=b);
+            }
+            None => ids.push(num(part)?),
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Runs the clients `run.ids` of a federated scenario in this process against the server at
+/// `run.url` until the server ends the run; returns each id with the number of tasks it did.
+/// Their caches (experts) go under `cache`.
+pub fn client(path: &Path, run: &ClientRun, cache: &Path) -> Result<Vec<(usize, usize)>> {
     let loaded = federated(path, "client")?;
     let f = loaded.scenario.federated_section();
-    if id >= f.clients {
+    if run.ids.is_empty() {
+        return Err(Error::Other("no client ids to run".into()));
+    }
+    if let Some(&id) = run.ids.iter().find(|&&id| id >= f.clients) {
         return Err(Error::Other(format!(
             "client id {id}: the scenario has clients 0..{}",
             f.clients
@@ -85,47 +138,67 @@ pub fn client(path: &Path, url: &str, id: usize, cache: &Path) -> Result<usize> 
     let job = ClientJob {
         loaded: &loaded,
         split: &split,
-        url,
-        id,
+        run,
         cache,
     };
     device::dispatch(device, job)
 }
 
+/// Client `id`'s part, taken out of everyone's.
+fn take<T>(parts: &mut [Option<T>], id: usize) -> Result<T> {
+    parts
+        .get_mut(id)
+        .and_then(Option::take)
+        .ok_or_else(|| Error::Other(format!("client {id}: no partition for this id")))
+}
+
 struct ClientJob<'a> {
     loaded: &'a Loaded,
     split: &'a crate::data::Split,
-    url: &'a str,
-    id: usize,
+    run: &'a ClientRun,
     cache: &'a Path,
 }
 
 impl BackendJob for ClientJob<'_> {
-    type Output = Result<usize>;
+    type Output = Result<Vec<(usize, usize)>>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &str) -> Self::Output {
-        let (loaded, split) = (self.loaded, self.split);
+        let (loaded, split, run) = (self.loaded, self.split, self.run);
         let f = loaded.scenario.federated_section();
-        let state = match loaded.scenario.kind {
+        let states: Vec<ClientState> = match loaded.scenario.kind {
             Kind::FederatedContinual => {
                 let tasks = build_stream(&loaded.scenario, split).map_err(Error::Other)?;
-                let mut slices = client_streams(loaded, &tasks)?;
-                ClientState::streaming(self.id, slices.swap_remove(self.id))
+                let mut slices: Vec<Option<_>> = client_streams(loaded, &tasks)?
+                    .into_iter()
+                    .map(Some)
+                    .collect();
+                run.ids
+                    .iter()
+                    .map(|&id| take(&mut slices, id).map(|s| ClientState::streaming(id, s)))
+                    .collect::<Result<_>>()?
             }
-            _ => ClientState::new(self.id, client_data(loaded, split)?.swap_remove(self.id)),
+            _ => {
+                let mut parts: Vec<Option<_>> =
+                    client_data(loaded, split)?.into_iter().map(Some).collect();
+                run.ids
+                    .iter()
+                    .map(|&id| take(&mut parts, id).map(|d| ClientState::new(id, d)))
+                    .collect::<Result<_>>()?
+            }
         };
         let mut strategies = HashMap::new();
         for e in &f.strategies {
             let s = settings(loaded, split, self.cache.to_path_buf(), e)?;
             strategies.insert(e.label(), (e.kind, Arc::new(s)));
         }
-        crate::fed::transport::grpc::run_client::<B>(
-            self.url,
-            state,
-            strategies,
-            crate::fed::transport::grpc::token(&f.token),
-            f.max_message_bytes,
-            device,
-        )
+        let conn = Connect {
+            url: run.url.clone(),
+            tls: run.tls.clone(),
+            token: token(&f.token),
+            retry: run.retry.clone(),
+            max_message_bytes: f.max_message_bytes,
+        };
+        let workers = run.workers.or(f.workers).unwrap_or_else(worker_threads);
+        run_clients::<B>(&conn, states, strategies, workers, device)
     }
 }

@@ -97,10 +97,12 @@ pub fn decode_tensor(t: &pb::Tensor) -> Result<(Vec<f32>, Vec<usize>), String> {
         Ok(pb::Encoding::U8) => (1, pb::Encoding::U8),
         Err(_) => return Err(format!("unknown tensor encoding {}", t.encoding)),
     };
-    if t.data.len() != n * width {
+    let bytes = n
+        .checked_mul(width)
+        .ok_or_else(|| format!("shape {shape:?} overflows"))?;
+    if t.data.len() != bytes {
         return Err(format!(
-            "shape {shape:?} needs {} bytes of {enc:?}, got {}",
-            n * width,
+            "shape {shape:?} needs {bytes} bytes of {enc:?}, got {}",
             t.data.len()
         ));
     }

@@ -95,7 +95,7 @@ fn bad_payloads_are_named() {
         .contains("labels"));
 }
 
-fn scenario_text(name: &str, extra: &str) -> String {
+pub fn scenario_text(name: &str, extra: &str) -> String {
     format!(
         r#"
 name = "{name}"
@@ -123,7 +123,7 @@ partition = {{ kind = "iid" }}
     )
 }
 
-fn run(text: &str, root: &Path) -> runner::RunOutput {
+pub fn run(text: &str, root: &Path) -> runner::RunOutput {
     let l = scenario::parse(text, Path::new("fed.toml")).unwrap();
     runner::run(&l, &RunOptions::quiet(root)).unwrap()
 }
@@ -138,7 +138,7 @@ fn s_params(l: &scenario::Loaded) -> usize {
 }
 
 /// The rows of a results CSV, read back typed.
-fn rows<R: serde::de::DeserializeOwned>(path: &Path) -> Vec<R> {
+pub fn rows<R: serde::de::DeserializeOwned>(path: &Path) -> Vec<R> {
     csv::Reader::from_path(path)
         .unwrap()
         .deserialize()
@@ -261,7 +261,7 @@ faults = { crash = [1], nan = [2], slow = [3], slow_seconds = 6.0 }"#,
     );
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -15,7 +15,7 @@ use crate::device::{worker_threads, BackendJob};
 use crate::error::{Error, Result};
 use crate::experiment::checkpoint::STATE_FILE;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
-use crate::fed::transport::grpc::{token, GrpcServer};
+use crate::fed::transport::grpc::{token, GrpcServer, Listen};
 use crate::fed::transport::in_process::WorkerPool;
 use crate::files::write_atomic;
 use crate::report::plot::lines_svg;
@@ -32,8 +32,8 @@ use std::time::Instant;
 pub enum Transport {
     /// Tokio tasks in this process.
     InProcess,
-    /// Remote processes that connect to a gRPC server at this address.
-    Grpc(std::net::SocketAddr),
+    /// Remote processes that connect to a gRPC server listening so.
+    Grpc(Listen),
 }
 
 impl Transport {
@@ -49,9 +49,14 @@ impl Transport {
     pub fn server(&self, f: &crate::scenario::FederatedSection) -> Result<Option<GrpcServer>> {
         match self {
             Transport::InProcess => Ok(None),
-            Transport::Grpc(addr) => {
-                GrpcServer::start(*addr, f.clients, token(&f.token), f.max_message_bytes).map(Some)
-            }
+            Transport::Grpc(l) => GrpcServer::start(
+                l.addr,
+                l.tls.as_ref(),
+                f.clients,
+                token(&f.token),
+                f.max_message_bytes,
+            )
+            .map(Some),
         }
     }
 }

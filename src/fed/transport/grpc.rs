@@ -1,18 +1,17 @@
-//! The gRPC transport: `distillery serve` runs the scenario's server half behind a tonic server
-//! (the `Federation` service of proto/distillery.proto); `distillery client` processes join it,
-//! fetch each round's task, do the work and submit. A shared token (metadata
+//! The gRPC transport's server: `distillery serve` runs the scenario's server half behind a tonic
+//! server (the `Federation` service of proto/distillery.proto), over TLS when given a certificate;
+//! `distillery client` processes ([`super::client`]) join it, fetch each round's task, do the
+//! work and submit. A client may join again under its id (after a crash or a lost connection):
+//! the id stays joined, and its latest submission for a round replaces any earlier one, so an
+//! update is never counted twice. A shared token (metadata
 //! `authorization: Bearer <token>`) authenticates clients; frames above the size limit are
 //! refused by tonic, and updates above `max_message_bytes` are rejected and logged by the engine.
 
+use super::tls::{chain, ServerTls};
 use super::{Delivery, Transport};
 use crate::error::{Error, Result};
 use crate::fed::pb;
-use crate::fed::pb::federation_client::FederationClient;
 use crate::fed::pb::federation_server::{Federation, FederationServer};
-use crate::fed::protocol::{task_from, update_message};
-use crate::fed::strategy::build::client_app;
-use crate::fed::strategy::{answer, ClientApp, ClientState, Settings, StrategyKind};
-use burn::tensor::backend::AutodiffBackend;
 use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -27,6 +26,15 @@ pub fn token(scenario: &Option<String>) -> Option<String> {
         .ok()
         .filter(|t| !t.is_empty())
         .or_else(|| scenario.clone())
+}
+
+/// Where and how a server listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// The address to bind.
+    pub addr: SocketAddr,
+    /// Its certificate and key (None: plaintext).
+    pub tls: Option<ServerTls>,
 }
 
 /// What the server has published: the current task and who it is for.
@@ -163,10 +171,29 @@ impl GrpcServer {
     /// Starts serving on `addr` for `expected` clients.
     pub fn start(
         addr: SocketAddr,
+        tls: Option<&ServerTls>,
         expected: usize,
         token: Option<String>,
         max_message_bytes: usize,
     ) -> Result<Self> {
+        let mut builder = tonic::transport::Server::builder();
+        match tls {
+            Some(t) => {
+                builder = builder.tls_config(t.config()?).map_err(|e| {
+                    Error::Other(format!(
+                        "TLS with {} and {}: {}",
+                        t.cert.display(),
+                        t.key.display(),
+                        chain(&e)
+                    ))
+                })?;
+            }
+            None if !addr.ip().is_loopback() => eprintln!(
+                "warning: serving plaintext gRPC on {addr}, which is not loopback: the token and \
+                 every update travel unencrypted (pass --tls-cert FILE --tls-key FILE)"
+            ),
+            None => {}
+        }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -196,7 +223,7 @@ impl GrpcServer {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .add_service(svc)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop_rx.await;
@@ -314,113 +341,4 @@ impl Drop for GrpcServer {
             let _ = s.send(());
         }
     }
-}
-
-/// The strategies a client knows, by label: their kind and settings.
-pub type Known = HashMap<String, (StrategyKind, Arc<Settings>)>;
-
-/// Runs one client process (`state`: its id and data, as each strategy starts it): joins `url`,
-/// then fetches, works and submits until the server says the run is over. Returns the number of
-/// tasks done.
-pub fn run_client<B: AutodiffBackend>(
-    url: &str,
-    state: ClientState,
-    strategies: Known,
-    token: Option<String>,
-    max_message_bytes: usize,
-    device: B::Device,
-) -> Result<usize> {
-    let id = state.id;
-    let first = state.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Other(format!("cannot start the tokio runtime: {e}")))?;
-    let frame = max_message_bytes.saturating_mul(2).saturating_add(1 << 20);
-    let expect = strategies
-        .values()
-        .next()
-        .map(|(_, s)| s.expect())
-        .ok_or_else(|| Error::Other("the scenario names no strategy".into()))?;
-    rt.block_on(async move {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-            .map_err(|e| Error::Other(format!("server address {url:?}: {e}")))?;
-        // The server may still be starting: retry for a minute.
-        let mut tries = 0;
-        let channel = loop {
-            match endpoint.connect().await {
-                Ok(c) => break c,
-                Err(e) if tries >= 120 => {
-                    return Err(Error::Other(format!("cannot reach {url}: {e}")))
-                }
-                Err(_) => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        };
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let mut client = FederationClient::with_interceptor(channel, move |mut req: Request<()>| {
-            if let Some(b) = &bearer {
-                let v = b
-                    .parse()
-                    .map_err(|_| Status::invalid_argument("token is not valid metadata"))?;
-                req.metadata_mut().insert("authorization", v);
-            }
-            Ok(req)
-        })
-        .max_decoding_message_size(frame)
-        .max_encoding_message_size(frame);
-        let st = |e: Status| Error::Other(format!("client {id}: {}: {}", url, e.message()));
-        client
-            .join(pb::JoinRequest {
-                client_id: id as u32,
-            })
-            .await
-            .map_err(st)?;
-        let mut apps: HashMap<String, Arc<dyn ClientApp<B>>> = HashMap::new();
-        let mut states: HashMap<String, ClientState> = HashMap::new();
-        let mut next = 0u32;
-        let mut done = 0usize;
-        loop {
-            let task = client
-                .fetch(pb::FetchRequest {
-                    client_id: id as u32,
-                    next_seq: next,
-                })
-                .await
-                .map_err(st)?
-                .into_inner();
-            if task.done {
-                return Ok(done);
-            }
-            next = task.seq + 1;
-            let strategy = task.strategy.clone();
-            let typed =
-                task_from(&task, &expect).map_err(|e| Error::Other(format!("client {id}: {e}")))?;
-            let Some((kind, settings)) = strategies.get(&strategy) else {
-                return Err(Error::Other(format!(
-                    "client {id}: the server runs strategy {strategy:?}, which this scenario does not name"
-                )));
-            };
-            let app = apps
-                .entry(strategy.clone())
-                .or_insert_with(|| client_app::<B>(*kind, settings.clone()))
-                .clone();
-            let mut state = states
-                .remove(&strategy)
-                .unwrap_or_else(|| first.clone());
-            let dev = device.clone();
-            let (state, update) = tokio::task::spawn_blocking(move || {
-                let u = answer(&*app, &typed, &mut state, &dev);
-                (state, u)
-            })
-            .await
-            .map_err(|e| Error::Other(format!("client {id}: work panicked: {e}")))?;
-            states.insert(strategy, state);
-            let update = update_message(&update, settings.quantization);
-            client.submit(update).await.map_err(st)?;
-            done += 1;
-        }
-    })
 }

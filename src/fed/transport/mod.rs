@@ -3,8 +3,11 @@
 //! process ([`in_process`]) or as remote processes over gRPC ([`grpc`]), and the faults a
 //! simulation can inject.
 
+pub mod client;
 pub mod grpc;
 pub mod in_process;
+pub mod retry;
+pub mod tls;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
