@@ -7,19 +7,18 @@
 //! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
 
 use super::resume::{FedState, Ongoing, Weights};
-use super::rounds::{record, Clients, Logs};
+use super::rounds::{record, Clients};
 use super::{setup, Transport};
 use crate::cl::learner::{accuracy_row, fit, Fit};
 use crate::cl::metrics::AccuracyMatrix;
 use crate::data::stream::Task;
 use crate::data::Dataset;
-use crate::device::{worker_threads, BackendJob};
+use crate::device::BackendJob;
 use crate::error::{Error, Result};
 use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::continual::{build_stream, seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
-use crate::fed::transport::in_process::WorkerPool;
 use crate::files::{write_atomic, CsvLog, Fixed};
 use crate::report::plot::lines_svg;
 use crate::report::records::{
@@ -257,27 +256,17 @@ impl BackendJob for StreamJob<'_> {
         let resumed: Option<FedState> = ctx.resume_state(KIND)?;
         let stream = Stream::new(ctx)?;
         let tasks = &stream.tasks;
-        let mut clients = Clients {
+        let mut clients = Clients::new(
             ctx,
-            states: stream
+            stream
                 .slices
                 .iter()
                 .enumerate()
                 .map(|(id, sl)| ClientState::streaming(id, sl.clone()))
                 .collect(),
-            logs: Logs {
-                comm: ctx.csv("comm.csv")?,
-                clients: ctx.csv("clients.csv")?,
-                metrics: ctx.csv("rounds.csv")?,
-            },
-            pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
-            remote: self.transport.server(&f)?,
-            seq: 0,
-            kind: KIND,
-            done: Vec::new(),
-            current: 0,
-            resumed: None,
-        };
+            (KIND, "rounds.csv"),
+            self.transport.server(&f)?,
+        )?;
         let mut log: CsvLog<StreamRow> = ctx.csv("metrics.csv")?;
         let first = stream
             .settings

@@ -11,18 +11,17 @@ pub mod setup;
 
 use super::RunContext;
 use crate::data::Dataset;
-use crate::device::{worker_threads, BackendJob};
+use crate::device::BackendJob;
 use crate::error::{Error, Result};
 use crate::experiment::checkpoint::STATE_FILE;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
 use crate::fed::transport::grpc::{token, GrpcServer, Listen};
-use crate::fed::transport::in_process::WorkerPool;
 use crate::files::write_atomic;
 use crate::report::plot::lines_svg;
 use crate::report::records::{FederatedOutcome, Outcome, StrategyRecord, Summary};
 use burn::tensor::backend::AutodiffBackend;
 use resume::FedState;
-use rounds::{curve, record, report_header, report_line, Clients, Logs};
+use rounds::{curve, record, report_header, report_line, Clients};
 pub use setup::{client_data, settings, write_partition};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -104,26 +103,15 @@ impl BackendJob for FederatedJob<'_> {
                 setup::check_clients(st, &data)?;
             }
         }
-        let mut clients = Clients {
+        let mut clients = Clients::new(
             ctx,
-            states: data
-                .iter()
+            data.iter()
                 .enumerate()
                 .map(|(id, d)| ClientState::new(id, d.clone()))
                 .collect(),
-            logs: Logs {
-                comm: ctx.csv("comm.csv")?,
-                clients: ctx.csv("clients.csv")?,
-                metrics: ctx.csv("metrics.csv")?,
-            },
-            pool: Arc::new(WorkerPool::new(f.workers.unwrap_or_else(worker_threads))),
-            remote: self.transport.server(&f)?,
-            seq: 0,
-            kind: KIND,
-            done: Vec::new(),
-            current: 0,
-            resumed: None,
-        };
+            (KIND, "metrics.csv"),
+            self.transport.server(&f)?,
+        )?;
         let mut oneshot_acc: Option<f64> = None;
         let mut results = BTreeMap::new();
         let mut series = Vec::new();

@@ -158,6 +158,37 @@ fn ongoing<B: AutodiffBackend>(
     }
 }
 
+impl<'a> Clients<'a> {
+    /// The clients of a run of checkpoint kind `kind` starting from `states`, their rounds
+    /// logged to `metrics` beside `comm.csv` and `clients.csv`, served by `remote` when remote.
+    pub fn new(
+        ctx: &'a RunContext<'a>,
+        states: Vec<ClientState>,
+        (kind, metrics): (&'static str, &str),
+        remote: Option<GrpcServer>,
+    ) -> Result<Self> {
+        let f = ctx.scenario().federated_section();
+        Ok(Clients {
+            ctx,
+            states,
+            logs: Logs {
+                comm: ctx.csv("comm.csv")?,
+                clients: ctx.csv("clients.csv")?,
+                metrics: ctx.csv(metrics)?,
+            },
+            pool: Arc::new(WorkerPool::new(
+                f.workers.unwrap_or_else(crate::device::worker_threads),
+            )),
+            remote,
+            seq: 0,
+            kind,
+            done: Vec::new(),
+            current: 0,
+            resumed: None,
+        })
+    }
+}
+
 impl Clients<'_> {
     /// The run's checkpoint with `ongoing` the strategy in progress (stops the run there when
     /// Ctrl-C asked for it).

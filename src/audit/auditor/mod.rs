@@ -22,6 +22,8 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use std::path::Path;
 
+mod baselines;
+
 /// The real images of an audit.
 #[derive(Clone, Copy, Debug)]
 pub struct Population<'a> {
@@ -381,83 +383,6 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
             pixel: pd,
             feature: fd,
         })
-    }
-
-    /// The real-data baseline of scope `scope`: a network trained on its members (at most
-    /// `baseline_images` of them, every scored member among them), attacked the same way.
-    pub fn real_data(&mut self, scope: usize) -> Result<Audited> {
-        let s = &self.scopes[scope];
-        let cap = self.settings.baseline_images;
-        let scored = &s.scored.0;
-        let others: Vec<usize> = s
-            .members
-            .iter()
-            .copied()
-            .filter(|j| scored.binary_search(j).is_err())
-            .collect();
-        let extra = sample(
-            &others,
-            cap.saturating_sub(scored.len()),
-            step_seed(self.seed ^ 0xba5e, scope as u64),
-        );
-        let mut idx: Vec<usize> = scored.iter().chain(&extra).copied().collect();
-        idx.sort_unstable();
-        let data = self.pop.members.subset(&idx);
-        let cfg = EvalConfig {
-            train: self.proto.baseline.clone(),
-            combined: None,
-            ..self.proto.sets.clone()
-        };
-        let mut net = train_net::<AD>(
-            &data,
-            &self.proto.spec,
-            &cfg,
-            self.net_seed(),
-            &self.device,
-            &Progress::hidden(),
-        )?;
-        let test_acc = evaluate(&mut net, self.pop.test, 500, &self.device).0;
-        Ok(Audited {
-            record: SetAudit {
-                images: data.len(),
-                test_acc,
-                nearest: None,
-                scored_members: scored.len(),
-                scored_nonmembers: s.non.len(),
-                attack: self.attack(scope, &mut net),
-            },
-            pixel: Vec::new(),
-            feature: Vec::new(),
-        })
-    }
-
-    /// A random selection of scope `scope`'s members with as many images of each class as
-    /// `like` has, audited as a set (trained by the protocol).
-    pub fn random(
-        &mut self,
-        scope: usize,
-        like: &Dataset,
-        picture: Option<(&Path, Option<Normalization>)>,
-    ) -> Result<Audited> {
-        let want = like.class_counts();
-        let s = &self.scopes[scope];
-        let mut by: Vec<Vec<usize>> = vec![Vec::new(); want.len()];
-        for &j in &s.members {
-            if let Some(v) = by.get_mut(self.pop.members.labels[j]) {
-                v.push(j);
-            }
-        }
-        let mut idx = Vec::new();
-        for (c, pool) in by.iter().enumerate() {
-            idx.extend(sample(
-                pool,
-                want[c],
-                step_seed(self.seed ^ 0x7a4d, (scope as u64) << 16 | c as u64),
-            ));
-        }
-        let data = self.pop.members.subset(&idx);
-        let cfg = self.proto.sets.clone();
-        self.set(scope, &data, &cfg, picture)
     }
 }
 
