@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 /// A labelled image set held in host memory as NCHW f32.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
     /// Pixels, NCHW row-major, `n * c * h * w` values.
     pub images: Vec<f32>,

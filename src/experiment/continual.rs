@@ -131,6 +131,9 @@ const KIND: &str = "continual";
 struct State {
     done: Vec<Streamed>,
     ongoing: Option<(usize, StreamPoint)>,
+    /// Each finished memory strategy's final memory, for the privacy audit at the end.
+    #[serde(default)]
+    memories: Vec<(String, crate::data::Dataset)>,
 }
 
 /// One continual run in progress: the stream, what memory methods need, the files, and what
@@ -144,8 +147,6 @@ struct Streams<'a, 'h> {
     mem_log: CsvLog<MemoryRow>,
     progress: Progress,
     state: State,
-    /// Each memory strategy's final memory, for the privacy audit.
-    memories: Vec<(String, crate::data::Dataset)>,
 }
 
 impl Streams<'_, '_> {
@@ -182,7 +183,7 @@ impl Streams<'_, '_> {
         };
         let (ctx, log, mem_log, progress) =
             (self.ctx, &mut self.log, &mut self.mem_log, &self.progress);
-        let finished = &self.state.done;
+        let (finished, memories) = (&self.state.done, &self.state.memories);
         let learned = self
             .harness
             .run::<B>(&learner, device, from, |done: TaskDone<'_>| {
@@ -216,6 +217,7 @@ impl Streams<'_, '_> {
                 let state = State {
                     done: finished.clone(),
                     ongoing: Some((index, done.point)),
+                    memories: memories.clone(),
                 };
                 ctx.checkpoint(KIND, &state)
             })?;
@@ -224,7 +226,7 @@ impl Streams<'_, '_> {
         write_matrix(&ctx.dir, &ctx.scenario().name, &name, &m)?;
         let memory = &learned.memory;
         if method.is_some() && !memory.is_empty() {
-            self.memories.push((name.clone(), memory.dataset()));
+            self.state.memories.push((name.clone(), memory.dataset()));
         }
         let outcome = StrategyOutcome {
             metrics: m.summary(),
@@ -324,7 +326,6 @@ impl BackendJob for ContinualJob<'_> {
             mem_log: ctx.csv("memory.csv")?,
             progress: ctx.progress((c.strategies.len() * tasks.len()) as u64),
             state,
-            memories: Vec::new(),
         };
         let mut results = Vec::new();
         let mut avg_series = Vec::new();
@@ -352,7 +353,7 @@ impl BackendJob for ContinualJob<'_> {
         let privacy = super::audit::continual::audit::<B>(
             ctx,
             &tasks,
-            &run.memories,
+            &run.state.memories,
             (&cfgs.1, memory_dsa),
             &device,
         )?;

@@ -209,6 +209,29 @@ fn a_federated_run_killed_after_its_second_round_resumes_to_the_same_results() {
     );
 }
 
+#[test]
+fn a_federated_run_killed_after_an_audited_strategy_resumes_with_its_audit() {
+    // The one-shot strategy's sets are audited when it ends; the kill comes in FedAvg's rounds,
+    // so the baselines and totals at the end need the audit kept in the checkpoint.
+    let text = FEDERATED
+        .replace("fed-resume", "fed-audit-resume")
+        .replace("\"distilled_iterative\"", "\"distilled_oneshot\"");
+    let root = tempfile::tempdir().unwrap();
+    let scen = write(root.path(), &text);
+    let reference = full(&scen, &root.path().join("full"));
+    assert_eq!(data_rows(&reference, "metrics.csv"), 6);
+    let privacy = std::fs::read_to_string(reference.join("privacy.csv")).unwrap();
+    for set in ["distilled_oneshot", "real_data", "random"] {
+        assert!(privacy.contains(&format!("\n{set},")), "{set}: {privacy}");
+    }
+    let cut = killed_when(&scen, &root.path().join("cut"), |d| {
+        data_rows(d, "metrics.csv") >= 3
+    });
+    resume(&cut, "resuming fedavg at task 0 round ");
+    assert_same(&reference, &cut);
+    assert!(summary(&cut)["privacy"]["clients"]["real_data"].is_object());
+}
+
 const CONTINUAL: &str = r#"
 name = "cl-resume"
 kind = "continual"
@@ -228,7 +251,7 @@ iterations = 10
 batch_real = 16
 [continual]
 tasks = 5
-strategies = ["dm", "finetune"]
+strategies = ["random", "dm"]
 memory_per_class = 5
 "#;
 
@@ -239,11 +262,18 @@ fn a_continual_run_killed_after_its_second_task_resumes_to_the_same_results() {
     let reference = full(&scen, &root.path().join("full"));
     // Five rows (one per task tested) after each of five tasks, for two strategies.
     assert_eq!(data_rows(&reference, "metrics.csv"), 50);
+    // Killed in dm's stream: the finished random memory is audited at the end from the
+    // checkpoint's copy.
     let cut = killed_when(&scen, &root.path().join("cut"), |d| {
-        data_rows(d, "metrics.csv") >= 10
+        data_rows(d, "metrics.csv") >= 35
     });
     resume(&cut, "resuming dm at task ");
     assert_same(&reference, &cut);
+    let privacy = std::fs::read_to_string(cut.join("privacy.csv")).unwrap();
+    assert!(
+        privacy.contains("\nrandom,") && privacy.contains("\ndm,"),
+        "{privacy}"
+    );
 }
 
 const STREAM: &str = r#"

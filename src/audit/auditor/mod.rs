@@ -49,7 +49,7 @@ pub struct Protocol {
 }
 
 /// A set's audit, with each image's nearest-real distances (for totals over several sets).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Audited {
     /// The figures.
     pub record: SetAudit,

@@ -23,15 +23,32 @@ use std::time::Instant;
 /// Each client's last accepted set: client -> (round, set).
 pub type Sent = Arc<Mutex<BTreeMap<usize, (usize, Dataset)>>>;
 
+/// The sets in `sent` now (what a checkpoint keeps of a strategy in progress).
+pub fn snapshot(sent: &Sent) -> BTreeMap<usize, (usize, Dataset)> {
+    sent.lock().map(|m| m.clone()).unwrap_or_default()
+}
+
+/// What a federated run's audit has done so far, as its checkpoint keeps it: every audited
+/// client set by strategy, and each client's first set (the size its baselines match).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct AuditKept {
+    done: BTreeMap<String, Vec<ClientSet>>,
+    first: BTreeMap<usize, Dataset>,
+}
+
 /// A strategy whose accepted sets are also kept (everything else is the strategy's own).
 pub struct Recording<B: AutodiffBackend> {
     inner: Box<dyn Strategy<B>>,
     sent: Sent,
 }
 
-/// `s`, keeping the sets it accepts, and where they are kept.
-pub fn recording<B: AutodiffBackend>(s: Box<dyn Strategy<B>>) -> (Box<dyn Strategy<B>>, Sent) {
-    let sent = Sent::default();
+/// `s`, keeping the sets it accepts (beginning with `kept`, those a checkpoint kept), and where
+/// they are kept.
+pub fn recording<B: AutodiffBackend>(
+    s: Box<dyn Strategy<B>>,
+    kept: BTreeMap<usize, (usize, Dataset)>,
+) -> (Box<dyn Strategy<B>>, Sent) {
+    let sent = Arc::new(Mutex::new(kept));
     let r = Recording {
         inner: s,
         sent: sent.clone(),
@@ -109,6 +126,19 @@ impl<'a, B: AutodiffBackend> Federated<'a, B> {
             done: BTreeMap::new(),
             first: BTreeMap::new(),
             started: Instant::now(),
+        }
+    }
+
+    /// Continues from what a checkpoint kept of the audit.
+    pub fn restore(&mut self, kept: AuditKept) {
+        (self.done, self.first) = (kept.done, kept.first);
+    }
+
+    /// What a checkpoint keeps of the audit so far.
+    pub fn kept(&self) -> AuditKept {
+        AuditKept {
+            done: self.done.clone(),
+            first: self.first.clone(),
         }
     }
 

@@ -128,6 +128,7 @@ fn joint<B: AutodiffBackend>(
             memory: None,
             clients: Vec::new(),
             rng: Some(rng.clone()),
+            sent: Default::default(),
         }))?;
     }
     Ok(Learnt {

@@ -132,8 +132,12 @@ impl BackendJob for FederatedJob<'_> {
             }
             next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
             (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
+            clients.audit = st.audit;
         }
         let mut audit = super::audit::federated::Federated::<B>::new(ctx, &parts);
+        if let Some(kept) = clients.audit.clone() {
+            audit.restore(kept);
+        }
         for (index, (entry, st)) in f.strategies.iter().zip(settings).enumerate() {
             let label = entry.label();
             if index < next || results.contains_key(&label) {
@@ -144,11 +148,15 @@ impl BackendJob for FederatedJob<'_> {
                 .then_some(oneshot_acc)
                 .flatten();
             clients.current = index;
+            let kept_sets = match &clients.resumed {
+                Some(o) if o.strategy == index => o.sent.clone(),
+                _ => BTreeMap::new(),
+            };
             let mut run = clients.start::<B>(entry.kind, st, &device)?;
-            // The server's decoded sets, kept for the privacy audit.
-            let sent = match audit.wants(entry.kind) {
+            // The server's decoded sets, kept for the privacy audit (and in checkpoints).
+            clients.sent = match audit.wants(entry.kind) {
                 true => {
-                    let (kept, sent) = super::audit::federated::recording(run.strategy);
+                    let (kept, sent) = super::audit::federated::recording(run.strategy, kept_sets);
                     run.strategy = kept;
                     Some(sent)
                 }
@@ -162,8 +170,9 @@ impl BackendJob for FederatedJob<'_> {
                 oneshot_acc = rec.final_accuracy;
             }
             report.push(report_line(&label, &rec));
-            if let Some(sent) = &sent {
-                audit.strategy(&label, sent, &device)?;
+            if let Some(sent) = clients.sent.take() {
+                audit.strategy(&label, &sent, &device)?;
+                clients.audit = Some(audit.kept());
             }
             series.push((label.clone(), curve(rounds)));
             let done = Finished {

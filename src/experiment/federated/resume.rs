@@ -1,17 +1,19 @@
 //! A federated run's checkpoint, written after every round: the strategies finished (what the
 //! job made of each), the round counter, and the strategy in progress (its task and next round,
-//! every round so far, the bytes so far, the global model, the server's memory, and what each
-//! in-process client keeps). Every random draw comes from (seed, round), so the round is the
-//! RNG position.
+//! every round so far, the bytes so far, the global model, the server's memory, what each
+//! in-process client keeps, each client's last audited set), and the privacy audit so far.
+//! Every random draw comes from (seed, round), so the round is the RNG position.
 
 use crate::cl::memory::Memory;
 use crate::data::Dataset;
+use crate::experiment::audit::federated::AuditKept;
 use crate::fed::engine::{ClientRecord, Round};
 use crate::fed::message::{ClientOutcome, Rejection};
-use crate::fed::strategy::ClientState;
+use crate::fed::strategy::Kept;
 use crate::model::Model;
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A run's checkpoint.
 #[derive(Clone, Serialize, Deserialize)]
@@ -22,6 +24,9 @@ pub struct FedState {
     pub seq: u32,
     /// The strategy in progress.
     pub ongoing: Option<Ongoing>,
+    /// The privacy audit of the strategies finished (None when the run is not audited).
+    #[serde(default)]
+    pub audit: Option<AuditKept>,
 }
 
 /// The strategy in progress.
@@ -49,6 +54,9 @@ pub struct Ongoing {
     pub clients: Vec<Option<Kept>>,
     /// The training stream of a strategy trained centrally (joint), where it is.
     pub rng: Option<rand_chacha::ChaCha12Rng>,
+    /// Each client's last accepted set so far (client -> (round, set)), when they are audited.
+    #[serde(default)]
+    pub sent: BTreeMap<usize, (usize, Dataset)>,
 }
 
 /// A model's weights on the host.
@@ -78,69 +86,6 @@ impl Weights {
         }
         *m = Model::from_host(m.spec.clone(), &self.params, &self.buffers, device);
         Ok(())
-    }
-}
-
-/// A dataset as a checkpoint keeps it.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Images {
-    images: Vec<f32>,
-    labels: Vec<usize>,
-    shape: [usize; 3],
-    classes: Vec<String>,
-}
-
-impl From<&Dataset> for Images {
-    fn from(d: &Dataset) -> Self {
-        Images {
-            images: d.images.clone(),
-            labels: d.labels.clone(),
-            shape: d.shape,
-            classes: d.classes.clone(),
-        }
-    }
-}
-
-impl From<Images> for Dataset {
-    fn from(i: Images) -> Self {
-        Dataset {
-            images: i.images,
-            labels: i.labels,
-            shape: i.shape,
-            classes: i.classes,
-        }
-    }
-}
-
-/// What a client keeps between rounds.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Kept {
-    /// The task it is at.
-    pub task: usize,
-    /// Its synthetic set so far (FedDM).
-    pub syn: Option<Images>,
-    /// Its memory of past tasks (fedavg_replay).
-    pub memory: Option<Memory>,
-}
-
-impl Kept {
-    /// What `c` keeps.
-    pub fn of(c: &ClientState) -> Self {
-        Kept {
-            task: c.task,
-            syn: c.syn.as_ref().map(Images::from),
-            memory: c.memory.clone(),
-        }
-    }
-
-    /// Puts it back into `c` (its data and stream as the partition gave them).
-    pub fn restore(self, c: &mut ClientState) {
-        if let Some(d) = c.stream.get(self.task) {
-            c.data = d.clone();
-        }
-        c.task = self.task;
-        c.syn = self.syn.map(Dataset::from);
-        c.memory = self.memory;
     }
 }
 

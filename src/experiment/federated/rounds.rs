@@ -2,16 +2,17 @@
 //! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends,
 //! and what a strategy's rounds add up to.
 
-use super::resume::{FedState, Kept, Ongoing, RoundRec, Weights};
+use super::resume::{FedState, Ongoing, RoundRec, Weights};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::experiment::audit::federated::{snapshot, AuditKept, Sent};
 use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::RunContext;
 use crate::fed::engine::{run_rounds, Federation, Round};
 use crate::fed::message::ClientOutcome;
 use crate::fed::protocol::Expect;
 use crate::fed::strategy::build::build;
-use crate::fed::strategy::{ClientState, Settings, Strategy, StrategyKind};
+use crate::fed::strategy::{ClientState, Kept, Settings, Strategy, StrategyKind};
 use crate::fed::transport::grpc::GrpcServer;
 use crate::fed::transport::in_process::{ClientSide, InProcess, WorkerPool};
 use crate::files::{CsvLog, Fixed};
@@ -101,6 +102,10 @@ pub struct Clients<'a> {
     pub current: usize,
     /// The checkpoint's strategy in progress, until it is started again.
     pub resumed: Option<Ongoing>,
+    /// The privacy audit of the strategies finished (kept in checkpoints).
+    pub audit: Option<AuditKept>,
+    /// The sets the strategy in progress has accepted, when they are audited.
+    pub sent: Option<Sent>,
 }
 
 /// What a strategy's rounds have come to so far.
@@ -137,6 +142,7 @@ fn ongoing<B: AutodiffBackend>(
     past: &Past,
     strategy: &mut dyn Strategy<B>,
     transport: Option<&dyn crate::fed::transport::Transport>,
+    sent: Option<&Sent>,
 ) -> Ongoing {
     Ongoing {
         strategy: current,
@@ -155,6 +161,7 @@ fn ongoing<B: AutodiffBackend>(
                 .collect()
         }),
         rng: None,
+        sent: sent.map(snapshot).unwrap_or_default(),
     }
 }
 
@@ -185,6 +192,8 @@ impl<'a> Clients<'a> {
             done: Vec::new(),
             current: 0,
             resumed: None,
+            audit: None,
+            sent: None,
         })
     }
 }
@@ -197,6 +206,7 @@ impl Clients<'_> {
             done: self.done.clone(),
             seq: self.seq,
             ongoing,
+            audit: self.audit.clone(),
         };
         self.ctx.checkpoint(self.kind, &state)
     }
@@ -217,6 +227,7 @@ impl Clients<'_> {
             &run.past,
             run.strategy.as_mut(),
             transport,
+            self.sent.as_ref(),
         );
         self.save(Some(o))
     }
@@ -331,6 +342,7 @@ impl Clients<'_> {
         };
         let (logs, past) = (&mut self.logs, &mut run.past);
         let (kind, current, done, seq0) = (self.kind, self.current, &self.done, self.seq);
+        let (audit, sent) = (&self.audit, self.sent.as_ref());
         run.strategy.begin_task(task);
         run_rounds::<B>(
             run.strategy.as_mut(),
@@ -348,11 +360,13 @@ impl Clients<'_> {
                     past,
                     strategy,
                     Some(transport),
+                    sent,
                 );
                 let state = FedState {
                     done: done.clone(),
                     seq: seq0 + (r.round + 1 - first_round) as u32,
                     ongoing: Some(o),
+                    audit: audit.clone(),
                 };
                 ctx.checkpoint(kind, &state)
             },

@@ -132,6 +132,38 @@ pub struct ClientState {
     pub memory: Option<Memory>,
 }
 
+/// What a client keeps between rounds (its checkpoint: the rest comes from its partition).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Kept {
+    /// The task it is at.
+    pub task: usize,
+    /// Its synthetic set so far (FedDM).
+    pub syn: Option<Dataset>,
+    /// Its memory of past tasks (fedavg_replay).
+    pub memory: Option<Memory>,
+}
+
+impl Kept {
+    /// What `c` keeps.
+    pub fn of(c: &ClientState) -> Self {
+        Kept {
+            task: c.task,
+            syn: c.syn.clone(),
+            memory: c.memory.clone(),
+        }
+    }
+
+    /// Puts it back into `c` (its data and stream as the partition gave them).
+    pub fn restore(self, c: &mut ClientState) {
+        if let Some(d) = c.stream.get(self.task) {
+            c.data = d.clone();
+        }
+        c.task = self.task;
+        c.syn = self.syn;
+        c.memory = self.memory;
+    }
+}
+
 impl ClientState {
     /// A client holding `data`.
     pub fn new(id: usize, data: Dataset) -> Self {
