@@ -139,6 +139,10 @@ enum Cmd {
         /// one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Keep each hosted client's state (FedDM's sets, a replay memory, its last answer) in
+        /// this folder after every task, so a restarted client process continues where it stopped.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
         /// Folder whose `experts/` and `scores/` cache what trajectory-matching clients need.
         #[arg(long, default_value = "results")]
         results: PathBuf,
@@ -335,6 +339,7 @@ fn main() -> ExitCode {
             tls_domain,
             retry_for,
             workers,
+            state,
             results,
         } => {
             let run = remote::ClientRun {
@@ -346,6 +351,7 @@ fn main() -> ExitCode {
                 }),
                 retry: Retry::for_seconds(retry_for),
                 workers,
+                state,
             };
             remote::client(&file, &run, &results).map(|done| {
                 for (id, n) in done {

@@ -9,16 +9,17 @@ use super::{load_data, RunContext, RunOptions, RunOutput};
 use crate::device::worker_threads;
 use crate::device::{self, BackendJob};
 use crate::error::{Error, Result};
-use crate::fed::strategy::ClientState;
+use crate::fed::strategy::{ClientState, StrategyKind};
 use crate::fed::transport::client::{run_clients, Connect};
 use crate::fed::transport::grpc::{token, Listen};
+use crate::fed::transport::kept::Store;
 use crate::fed::transport::retry::Retry;
 use crate::fed::transport::tls::ClientTls;
 use crate::files::write_json_atomic;
 use crate::scenario::{self, Kind, Loaded};
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn federated(path: &Path, what: &str) -> Result<Loaded> {
@@ -88,6 +89,8 @@ pub struct ClientRun {
     /// Worker threads for the hosted clients' work (None: the scenario's `workers`, else one
     /// per core).
     pub workers: Option<usize>,
+    /// Where each hosted client keeps its state across restarts (None: in memory only).
+    pub state: Option<PathBuf>,
 }
 
 /// Client ids from `3`, `0-99` or `3,5,7-9` (ranges inclusive), sorted, without repeats.
@@ -199,6 +202,23 @@ impl BackendJob for ClientJob<'_> {
             max_message_bytes: f.max_message_bytes,
         };
         let workers = run.workers.or(f.workers).unwrap_or_else(worker_threads);
-        run_clients::<B>(&conn, states, strategies, workers, device)
+        let store = match &run.state {
+            Some(dir) => Some(Store::new(dir, &loaded.text)?),
+            None => {
+                let keeps = f.strategies.iter().any(|e| {
+                    matches!(
+                        e.kind,
+                        StrategyKind::DistilledIterative | StrategyKind::FedavgReplay
+                    )
+                });
+                if keeps {
+                    eprintln!(
+                        "note: these clients keep state between rounds (FedDM's sets, a replay memory) in memory only; with --state DIR a restarted client process continues where it stopped"
+                    );
+                }
+                None
+            }
+        };
+        run_clients::<B>(&conn, states, strategies, (workers, store), device)
     }
 }

@@ -5,6 +5,7 @@ mod augment;
 mod characterise;
 mod cl_memory;
 mod cl_metrics;
+mod client_state;
 mod common;
 mod compare;
 mod continual;

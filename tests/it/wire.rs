@@ -14,12 +14,18 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_distillery");
 
 /// A child process that is killed if the test fails before waiting for it.
-struct Proc(Option<Child>);
+pub struct Proc(pub Option<Child>);
 
 impl Proc {
-    fn spawn(args: &[&str]) -> Proc {
+    pub fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_with(args, &[])
+    }
+
+    /// `spawn` with environment variables `env` set.
+    pub fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let c = Command::new(BIN)
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("DISTILLERY_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -29,7 +35,7 @@ impl Proc {
     }
 
     /// Waits at most `limit` for the process to end, then kills it; its output.
-    fn finish(mut self, limit: Duration) -> Output {
+    pub fn finish(mut self, limit: Duration) -> Output {
         let mut c = self.0.take().unwrap();
         let until = Instant::now() + limit;
         while c.try_wait().unwrap().is_none() && Instant::now() < until {
@@ -39,7 +45,7 @@ impl Proc {
         c.wait_with_output().unwrap()
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.0.as_ref().unwrap().id()
     }
 }
@@ -53,7 +59,7 @@ impl Drop for Proc {
     }
 }
 
-fn ok(o: &Output, what: &str) -> String {
+pub fn ok(o: &Output, what: &str) -> String {
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         o.status.success(),
@@ -63,7 +69,7 @@ fn ok(o: &Output, what: &str) -> String {
     out
 }
 
-fn finished_run(results: &Path) -> PathBuf {
+pub fn finished_run(results: &Path) -> PathBuf {
     std::fs::read_dir(results)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -72,8 +78,8 @@ fn finished_run(results: &Path) -> PathBuf {
 }
 
 /// The run in `results` made the same accuracies and sent the same bytes as `text` run in one
-/// process.
-fn equals_in_process(results: &Path, text: &str, name: &str, root: &Path) {
+/// process (under `root`); the folder of that run.
+pub fn equals_in_process(results: &Path, text: &str, name: &str, root: &Path) -> PathBuf {
     let dir = finished_run(results);
     let remote = Summary::load(&dir).unwrap();
     let remote = remote.federated().unwrap();
@@ -103,6 +109,7 @@ fn equals_in_process(results: &Path, text: &str, name: &str, root: &Path) {
     b.sort_by_key(key);
     assert!(!a.is_empty());
     assert_eq!(a, b, "the bytes of every message");
+    local.dir
 }
 
 fn scenario(name: &str, clients: usize, token: bool) -> String {
@@ -130,7 +137,7 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-fn s(p: &Path) -> &str {
+pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 

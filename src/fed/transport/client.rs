@@ -7,6 +7,7 @@
 //! so nothing is counted twice). A TLS refusal is not retried: it will not heal.
 
 use super::in_process::WorkerPool;
+use super::kept::Store;
 use super::retry::{Retry, RetryLog, Streak};
 use super::tls::{chain, tls_failure, ClientTls};
 use crate::error::{Error, Result};
@@ -175,6 +176,8 @@ struct Host<B: AutodiffBackend> {
     /// Hosted clients that have joined, and how many there are.
     joined: std::sync::atomic::AtomicUsize,
     hosted: usize,
+    /// Where each client's state is kept across restarts (`--state`).
+    store: Option<Store>,
 }
 
 impl<B: AutodiffBackend> Host<B> {
@@ -261,6 +264,20 @@ impl<B: AutodiffBackend> Host<B> {
         }
         let mut apps: HashMap<String, Arc<dyn ClientApp<B>>> = HashMap::new();
         let mut states: HashMap<String, ClientState> = HashMap::new();
+        let mut last = None;
+        if let Some(r) = self
+            .store
+            .as_ref()
+            .map(|s| s.load(&first))
+            .transpose()?
+            .flatten()
+        {
+            tracing::info!(
+                "client {id}: continuing from its state after task {}",
+                r.last.0
+            );
+            (states, last) = (r.states, Some(r.last));
+        }
         let (mut next, mut done) = (0u32, 0usize);
         loop {
             let ask = pb::FetchRequest {
@@ -274,30 +291,19 @@ impl<B: AutodiffBackend> Host<B> {
                 return Ok(done);
             }
             next = task.seq + 1;
-            let strategy = task.strategy.clone();
-            let typed = task_from(&task, &self.expect)
-                .map_err(|e| Error::Other(format!("client {id}: {e}")))?;
-            let Some((kind, settings)) = self.strategies.get(&strategy) else {
-                return Err(Error::Other(format!(
-                    "client {id}: the server runs strategy {strategy:?}, which this scenario does not name"
-                )));
+            if let Some((seq, _)) = &last {
+                if task.seq < *seq {
+                    return Err(Error::Other(format!(
+                        "client {id}: its --state file says it answered task {seq}, but the server is at task {}: the file is from another run of this scenario (use a fresh --state folder)",
+                        task.seq
+                    )));
+                }
+            }
+            let update = match last.take().filter(|(seq, _)| *seq == task.seq) {
+                // Answered before a restart: the same bytes again (the server may lack them).
+                Some((_, update)) => update,
+                None => self.work(id, &task, &mut apps, &mut states, &first).await?,
             };
-            let app = apps
-                .entry(strategy.clone())
-                .or_insert_with(|| client_app::<B>(*kind, settings.clone()))
-                .clone();
-            let mut state = states.remove(&strategy).unwrap_or_else(|| first.clone());
-            let dev = self.device.clone();
-            let (state, update) = self
-                .pool
-                .run(move || {
-                    let u = answer(&*app, &typed, &mut state, &dev);
-                    (state, u)
-                })
-                .await
-                .map_err(|_| Error::Other(format!("client {id}: its work panicked")))?;
-            states.insert(strategy, state);
-            let update = update_message(&update, settings.quantization);
             self.call(id, |mut c| {
                 let u = update.clone();
                 async move { c.submit(u).await }
@@ -306,17 +312,59 @@ impl<B: AutodiffBackend> Host<B> {
             done += 1;
         }
     }
+
+    /// Client `first.id`'s answer to `task` (its state for the task's strategy updated, and
+    /// kept in the store before the answer leaves).
+    async fn work(
+        &self,
+        id: usize,
+        task: &pb::RoundTask,
+        apps: &mut HashMap<String, Arc<dyn ClientApp<B>>>,
+        states: &mut HashMap<String, ClientState>,
+        first: &ClientState,
+    ) -> Result<pb::ClientUpdate> {
+        let strategy = task.strategy.clone();
+        tracing::debug!("client {id}: working on task {} ({strategy})", task.seq);
+        let typed =
+            task_from(task, &self.expect).map_err(|e| Error::Other(format!("client {id}: {e}")))?;
+        let Some((kind, settings)) = self.strategies.get(&strategy) else {
+            return Err(Error::Other(format!(
+                "client {id}: the server runs strategy {strategy:?}, which this scenario does not name"
+            )));
+        };
+        let app = apps
+            .entry(strategy.clone())
+            .or_insert_with(|| client_app::<B>(*kind, settings.clone()))
+            .clone();
+        let mut state = states.remove(&strategy).unwrap_or_else(|| first.clone());
+        let dev = self.device.clone();
+        let (state, update) = self
+            .pool
+            .run(move || {
+                let u = answer(&*app, &typed, &mut state, &dev);
+                (state, u)
+            })
+            .await
+            .map_err(|_| Error::Other(format!("client {id}: its work panicked")))?;
+        states.insert(strategy, state);
+        let update = update_message(&update, settings.quantization);
+        if let Some(store) = &self.store {
+            store.save(id, task.seq, &update, states)?;
+        }
+        Ok(update)
+    }
 }
 
 /// Runs the clients `states` (each with its id and data, as each strategy starts it) against
-/// the server at `conn`, their work on `workers` threads, until the server ends the run.
+/// the server at `conn`, their work on `workers` threads, each one's state kept in `store`
+/// when there is one, until the server ends the run.
 /// Returns each client's id and the number of tasks it did, in the order of `states`; the first
 /// client error ends the process's run.
 pub fn run_clients<B: AutodiffBackend>(
     conn: &Connect,
     states: Vec<ClientState>,
     strategies: Known,
-    workers: usize,
+    (workers, store): (usize, Option<Store>),
     device: B::Device,
 ) -> Result<Vec<(usize, usize)>> {
     let expect = strategies
@@ -343,6 +391,7 @@ pub fn run_clients<B: AutodiffBackend>(
             device,
             joined: Default::default(),
             hosted: states.len(),
+            store,
         });
         let ids: Vec<usize> = states.iter().map(|s| s.id).collect();
         let tasks: Vec<_> = states

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod grpc;
 pub mod in_process;
+pub mod kept;
 pub mod retry;
 pub mod tls;
 
