@@ -107,14 +107,15 @@ pub fn load_split(loaded: &Loaded) -> Result<(crate::data::Split, Option<crate::
 }
 
 /// Continues an interrupted run in its results folder `dir` from its last checkpoint (distill:
-/// each method's; federated: the last round; continual: the last task), its CSVs cut back to the
+/// each method's; federated: the last round; continual: the last task; train: the last epoch),
+/// its CSVs cut back to the
 /// rows that checkpoint covers; the scenario is the copy in `dir`, its relative paths resolved
 /// as the original's.
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
     let loaded = resumable(dir)?;
-    if matches!(loaded.scenario.kind, Kind::Train | Kind::Audit) {
+    if loaded.scenario.kind == Kind::Audit {
         return Err(Error::Other(format!(
-            "{}: train and audit runs do not checkpoint; run them again instead",
+            "{}: audit runs do not checkpoint; run them again instead",
             dir.display()
         )));
     }

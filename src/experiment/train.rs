@@ -1,17 +1,48 @@
 //! `kind = "train"`: fresh networks trained on the training set (or a random `ipc` selection
-//! per class), tested every `eval_every` epochs.
+//! per class), tested every `eval_every` epochs, checkpointed after every epoch.
 
 use super::RunContext;
 use crate::device::BackendJob;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::experiment::checkpoint::STATE_FILE;
+use crate::experiment::federated::resume::Weights;
 use crate::files::{Fixed, Plain};
 use crate::report::mean_std;
 use crate::report::records::{Outcome, Summary, TrainOutcome};
 use crate::report::rows::TrainRow;
-use crate::train::{evaluate, Training};
+use crate::train::{evaluate, EpochPoint, Training};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
+
+/// The kind a train run's checkpoints are of.
+const KIND: &str = "train";
+
+/// A train run's checkpoint, written after every epoch: the repeats finished and where the one
+/// in progress stands.
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    /// Each finished repeat's final test accuracy.
+    finals: Vec<f64>,
+    /// Each finished repeat's seconds per epoch (timing only).
+    epoch_secs: Vec<f64>,
+    /// The repeat in progress.
+    ongoing: Option<Ongoing>,
+}
+
+/// A repeat in progress, after an epoch.
+#[derive(Serialize, Deserialize)]
+struct Ongoing {
+    repeat: usize,
+    point: EpochPoint,
+    weights: Weights,
+    /// The repeat's random stream where it is.
+    rng: ChaCha12Rng,
+    /// The last test accuracy measured.
+    last_acc: f64,
+}
 
 /// A train run.
 pub struct TrainJob<'a> {
@@ -27,56 +58,93 @@ impl BackendJob for TrainJob<'_> {
         let s = ctx.scenario();
         let cfg = s.train_config();
         let spec = ctx.spec();
+        let mut state: State = ctx.resume_state(KIND)?.unwrap_or_default();
         let mut log = ctx.csv::<TrainRow>("metrics.csv")?;
         let train = &ctx.split.train;
         let per_epoch = s.train.ipc.map_or(train.len(), |ipc| {
             train.class_counts().iter().map(|&c| c.min(ipc)).sum()
         });
-        let steps = per_epoch.div_ceil(cfg.batch_size) * cfg.epochs * s.train.repeats;
+        let batches = per_epoch.div_ceil(cfg.batch_size);
+        let steps = batches * cfg.epochs * s.train.repeats;
         let progress = ctx.progress(steps as u64);
-        let mut finals = Vec::new();
-        let mut epoch_secs = Vec::new();
-        for rep in 0..s.train.repeats {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed.wrapping_add(rep as u64));
+        progress.skip((batches * cfg.epochs * state.finals.len()) as u64);
+        let bad = |e: String| Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()));
+        for rep in state.finals.len()..s.train.repeats {
+            // The same stream as StdRng's (ChaCha12), which can say where it is.
+            let mut rng = ChaCha12Rng::seed_from_u64(s.seed.wrapping_add(rep as u64));
             let train_set = match s.train.ipc {
                 Some(ipc) => train.random_per_class(ipc, &mut rng),
                 None => train.clone(),
             };
             let mut model = spec.init::<B::InnerBackend, _>(&mut rng, &device);
-            let t0 = Instant::now();
             let mut last_acc = f64::NAN;
+            let mut from = None;
+            if let Some(o) = state.ongoing.take().filter(|o| o.repeat == rep) {
+                o.weights.restore(&mut model, &device).map_err(bad)?;
+                ctx.say(&format!(
+                    "resuming repeat {} at epoch {}",
+                    rep + 1,
+                    o.point.next_epoch + 1
+                ));
+                progress.skip((batches * o.point.next_epoch) as u64);
+                (rng, last_acc, from) = (o.rng, o.last_acc, Some(o.point));
+            }
+            let t0 = Instant::now();
+            let first_epoch = from.as_ref().map_or(0, |p| p.next_epoch);
             let mut eval_secs = 0f64;
+            let (finals, secs) = (&state.finals, &state.epoch_secs);
             Training::<B>::new(&cfg, &device)
                 .counted(&progress)
-                .run_observed(&mut model, &train_set, &mut rng, |epoch, loss, m| {
-                    let last = epoch + 1 == cfg.epochs;
-                    if !((epoch + 1).is_multiple_of(s.train.eval_every) || last) {
-                        return Ok(());
-                    }
-                    let te = Instant::now();
-                    let (acc, tl) = evaluate(m, &ctx.split.test, 500, &device);
-                    eval_secs += te.elapsed().as_secs_f64();
-                    last_acc = acc;
-                    log.row(&TrainRow {
-                        repeat: rep,
-                        epoch: epoch + 1,
-                        lr: Plain(cfg.lr_at(epoch)),
-                        train_loss: Fixed(loss),
-                        test_loss: Fixed(tl),
-                        test_acc: Fixed(acc),
-                        elapsed_s: Fixed(ctx.elapsed()),
-                    })?;
-                    progress.message(format!("test acc {acc:.4}"));
-                    progress.say(&format!(
-                        "repeat {} epoch {:>4}: train loss {loss:.4}, test acc {acc:.4}",
-                        rep + 1,
-                        epoch + 1
-                    ));
-                    Ok(())
-                })?;
-            epoch_secs.push((t0.elapsed().as_secs_f64() - eval_secs) / cfg.epochs as f64);
-            finals.push(last_acc);
+                .run_from(
+                    &mut model,
+                    &train_set,
+                    &mut rng,
+                    from,
+                    |epoch, loss, m, at| {
+                        let last = epoch + 1 == cfg.epochs;
+                        if (epoch + 1).is_multiple_of(s.train.eval_every) || last {
+                            let te = Instant::now();
+                            let (acc, tl) = evaluate(m, &ctx.split.test, 500, &device);
+                            eval_secs += te.elapsed().as_secs_f64();
+                            last_acc = acc;
+                            log.row(&TrainRow {
+                                repeat: rep,
+                                epoch: epoch + 1,
+                                lr: Plain(cfg.lr_at(epoch)),
+                                train_loss: Fixed(loss),
+                                test_loss: Fixed(tl),
+                                test_acc: Fixed(acc),
+                                elapsed_s: Fixed(ctx.elapsed()),
+                            })?;
+                            progress.message(format!("test acc {acc:.4}"));
+                            progress.say(&format!(
+                                "repeat {} epoch {:>4}: train loss {loss:.4}, test acc {acc:.4}",
+                                rep + 1,
+                                epoch + 1
+                            ));
+                        }
+                        let state = State {
+                            finals: finals.clone(),
+                            epoch_secs: secs.clone(),
+                            ongoing: Some(Ongoing {
+                                repeat: rep,
+                                point: at.point(),
+                                weights: Weights::of(m),
+                                rng: at.rng().clone(),
+                                last_acc,
+                            }),
+                        };
+                        ctx.checkpoint(KIND, &state)
+                    },
+                )?;
+            let ran = (cfg.epochs - first_epoch).max(1) as f64;
+            state
+                .epoch_secs
+                .push((t0.elapsed().as_secs_f64() - eval_secs) / ran);
+            state.finals.push(last_acc);
+            ctx.checkpoint(KIND, &state)?;
         }
+        let (finals, epoch_secs) = (state.finals, state.epoch_secs);
         progress.finish();
         let (mean, std) = mean_std(&finals);
         let report = vec![format!("test accuracy {mean:.4} ± {std:.4}")];

@@ -117,6 +117,24 @@ impl<B: Backend> Sgd<B> {
         self.bufs = None;
     }
 
+    /// The momentum buffers on the host (None before the first step or after a reset).
+    pub fn buffers_to_host(&self) -> Option<Vec<Vec<f32>>> {
+        self.bufs.as_ref().map(|b| {
+            b.iter()
+                .map(|t| t.to_data().convert::<f32>().to_vec().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// Continues with momentum buffers `bufs` (from [`Sgd::buffers_to_host`]).
+    pub fn set_buffers(&mut self, bufs: Option<&[Vec<f32>]>, device: &B::Device) {
+        self.bufs = bufs.map(|b| {
+            b.iter()
+                .map(|v| Tensor::from_data(TensorData::new(v.clone(), [v.len()]), device))
+                .collect()
+        });
+    }
+
     /// Applies one update with rate `lr`.
     pub fn step(&mut self, params: &mut [Tensor<B, 1>], grads: Vec<Tensor<B, 1>>, lr: f64) {
         let grads: Vec<Tensor<B, 1>> = grads
@@ -146,6 +164,43 @@ impl<B: Backend> Sgd<B> {
         };
         for (p, d) in params.iter_mut().zip(dirs) {
             *p = p.clone() - d * lr;
+        }
+    }
+}
+
+/// Where a training loop stands between epochs, as a checkpoint keeps it (the model's weights and
+/// the random stream are the caller's to keep).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochPoint {
+    /// The next epoch (0-based).
+    pub next_epoch: usize,
+    /// The sample order the last shuffle left (each epoch shuffles the previous order).
+    pub order: Vec<usize>,
+    /// The optimiser's momentum buffers.
+    pub momentum: Option<Vec<Vec<f32>>>,
+}
+
+/// The loop after an epoch: [`At::point`] says where it stands, [`At::rng`] where its random
+/// stream is.
+pub struct At<'a, B: Backend, R> {
+    next_epoch: usize,
+    order: &'a [usize],
+    opt: &'a Sgd<B>,
+    rng: &'a R,
+}
+
+impl<B: Backend, R> At<'_, B, R> {
+    /// The loop's random stream.
+    pub fn rng(&self) -> &R {
+        self.rng
+    }
+
+    /// Where the loop stands (copies the momentum to the host).
+    pub fn point(&self) -> EpochPoint {
+        EpochPoint {
+            next_epoch: self.next_epoch,
+            order: self.order.to_vec(),
+            momentum: self.opt.buffers_to_host(),
         }
     }
 }
@@ -270,11 +325,47 @@ impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
         rng: &mut R,
         mut on_epoch: impl FnMut(usize, f64, &mut Model<AD::InnerBackend>) -> Result<()>,
     ) -> Result<()> {
+        self.run_from(model, data, rng, None, |e, l, m, _| on_epoch(e, l, m))
+    }
+
+    /// [`Training::run_observed`] continued from `from` (None: from the first epoch), telling
+    /// `on_epoch` where the loop stands after each epoch.
+    pub fn run_from<R: Rng>(
+        &self,
+        model: &mut Model<AD::InnerBackend>,
+        data: &Dataset,
+        rng: &mut R,
+        from: Option<EpochPoint>,
+        mut on_epoch: impl FnMut(
+            usize,
+            f64,
+            &mut Model<AD::InnerBackend>,
+            &At<'_, AD::InnerBackend, R>,
+        ) -> Result<()>,
+    ) -> Result<()> {
         let (cfg, device) = (self.cfg, self.device);
         let k = model.spec.num_classes();
         let mut opt = Sgd::new(cfg.momentum, cfg.weight_decay);
         let mut order: Vec<usize> = (0..data.len()).collect();
-        for epoch in 0..cfg.epochs {
+        let mut first = 0;
+        if let Some(p) = from {
+            let mut sorted = p.order.clone();
+            sorted.sort_unstable();
+            let fits = |m: &Vec<Vec<f32>>| {
+                m.len() == model.params.len()
+                    && m.iter()
+                        .zip(&model.params)
+                        .all(|(b, t)| b.len() == t.dims()[0])
+            };
+            if sorted != order || !p.momentum.as_ref().is_none_or(fits) {
+                return Err(Error::Other(
+                    "the checkpoint's training state does not fit this data and network".into(),
+                ));
+            }
+            opt.set_buffers(p.momentum.as_deref(), device);
+            (order, first) = (p.order, p.next_epoch);
+        }
+        for epoch in first..cfg.epochs {
             if cfg.resets_at(epoch) {
                 opt.reset();
             }
@@ -311,7 +402,13 @@ impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
                     epoch + 1
                 )));
             }
-            on_epoch(epoch, mean, model)?;
+            let at = At {
+                next_epoch: epoch + 1,
+                order: &order,
+                opt: &opt,
+                rng,
+            };
+            on_epoch(epoch, mean, model, &at)?;
         }
         Ok(())
     }

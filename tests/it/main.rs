@@ -27,6 +27,7 @@ mod plots;
 mod privacy;
 mod privacy_runs;
 mod resume;
+mod resume_serve;
 mod run;
 mod scenario;
 mod selmatch;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn exe() -> &'static str {
+pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_distillery")
 }
 
@@ -25,18 +25,18 @@ fn start(scen: &Path, root: &Path) -> Child {
 }
 
 /// The only run folder under `root`, once it exists.
-fn run_dir(root: &Path) -> Option<PathBuf> {
+pub fn run_dir(root: &Path) -> Option<PathBuf> {
     let e = std::fs::read_dir(root).ok()?.next()?.ok()?;
     Some(e.path())
 }
 
 /// Data rows of `dir/name` (0 while it is missing).
-fn data_rows(dir: &Path, name: &str) -> usize {
+pub fn data_rows(dir: &Path, name: &str) -> usize {
     std::fs::read_to_string(dir.join(name)).map_or(0, |t| t.lines().count().saturating_sub(1))
 }
 
 /// Runs `scen` to the end; its results folder.
-fn full(scen: &Path, root: &Path) -> PathBuf {
+pub fn full(scen: &Path, root: &Path) -> PathBuf {
     let out = start(scen, root).wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -63,7 +63,7 @@ fn started_until(scen: &Path, root: &Path, ready: impl Fn(&Path) -> bool) -> (Ch
 }
 
 /// Starts `scen`, SIGKILLs it once `ready` holds, and checks it had not finished.
-fn killed_when(scen: &Path, root: &Path, ready: impl Fn(&Path) -> bool) -> PathBuf {
+pub fn killed_when(scen: &Path, root: &Path, ready: impl Fn(&Path) -> bool) -> PathBuf {
     let (mut child, dir) = started_until(scen, root, ready);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -76,7 +76,7 @@ fn killed_when(scen: &Path, root: &Path, ready: impl Fn(&Path) -> bool) -> PathB
 
 /// Resumes the run in `dir` and checks it said `said` (that it continued from a checkpoint
 /// rather than starting over).
-fn resume(dir: &Path, said: &str) {
+pub fn resume(dir: &Path, said: &str) {
     let out = Command::new(exe())
         .args(["run", "--resume"])
         .arg(dir)
@@ -94,6 +94,7 @@ fn timing(key: &str) -> bool {
         || key == "report"
         || key == "iterations_this_run"
         || key == "seconds_per_iteration"
+        || key == "seconds_per_epoch"
 }
 
 fn strip(v: &mut Value) {
@@ -107,7 +108,7 @@ fn strip(v: &mut Value) {
     }
 }
 
-fn summary(dir: &Path) -> Value {
+pub fn summary(dir: &Path) -> Value {
     let mut v: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     strip(&mut v);
@@ -115,7 +116,7 @@ fn summary(dir: &Path) -> Value {
 }
 
 /// Every CSV of `dir`: its rows without the timing columns.
-fn csvs(dir: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
+pub fn csvs(dir: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -148,7 +149,7 @@ fn csvs(dir: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
 }
 
 /// The resumed run's summary and CSVs are the uninterrupted run's.
-fn assert_same(full: &Path, resumed: &Path) {
+pub fn assert_same(full: &Path, resumed: &Path) {
     let (a, b) = (csvs(full), csvs(resumed));
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (name, rows) in &a {
@@ -158,13 +159,13 @@ fn assert_same(full: &Path, resumed: &Path) {
     assert_eq!(summary(full), summary(resumed));
 }
 
-fn write(root: &Path, text: &str) -> PathBuf {
+pub fn write(root: &Path, text: &str) -> PathBuf {
     let p = root.join("scenario.toml");
     std::fs::write(&p, text).unwrap();
     p
 }
 
-const FEDERATED: &str = r#"
+pub const FEDERATED: &str = r#"
 name = "fed-resume"
 kind = "federated"
 seed = 4
@@ -412,96 +413,36 @@ fn a_corrupt_checkpoint_is_a_clear_error() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `distillery serve` on a free port, and `clients` client processes against it.
-fn serve(scen: &Path, root: &Path, resume: Option<&Path>, clients: usize) -> (Child, Vec<Child>) {
-    let port = free_port();
-    let mut cmd = Command::new(exe());
-    cmd.arg("serve")
-        .arg(scen)
-        .arg("--addr")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--results")
-        .arg(root)
-        .env_remove("DISTILLERY_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(d) = resume {
-        cmd.arg("--resume").arg(d);
-    }
-    let server = cmd.spawn().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let clients = (0..clients)
-        .map(|i| {
-            Command::new(exe())
-                .arg("client")
-                .arg(scen)
-                .args(["--server", &url, "--id", &i.to_string()])
-                .env_remove("DISTILLERY_TOKEN")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    (server, clients)
-}
+const TRAIN: &str = r#"
+name = "train-resume"
+kind = "train"
+seed = 5
+[data]
+source = "digits"
+[model]
+width = 8
+depth = 2
+[train]
+epochs = 20
+batch_size = 32
+lr = 0.02
+eval_every = 1
+repeats = 2
+ipc = 100
+"#;
 
 #[test]
-fn a_server_killed_after_round_one_and_restarted_with_resume_finishes_the_same() {
+fn a_train_run_killed_mid_repeat_resumes_to_the_same_results() {
     let root = tempfile::tempdir().unwrap();
-    let text = FEDERATED
-        .replace("\"distilled_iterative\", ", "")
-        .replace("fraction = 0.5\n", "")
-        .replace("clients = 4", "clients = 2")
-        .replace(
-            "{ kind = \"dirichlet\", alpha = 0.5, min_size = 5 }",
-            "{ kind = \"iid\" }",
-        );
-    let scen = write(root.path(), &text);
+    let scen = write(root.path(), TRAIN);
     let reference = full(&scen, &root.path().join("full"));
-    let results = root.path().join("served");
-    let (mut server, clients) = serve(&scen, &results, None, 2);
-    let t0 = Instant::now();
-    let dir = loop {
-        if let Some(d) = run_dir(&results).filter(|d| d.join("checkpoint.msgpack").exists()) {
-            break d;
-        }
-        assert!(
-            server.try_wait().unwrap().is_none(),
-            "the server ended early"
-        );
-        assert!(t0.elapsed() < Duration::from_secs(120), "no round finished");
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    server.kill().unwrap();
-    server.wait().unwrap();
-    for mut c in clients {
-        let _ = c.kill();
-        c.wait().unwrap();
-    }
-    assert!(
-        !dir.join("summary.json").exists(),
-        "the run finished before the kill"
-    );
-    let (server, clients) = serve(&scen, &results, Some(&dir), 2);
-    for c in clients {
-        let _ = c.wait_with_output().unwrap();
-    }
-    let out = server.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("resuming fedavg at task 0 round "), "{err}");
-    let (a, b) = (csvs(&reference), csvs(&dir));
-    assert_eq!(a["metrics.csv"], b["metrics.csv"]);
-    let acc = |d: &Path| summary(d)["strategies"]["fedavg"]["accuracy_per_round"].clone();
-    assert_eq!(acc(&reference), acc(&dir));
-    assert_eq!(acc(&dir).as_array().map(Vec::len), Some(5));
+    assert_eq!(data_rows(&reference, "metrics.csv"), 40);
+    // Killed in the second repeat: the first one's accuracy, and the second's network, momentum,
+    // sample order and random stream come from the checkpoint.
+    let cut = killed_when(&scen, &root.path().join("cut"), |d| {
+        data_rows(d, "metrics.csv") >= 26
+    });
+    resume(&cut, "resuming repeat 2 at epoch ");
+    assert_same(&reference, &cut);
+    assert!(!cut.join("checkpoint.msgpack").exists());
 }
