@@ -4,7 +4,7 @@
 //! privacy audit measures it); and the state file refuses another scenario or client.
 
 use crate::federated::{free_port, rows, scenario_text};
-use crate::wire::{equals_in_process, finished_run, ok, s, Proc};
+use crate::wire::{equals_in_process, finished_run, ok, s, serve, Proc};
 use distillery::data::Dataset;
 use distillery::fed::message::Payload;
 use distillery::fed::protocol::update_message;
@@ -36,15 +36,7 @@ fn a_feddm_client_killed_mid_work_continues_from_its_state_folder() {
     let (results, state) = (dir.path().join("results"), dir.path().join("state"));
     let addr = format!("127.0.0.1:{}", free_port());
     let url = format!("http://{addr}");
-    let server = Proc::spawn(&[
-        "serve",
-        s(&file),
-        "--quiet",
-        "--addr",
-        &addr,
-        "--results",
-        s(&results),
-    ]);
+    let server = serve(&file, &addr, &results, &[]);
     let others = Proc::spawn(&["client", s(&file), "--ids", "0-1", "--server", &url]);
     let args = [
         "client",

@@ -1,9 +1,10 @@
 //! Fuzzing every decoder (proptest): random bytes and mutations of valid inputs fed to client
 //! updates and round tasks (protobuf), synthetic sets, checkpoints and expert trajectories
-//! (safetensors), run checkpoints and remote clients' state files (MessagePack), IDX and CIFAR
-//! files and scenario text. Each must return, never panic, never make one allocation beyond a
-//! bound set by its input (a counting allocator checks), and name the problem when it refuses. The default 256 cases a property keep the module within
-//! seconds; `PROPTEST_CASES=100000 cargo test --release --test it fuzz` runs a long sitting.
+//! (safetensors), IDX and CIFAR files and scenario text ([`crate::fuzz_state`]: run checkpoints
+//! and remote clients' state files). Each must return, never panic, never make one allocation
+//! beyond a bound set by its input (a counting allocator checks), and name the problem when it
+//! refuses. The default 256 cases a property keep the module within seconds;
+//! `PROPTEST_CASES=100000 cargo test --release --test it fuzz` runs a long sitting.
 
 use crate::common::spec;
 use distillery::data::{cifar, idx, Dataset};
@@ -14,8 +15,6 @@ use distillery::fed::pb;
 use distillery::fed::protocol::{
     decode_tensor, decode_update, encode_set, encode_weights, task_from, Expect, Quantization,
 };
-use distillery::fed::strategy::ClientState;
-use distillery::fed::transport::kept::Store;
 use distillery::model::ModelSpec;
 use proptest::prelude::*;
 use prost::Message;
@@ -53,7 +52,7 @@ unsafe impl GlobalAlloc for Largest {
 static ALLOC: Largest = Largest;
 
 /// Runs `f` and returns its result and the largest single allocation it made on this thread.
-fn largest<T>(f: impl FnOnce() -> T) -> (T, usize) {
+pub fn largest<T>(f: impl FnOnce() -> T) -> (T, usize) {
     LARGEST.with(|c| c.set(0));
     let v = f();
     (v, LARGEST.with(Cell::get))
@@ -61,12 +60,12 @@ fn largest<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 /// Decoders may allocate a few times their input (f32 values from u8 bytes, parsed headers),
 /// never what a header merely claims.
-fn bound(input: usize) -> usize {
+pub fn bound(input: usize) -> usize {
     16 * input + (1 << 20)
 }
 
 /// Flips, overwrites, inserts and deletes bytes of `base` (indices taken modulo its length).
-fn mutate(mut base: Vec<u8>, edits: &[(u8, usize, u8)]) -> Vec<u8> {
+pub fn mutate(mut base: Vec<u8>, edits: &[(u8, usize, u8)]) -> Vec<u8> {
     for &(kind, at, byte) in edits {
         let i = if base.is_empty() { 0 } else { at % base.len() };
         match kind % 5 {
@@ -84,7 +83,7 @@ fn mutate(mut base: Vec<u8>, edits: &[(u8, usize, u8)]) -> Vec<u8> {
     base
 }
 
-fn edits() -> impl Strategy<Value = Vec<(u8, usize, u8)>> {
+pub fn edits() -> impl Strategy<Value = Vec<(u8, usize, u8)>> {
     prop::collection::vec(any::<(u8, usize, u8)>(), 1..8)
 }
 
@@ -205,53 +204,6 @@ fn on_file<T>(bytes: &[u8], f: impl FnOnce(&std::path::Path) -> T) -> T {
     let p = dir.path().join("fuzz.bin");
     std::fs::write(&p, bytes).unwrap();
     f(&p)
-}
-
-/// A federated checkpoint with a strategy in progress, and a remote client's state file.
-fn state_files() -> (Vec<u8>, Vec<u8>) {
-    use distillery::experiment::federated::resume::{FedState, Ongoing, Weights};
-    let dir = tempfile::tempdir().unwrap();
-    let set = Dataset {
-        images: vec![0.25; 8],
-        labels: vec![0, 1],
-        shape: [1, 2, 2],
-        classes: vec!["a".into(), "b".into()],
-    };
-    let state = FedState {
-        done: vec![serde_json::json!({"index": 0, "label": "fedavg"})],
-        seq: 3,
-        ongoing: Some(Ongoing {
-            strategy: 1,
-            task: 0,
-            next_round: 2,
-            rounds: Vec::new(),
-            total: 99,
-            rows: vec![vec![0.5, 0.25]],
-            bytes_after: vec![7],
-            global: Weights {
-                params: vec![vec![0.0; 12], vec![0.0; 3]],
-                buffers: vec![vec![0.0; 2]],
-            },
-            memory: None,
-            clients: vec![None],
-            rng: None,
-            sent: [(0, (1, set.clone()))].into(),
-        }),
-        audit: None,
-    };
-    distillery::experiment::checkpoint::save_state(dir.path(), "federated", &state).unwrap();
-    let fed = std::fs::read(dir.path().join("checkpoint.msgpack")).unwrap();
-    let store = Store::new(dir.path(), "scenario").unwrap();
-    let mut c = ClientState::new(1, set.clone());
-    c.syn = Some(set);
-    let update = pb::ClientUpdate {
-        client_id: 1,
-        ..Default::default()
-    };
-    store
-        .save(1, 4, &update, &[("feddm".to_string(), c)].into())
-        .unwrap();
-    (fed, std::fs::read(store.path(1)).unwrap())
 }
 
 fn scenario_texts() -> Vec<String> {
@@ -433,36 +385,6 @@ proptest! {
         prop_assert!(big <= bound(text.len()));
         if let Err(e) = r {
             prop_assert!(e.to_string().contains("fuzz.toml"), "{}", e);
-        }
-    }
-
-    #[test]
-    fn mutated_checkpoints_and_client_state_files_load_or_are_refused(
-        client in any::<bool>(),
-        e in edits(),
-    ) {
-        use distillery::experiment::federated::resume::FedState;
-        let (fed, kept) = state_files();
-        let bytes = mutate(if client { kept } else { fed }, &e);
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path(), "scenario").unwrap();
-        let msg = if client {
-            std::fs::write(store.path(1), &bytes).unwrap();
-            let blank = ClientState::new(1, Dataset::empty([1, 2, 2]));
-            let (r, big) = largest(|| store.load(&blank));
-            prop_assert!(big <= bound(bytes.len()));
-            r.err().map(|e| e.to_string())
-        } else {
-            std::fs::write(dir.path().join("checkpoint.msgpack"), &bytes).unwrap();
-            let load = || {
-                distillery::experiment::checkpoint::load_state::<FedState>(dir.path(), "federated")
-            };
-            let (r, big) = largest(load);
-            prop_assert!(big <= bound(bytes.len()));
-            r.err().map(|e| e.to_string())
-        };
-        if let Some(m) = msg {
-            prop_assert!(m.contains(".msgpack"), "{}", m);
         }
     }
 

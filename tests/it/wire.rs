@@ -137,6 +137,21 @@ fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
+/// `distillery serve FILE --quiet --addr ADDR --results RESULTS` and `extra`.
+pub fn serve(file: &Path, addr: &str, results: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "serve",
+        s(file),
+        "--quiet",
+        "--addr",
+        addr,
+        "--results",
+        s(results),
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn(&args)
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -151,19 +166,12 @@ fn a_tls_run_equals_the_plaintext_one_and_an_untrusted_client_is_refused() {
     let (stranger, _) = certificate(dir.path(), "stranger");
     let results = dir.path().join("results");
     let addr = format!("127.0.0.1:{}", free_port());
-    let server = Proc::spawn(&[
-        "serve",
-        s(&file),
-        "--quiet",
-        "--addr",
+    let server = serve(
+        &file,
         &addr,
-        "--results",
-        s(&results),
-        "--tls-cert",
-        s(&cert),
-        "--tls-key",
-        s(&key),
-    ]);
+        &results,
+        &["--tls-cert", s(&cert), "--tls-key", s(&key)],
+    );
     let url = format!("https://{addr}");
     // Trusting another certificate, a client is refused once the server is up, and says why.
     let t0 = Instant::now();
@@ -240,15 +248,7 @@ fn two_processes_of_two_clients_each_one_started_before_the_server() {
     let url = format!("http://{addr}");
     let early = Proc::spawn(&["client", s(&file), "--ids", "0,1", "--server", &url]);
     std::thread::sleep(Duration::from_millis(1500));
-    let server = Proc::spawn(&[
-        "serve",
-        s(&file),
-        "--quiet",
-        "--addr",
-        &addr,
-        "--results",
-        s(&results),
-    ]);
+    let server = serve(&file, &addr, &results, &[]);
     let late = Proc::spawn(&["client", s(&file), "--ids", "2-3", "--server", &url]);
     let early = early.finish(Duration::from_secs(300));
     let said = ok(&early, "early clients");
@@ -277,15 +277,7 @@ fn a_killed_client_rejoins_under_its_id_and_is_counted_once() {
     let results = dir.path().join("results");
     let addr = format!("127.0.0.1:{}", free_port());
     let url = format!("http://{addr}");
-    let server = Proc::spawn(&[
-        "serve",
-        s(&file),
-        "--quiet",
-        "--addr",
-        &addr,
-        "--results",
-        s(&results),
-    ]);
+    let server = serve(&file, &addr, &results, &[]);
     let mut first = Proc::spawn(&["client", s(&file), "--id", "2", "--server", &url]);
     // Once it has joined, kill it (the server now holds a joined id whose connection is dead).
     let out = first.0.as_mut().unwrap().stdout.take().unwrap();
@@ -336,15 +328,7 @@ fn serving_plaintext_beyond_loopback_warns() {
     std::fs::write(&file, scenario("open", 3, false)).unwrap();
     let addr = format!("0.0.0.0:{}", free_port());
     let results = dir.path().join("results");
-    let mut server = Proc::spawn(&[
-        "serve",
-        s(&file),
-        "--quiet",
-        "--addr",
-        &addr,
-        "--results",
-        s(&results),
-    ]);
+    let mut server = serve(&file, &addr, &results, &[]);
     let err = server.0.as_mut().unwrap().stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -381,15 +365,7 @@ fn a_client_that_loses_its_server_mid_run_retries_then_gives_up() {
     let results = dir.path().join("results");
     let addr = format!("127.0.0.1:{}", free_port());
     let url = format!("http://{addr}");
-    let server = Proc::spawn(&[
-        "serve",
-        s(&file),
-        "--quiet",
-        "--addr",
-        &addr,
-        "--results",
-        s(&results),
-    ]);
+    let server = serve(&file, &addr, &results, &[]);
     let mut client = Proc::spawn(&[
         "client",
         s(&file),
