@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod diagnostics;
 pub mod distill;
+pub mod dp;
 pub mod error;
 pub mod experiment;
 pub mod fed;

@@ -120,7 +120,12 @@ impl MethodConfig {
 
     /// The keys the method takes (besides `method`).
     pub fn keys(&self) -> BTreeSet<String> {
-        keys_of(self)
+        let mut keys = keys_of(self);
+        // Optional tables that a default leaves out when it serialises.
+        if matches!(self, MethodConfig::Dm(_)) {
+            keys.insert("dp".into());
+        }
+        keys
     }
 
     /// The method a table names (`method`, default `dm`) with the table's other keys over its

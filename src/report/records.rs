@@ -237,6 +237,9 @@ pub struct Distilled {
     pub preparation_seconds: f64,
     /// True when `max_seconds` stopped it before its iterations.
     pub stopped_by_budget: bool,
+    /// The privacy a private DM set spent (`[distill] dp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::dp::DpSpent>,
 }
 
 /// A distill run's results.

@@ -15,6 +15,7 @@ mod difficulty;
 mod distill;
 mod distill_runs;
 mod doctor;
+mod dp;
 mod fcl;
 mod fed_clients;
 mod federated;

@@ -204,6 +204,16 @@ pub fn set<B: AutodiffBackend>(
                 seconds: obs.spent(),
                 preparation_seconds: prepared + obs.selection,
                 stopped_by_budget: reached < method.iterations(),
+                dp: match method {
+                    MethodConfig::Dm(dm) => dm.dp.as_ref().map(|dp| {
+                        let q = (plan.train.class_counts().iter())
+                            .filter(|&&n| n > 0)
+                            .map(|&n| crate::dp::rate(dm.batch_real, n))
+                            .fold(0.0, f64::max);
+                        dp.spent(q, reached)
+                    }),
+                    _ => None,
+                },
             },
         );
     }

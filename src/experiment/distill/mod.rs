@@ -190,6 +190,16 @@ impl BackendJob for DistillJob<'_> {
             report.extend(lines);
             record
         });
+        for (m, d) in &made.distilled {
+            if let Some(dp) = &d.dp {
+                let line = format!(
+                    "{m:<8} differentially private: epsilon {:.3} at delta {:e} (noise multiplier {}, clip {}, sampling rate {:.4}, {} iterations; Renyi-DP accountant)",
+                    dp.epsilon, dp.settings.delta, dp.settings.noise_multiplier, dp.settings.clip, dp.sampling_rate, dp.steps
+                );
+                progress.say(&line);
+                report.push(line);
+            }
+        }
         progress.finish();
         let primary = plan.methods[0].name();
         let headline = results.get(primary).and_then(|r| r.get(&plan.models[0].0));

@@ -2,18 +2,22 @@
 //! (REFERENCE.md §1.5). Each iteration draws a freshly initialised ConvNet; for every class it
 //! embeds `batch_real` real images and the class's synthetic images under one shared DSA draw and
 //! adds the squared distance between the two mean embeddings; one SGD step (momentum 0.5) then
-//! moves the synthetic images.
+//! moves the synthetic images. With `dp` the real means are private ([`crate::dp`]): Poisson
+//! batches, clipped embeddings, Gaussian noise on the sums.
 
-use super::init::InitKind;
+pub mod settings;
+
+pub use settings::{Around, DmConfig, DmSettings};
+
 use super::{
     finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Event,
     SyntheticSet,
 };
-use crate::data::augment::{Draw, Dsa};
+use crate::data::augment::Draw;
 use crate::data::Dataset;
 use crate::device::par_map;
+use crate::dp::{noisy_mean, DpSettings};
 use crate::error::{Error, Result};
-use crate::error::{Problem, Problems};
 use crate::model::{embed, Mode, ModelSpec, Norm};
 use crate::rng::step_seed;
 use crate::train::batch_images;
@@ -22,94 +26,6 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
-
-/// DM's settings, as a `[distill]` table with `method = "dm"` gives them; the defaults are the
-/// reference's (REFERENCE.md §1.5).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DmSettings {
-    /// Optimisation iterations.
-    pub iterations: usize,
-    /// Learning rate of the synthetic images.
-    pub lr_img: f64,
-    /// Momentum of the image optimiser.
-    pub momentum: f64,
-    /// Real images per class per iteration.
-    pub batch_real: usize,
-    /// How the set starts: `real`, `noise`, `herding` or `kcenter`.
-    pub init: InitKind,
-    /// Siamese augmentation (DSA) while matching.
-    pub dsa: bool,
-    /// Candidates per class embedded for a herding / k-center start (all when absent).
-    pub pool: Option<usize>,
-}
-
-impl Default for DmSettings {
-    fn default() -> Self {
-        DmSettings {
-            iterations: 20000,
-            lr_img: 1.0,
-            momentum: 0.5,
-            batch_real: 256,
-            init: InitKind::Real,
-            dsa: true,
-            pool: None,
-        }
-    }
-}
-
-impl DmSettings {
-    /// The settings' values that cannot work.
-    pub fn problems(&self) -> Vec<Problem> {
-        let mut p = Problems::default();
-        p.positive("iterations", self.iterations);
-        p.rate("lr_img", self.lr_img);
-        p.momentum("momentum", self.momentum);
-        p.positive("batch_real", self.batch_real);
-        if let Some(n) = self.pool {
-            p.positive("pool", n);
-        }
-        p.into_vec()
-    }
-}
-
-/// DM as it runs: its settings, the embedding network (re-initialised every iteration), the
-/// augmentation, and FedDM's centre when it embeds around a global model.
-#[derive(Clone, Debug)]
-pub struct DmConfig {
-    /// The settings.
-    pub settings: DmSettings,
-    /// The embedding network.
-    pub spec: ModelSpec,
-    /// Siamese augmentation (None: no augmentation).
-    pub dsa: Option<Dsa>,
-    /// FedDM: embed with random perturbations of these weights instead of fresh networks.
-    pub around: Option<Around>,
-}
-
-/// FedDM's embedding networks (REFERENCE.md §3.2): a given model's parameters moved by a random
-/// direction of norm `rho`, with the loss matching mean logits as well as mean features.
-#[derive(Clone, Debug)]
-pub struct Around {
-    /// The centre (the global model's parameters, host copies in the model's order).
-    pub params: Vec<Vec<f32>>,
-    /// Norm of the random perturbation of all parameters together.
-    pub rho: f32,
-}
-
-impl DmConfig {
-    /// DM by `settings` with embedding network `spec`; `dsa` applies when the settings ask for it.
-    pub fn new(settings: DmSettings, spec: ModelSpec, dsa: &Dsa) -> Self {
-        let dsa = settings.dsa.then(|| dsa.clone());
-        DmConfig {
-            settings,
-            spec,
-            dsa,
-            around: None,
-        }
-    }
-}
 
 /// The DM distiller.
 #[derive(Clone, Debug)]
@@ -198,6 +114,34 @@ pub fn real_means<B: Backend>(
         .collect()
 }
 
+/// Private DM's mean embedding `[1, F]` of each of `classes`' Poisson batches (classes of
+/// `sizes[c]` images): clipped, summed, noised, over the expected batch size ([`crate::dp`]).
+fn private_means<B: Backend>(
+    cfg: &DmConfig,
+    (data, sizes): (&Dataset, &[usize]),
+    d: &IterationDraw<B>,
+    classes: &[usize],
+    dp: &DpSettings,
+    device: &B::Device,
+) -> Vec<Tensor<B, 2>> {
+    let logits = cfg.around.is_some();
+    let k = cfg.spec.num_classes();
+    let dim = d.params[d.params.len() - 2].dims()[0] / k + if logits { k } else { 0 };
+    classes
+        .iter()
+        .map(|&c| {
+            let idx = &d.real[c];
+            let e = (!idx.is_empty()).then(|| {
+                let x = batch_images::<B>(data, idx, device);
+                let x = augmented(vec![x], &d.draws[c..=c]);
+                embed_classes(&cfg.spec, &d.params, x, logits).remove(0)
+            });
+            let expected = cfg.settings.batch_real.min(sizes[c]) as f64;
+            noisy_mean(e, dim, dp, expected, d.noise[c], device)
+        })
+        .collect()
+}
+
 /// The DM loss: sum over classes of `||mean_real_c - mean(embed(dsa(syn_c)))||^2`.
 pub fn dm_loss<B: Backend>(
     spec: &ModelSpec,
@@ -207,10 +151,30 @@ pub fn dm_loss<B: Backend>(
     draws: &[Option<Draw>],
     logits: bool,
 ) -> Tensor<B, 1> {
+    dm_loss_clipped(spec, params, means, syn, draws, logits, None)
+}
+
+/// [`dm_loss`] with each synthetic embedding scaled to norm at most `clip`, as private DM's real
+/// means are, so both sides are matched in the same clipped space.
+fn dm_loss_clipped<B: Backend>(
+    spec: &ModelSpec,
+    params: &[Tensor<B, 1>],
+    means: Vec<Tensor<B, 2>>,
+    syn: Vec<Tensor<B, 4>>,
+    draws: &[Option<Draw>],
+    logits: bool,
+    clip: Option<f64>,
+) -> Tensor<B, 1> {
     let es = embed_classes(spec, params, augmented(syn, draws), logits);
     es.into_iter()
         .zip(means)
-        .map(|(e, m)| (m - e.mean_dim(0)).powf_scalar(2.0).sum())
+        .map(|(e, m)| {
+            let e = match clip {
+                Some(c) => crate::dp::clipped(e, c),
+                None => e,
+            };
+            (m - e.mean_dim(0)).powf_scalar(2.0).sum()
+        })
         .reduce(|a, b| a + b)
         .expect("at least one class")
 }
@@ -223,6 +187,8 @@ pub struct IterationDraw<B: Backend> {
     pub real: Vec<Vec<usize>>,
     /// The Siamese DSA draw per class.
     pub draws: Vec<Option<Draw>>,
+    /// The seed of each class's noise (private DM; empty otherwise).
+    pub noise: Vec<u64>,
 }
 
 /// Draws iteration `it`'s randomness from `(seed, it)` alone (so resuming is exact).
@@ -263,12 +229,24 @@ pub fn draw_iteration<B: Backend>(
     }
     let mut real = Vec::with_capacity(classes.len());
     let mut draws = Vec::with_capacity(classes.len());
+    let mut noise = Vec::new();
+    let batch = cfg.settings.batch_real;
     for cls in classes {
-        let mut idx: Vec<usize> = cls
-            .choose_multiple(&mut rng, cfg.settings.batch_real.min(cls.len()))
-            .copied()
-            .collect();
-        idx.shuffle(&mut rng);
+        let idx = match &cfg.settings.dp {
+            // The accountant assumes Poisson sampling: each image in with the same probability.
+            Some(_) => {
+                noise.push(rng.random::<u64>());
+                crate::dp::poisson(cls, crate::dp::rate(batch, cls.len()), &mut rng)
+            }
+            None => {
+                let mut idx: Vec<usize> = cls
+                    .choose_multiple(&mut rng, batch.min(cls.len()))
+                    .copied()
+                    .collect();
+                idx.shuffle(&mut rng);
+                idx
+            }
+        };
         real.push(idx);
         draws.push(
             cfg.dsa
@@ -280,6 +258,7 @@ pub fn draw_iteration<B: Backend>(
         params: model.params,
         real,
         draws,
+        noise,
     }
 }
 
@@ -316,26 +295,34 @@ fn to_host<B: Backend>(ts: &[Tensor<B, 4>]) -> Vec<f32> {
 /// with batch norm, where all classes share one forward pass as in the reference.
 fn step<B: AutodiffBackend>(
     cfg: &DmConfig,
-    data: &Dataset,
+    (data, sizes): (&Dataset, &[usize]),
     d: &IterationDraw<B::InnerBackend>,
     syn: &[Tensor<B::InnerBackend, 4>],
     device: &B::Device,
 ) -> (Vec<f64>, Vec<Tensor<B::InnerBackend, 4>>) {
     let run = |classes: &[usize]| -> (f64, Vec<Tensor<B::InnerBackend, 4>>) {
         let draws: Vec<Option<Draw>> = classes.iter().map(|&c| d.draws[c].clone()).collect();
-        let real: Vec<_> = classes
-            .iter()
-            .map(|&c| batch_images::<B::InnerBackend>(data, &d.real[c], device))
-            .collect();
+        let real: Vec<_> = match cfg.settings.dp {
+            Some(_) => Vec::new(),
+            None => classes
+                .iter()
+                .map(|&c| batch_images::<B::InnerBackend>(data, &d.real[c], device))
+                .collect(),
+        };
         let logits = cfg.around.is_some();
-        let means = real_means(&cfg.spec, &d.params, real, &draws, logits);
+        let means = match &cfg.settings.dp {
+            Some(dp) => private_means(cfg, (data, sizes), d, classes, dp, device),
+            None => real_means(&cfg.spec, &d.params, real, &draws, logits),
+        };
         let params: Vec<Tensor<B, 1>> = d.params.iter().cloned().map(Tensor::from_inner).collect();
         let leaves: Vec<Tensor<B, 4>> = classes
             .iter()
             .map(|&c| Tensor::from_inner(syn[c].clone()).require_grad())
             .collect();
         let means = means.into_iter().map(Tensor::from_inner).collect();
-        let loss = dm_loss(&cfg.spec, &params, means, leaves.clone(), &draws, logits);
+        let clip = cfg.settings.dp.as_ref().map(|dp| dp.clip);
+        let inputs = leaves.clone();
+        let loss = dm_loss_clipped(&cfg.spec, &params, means, inputs, &draws, logits, clip);
         let grads = loss.backward();
         let g = leaves
             .iter()
@@ -372,6 +359,12 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
             initial_checkpoint(data, ipc, st.init, &self.cfg.spec, st.pool, "dm", ctx)
         })?;
         let classes = data.class_indices();
+        let sizes: Vec<usize> = classes.iter().map(Vec::len).collect();
+        if self.cfg.settings.dp.is_some() && uses_batch_norm(&self.cfg.spec) {
+            return Err(Error::Other(
+                "dp: batch norm mixes the images of a batch, so one image's influence is not bounded by clip; use norm = \"instance\"".into(),
+            ));
+        }
         let k = classes.len();
         let done = start.set.provenance.iterations;
         let device = ctx.device.clone();
@@ -383,7 +376,7 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
         let mut reached = st.iterations.max(done);
         for it in done..st.iterations {
             let d = draw_iteration::<B::InnerBackend>(cfg, &classes, shape, ctx.seed, it, &device);
-            let (values, grads) = step::<B>(cfg, data, &d, &syn, &device);
+            let (values, grads) = step::<B>(cfg, (data, &sizes), &d, &syn, &device);
             let value: f64 = values.iter().sum();
             if !value.is_finite() {
                 return Err(Error::Numerics(format!(
