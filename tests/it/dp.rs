@@ -156,3 +156,65 @@ fn private_dm_refuses_a_real_start_and_bad_settings_by_name() {
     ));
     assert!(e.contains("sigma"), "{e}");
 }
+
+#[test]
+fn a_private_client_sends_no_real_images_of_its_poor_classes() {
+    use burn::backend::Autodiff;
+    use distillery::experiment as runner;
+    use distillery::fed::message::{Payload, Task};
+    use distillery::fed::strategy::build::client_app;
+    use distillery::fed::strategy::ClientState;
+    let dir = tempfile::tempdir().unwrap();
+    let text = |dp: &str| {
+        crate::federated::scenario_text("dp-client", "strategies = [\"distilled_oneshot\"]")
+            .replace(
+                "method = \"random\"\nipc = 3",
+                &format!("method = \"dm\"\nipc = 20\niterations = 5\nbatch_real = 16\ninit = \"noise\"\n{dp}"),
+            )
+            .replace("{ kind = \"iid\" }", "{ kind = \"dirichlet\", alpha = 0.3, min_size = 20 }")
+    };
+    // Labels sent by client 0, and its classes with fewer than ipc images.
+    let sent = |t: &str| {
+        let l = distillery::scenario::parse(t, std::path::Path::new("t.toml")).unwrap();
+        let split = runner::load_data(&l).unwrap();
+        let data = runner::federated::client_data(&l, &split).unwrap();
+        let entry = &l.scenario.federated_section().strategies[0];
+        let s = runner::federated::settings(&l, &split, dir.path().into(), entry).unwrap();
+        let app = client_app::<Autodiff<Flex>>(entry.kind, std::sync::Arc::new(s));
+        let mut state = ClientState::new(0, data[0].clone());
+        let task = Task {
+            round: 0,
+            seq: 0,
+            strategy: entry.label(),
+            task: 0,
+            global: None,
+        };
+        let Payload::Set(set) = app
+            .work(&task, &mut state, &Default::default())
+            .unwrap()
+            .payload
+        else {
+            panic!("not a set")
+        };
+        let counts = data[0].class_counts();
+        let poor: Vec<usize> = (0..counts.len())
+            .filter(|&c| counts[c] > 0 && counts[c] < 20)
+            .collect();
+        (set.labels, poor)
+    };
+    let (plain, poor) = sent(&text(""));
+    assert!(
+        !poor.is_empty(),
+        "client 0 holds a class with fewer than 20 images"
+    );
+    assert!(
+        plain.iter().any(|y| poor.contains(y)),
+        "plain DM sends them as they are"
+    );
+    let (private, _) = sent(&text("dp = { noise_multiplier = 1.0 }"));
+    assert!(!private.is_empty());
+    assert!(
+        private.iter().all(|y| !poor.contains(y)),
+        "{private:?} {poor:?}"
+    );
+}

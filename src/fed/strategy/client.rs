@@ -1,6 +1,7 @@
 //! The client half of the distilled strategies: a client distils its partition with the
 //! scenario's method (built by the registry for that partition), `ipc` images for each class it
-//! holds at least that many of, and sends the real images of the classes it holds fewer of.
+//! holds at least that many of, and sends the real images of the classes it holds fewer of
+//! (unless its DM is private, `dp`: then those classes are left out).
 
 use super::{ClientApp, ClientState, Settings};
 use crate::data::{globalise, localise, Dataset};
@@ -74,7 +75,16 @@ impl Distilling {
             s.seed,
             (state.id as u64) << 20 | (task.task as u64) << 40 | task.round as u64,
         );
-        let mut out = poor;
+        // A private client sends no real images: its poor classes are left out.
+        let private = matches!(&s.method, crate::distill::MethodConfig::Dm(d) if d.dp.is_some());
+        let mut out = match private {
+            true => Dataset {
+                images: Vec::new(),
+                labels: Vec::new(),
+                ..poor
+            },
+            false => poor,
+        };
         if !rich.is_empty() {
             // FedDM embeds with the global model (all classes' logits); fresh nets need only
             // the local classes.
