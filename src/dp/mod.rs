@@ -83,6 +83,55 @@ pub struct DpSpent {
     pub accountant: String,
 }
 
+/// What private DM cost the clients of a federated strategy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientsSpent {
+    /// The mechanism's settings.
+    pub settings: DpSettings,
+    /// The largest ε of any client (each client's guarantee is its own).
+    pub epsilon_max: f64,
+    /// Per client that distilled.
+    pub clients: Vec<ClientSpent>,
+    /// How it was computed.
+    pub accountant: String,
+}
+
+/// What one client's private DM cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientSpent {
+    /// The client.
+    pub client: usize,
+    /// Its largest per-class sampling rate.
+    pub sampling_rate: f64,
+    /// Iterations composed over the rounds it worked in.
+    pub steps: usize,
+    /// ε at the settings' δ.
+    pub epsilon: f64,
+}
+
+impl DpSettings {
+    /// What clients `(id, sampling rate, steps)` spent.
+    pub fn clients_spent(
+        &self,
+        clients: impl Iterator<Item = (usize, f64, usize)>,
+    ) -> ClientsSpent {
+        let clients: Vec<ClientSpent> = clients
+            .map(|(client, q, steps)| ClientSpent {
+                client,
+                sampling_rate: q,
+                steps,
+                epsilon: self.spent(q, steps).epsilon,
+            })
+            .collect();
+        ClientsSpent {
+            settings: self.clone(),
+            epsilon_max: clients.iter().map(|c| c.epsilon).fold(0.0, f64::max),
+            clients,
+            accountant: "per client as for a distill run of its partition (the classes it distils), composed over the rounds it worked in".into(),
+        }
+    }
+}
+
 /// The per-class sampling rate of DM's batches: `batch_real` of a class's `n` images.
 pub fn rate(batch_real: usize, n: usize) -> f64 {
     (batch_real as f64 / n.max(1) as f64).min(1.0)

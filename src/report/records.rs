@@ -396,6 +396,9 @@ pub struct StrategyRecord {
     pub client_compute_seconds: f64,
     /// Seconds it took.
     pub seconds: f64,
+    /// What the clients' private DM spent (`[distill] dp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<crate::dp::ClientsSpent>,
 }
 
 /// A federated run's results.

@@ -218,3 +218,47 @@ fn a_private_client_sends_no_real_images_of_its_poor_classes() {
         "{private:?} {poor:?}"
     );
 }
+
+#[test]
+fn a_private_feddm_run_reports_each_clients_epsilon_over_the_rounds_it_worked_in() {
+    use distillery::experiment as runner;
+    let text = crate::federated::scenario_text(
+        "dp-fed",
+        "strategies = [\"distilled_iterative\"]\nrounds = 2\nfedavg_until_oneshot = false",
+    )
+    .replace(
+        "method = \"random\"\nipc = 3",
+        "method = \"dm\"\nipc = 3\niterations = 4\nbatch_real = 16\ninit = \"noise\"\ndp = { noise_multiplier = 1.5 }",
+    )
+    .replace("[eval]\nepochs = 40", "[eval]\nepochs = 5\n[audit]\nenabled = false");
+    let root = tempfile::tempdir().unwrap();
+    let out = run_text(&text, root.path());
+    let f = out.summary.federated().unwrap();
+    let spent = f.strategies["distilled_iterative"]
+        .dp
+        .clone()
+        .expect("dp record");
+    let l = distillery::scenario::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let split = runner::load_data(&l).unwrap();
+    let data = runner::federated::client_data(&l, &split).unwrap();
+    // Every client works in both rounds (fraction 1): 2 x 4 iterations each.
+    assert_eq!(spent.clients.len(), data.len());
+    for (c, d) in spent.clients.iter().zip(&data) {
+        let q = d
+            .class_counts()
+            .into_iter()
+            .filter(|&n| n >= 3)
+            .map(|n| rate(16, n))
+            .fold(0.0, f64::max);
+        assert_eq!(c.sampling_rate, q);
+        assert_eq!(c.steps, 8);
+        assert_eq!(c.epsilon, rdp::spent(q, 1.5, 8, 1e-5).0);
+    }
+    let max = spent.clients.iter().map(|c| c.epsilon).fold(0.0, f64::max);
+    assert_eq!(spent.epsilon_max, max);
+    assert!(out
+        .summary
+        .report
+        .iter()
+        .any(|l| l.contains("differentially private clients")));
+}

@@ -73,6 +73,18 @@ struct Finished {
     oneshot: bool,
 }
 
+/// The report's line of what strategy `label`'s private clients spent, when they are private.
+fn dp_line(label: &str, r: &StrategyRecord) -> Option<String> {
+    r.dp.as_ref().map(|d| {
+        format!(
+            "{label}: differentially private clients: epsilon at most {:.3} at delta {:e} ({} clients; per client in the summary)",
+            d.epsilon_max,
+            d.settings.delta,
+            d.clients.len()
+        )
+    })
+}
+
 /// A federated run.
 pub struct FederatedJob<'a> {
     /// The run.
@@ -126,6 +138,7 @@ impl BackendJob for FederatedJob<'_> {
                     oneshot_acc = d.record.final_accuracy;
                 }
                 report.push(report_line(&d.label, &d.record));
+                report.extend(dp_line(&d.label, &d.record));
                 series.push((d.label.clone(), d.curve));
                 results.insert(d.label, d.record);
                 next = d.index + 1;
@@ -152,7 +165,7 @@ impl BackendJob for FederatedJob<'_> {
                 Some(o) if o.strategy == index => o.sent.clone(),
                 _ => BTreeMap::new(),
             };
-            let mut run = clients.start::<B>(entry.kind, st, &device)?;
+            let mut run = clients.start::<B>(entry.kind, st.clone(), &device)?;
             // The server's decoded sets, kept for the privacy audit (and in checkpoints).
             clients.sent = match audit.wants(entry.kind) {
                 true => {
@@ -164,12 +177,18 @@ impl BackendJob for FederatedJob<'_> {
             };
             clients.rounds::<B>(&mut run, (0, &ctx.split.test), stop_at, &device)?;
             let rounds = &run.past.rounds;
-            let rec = record(rounds, stop_at, t0.elapsed().as_secs_f64());
+            let mut rec = record(rounds, stop_at, t0.elapsed().as_secs_f64());
+            rec.dp = entry
+                .kind
+                .distils()
+                .then(|| setup::client_dp(&st, &data, rounds))
+                .flatten();
             let oneshot = entry.kind == StrategyKind::DistilledOneshot && entry.method.is_none();
             if oneshot {
                 oneshot_acc = rec.final_accuracy;
             }
             report.push(report_line(&label, &rec));
+            report.extend(dp_line(&label, &rec));
             if let Some(sent) = clients.sent.take() {
                 audit.strategy(&label, &sent, &device)?;
                 clients.audit = Some(audit.kept());

@@ -440,6 +440,7 @@ pub fn record(rounds: &[Round], stopped_at: Option<f64>, seconds: f64) -> Strate
             .flat_map(|r| &r.clients)
             .fold(0.0, |a, c| a + c.compute_seconds),
         seconds,
+        dp: None,
     }
 }
 

@@ -201,3 +201,34 @@ pub fn write_partition(ctx: &RunContext<'_>, parts: &[Vec<usize>]) -> Result<()>
     );
     write_atomic(&ctx.dir.join("partition.svg"), svg.as_bytes())
 }
+
+/// What private DM (`[distill] dp`) cost each client of a strategy with settings `st` over
+/// `rounds`: a client's sampling rate from the classes it distils (at least `ipc` images), its
+/// steps the iterations of every round it was asked to work in and could be reached; None when
+/// the strategy's method is not private DM.
+pub fn client_dp(
+    st: &Settings,
+    data: &[Dataset],
+    rounds: &[crate::fed::engine::Round],
+) -> Option<crate::dp::ClientsSpent> {
+    let crate::distill::MethodConfig::Dm(dm) = &st.method else {
+        return None;
+    };
+    let dp = dm.dp.as_ref()?;
+    let per = data.iter().enumerate().filter_map(|(k, d)| {
+        let worked = rounds
+            .iter()
+            .filter(|r| {
+                r.clients.iter().any(|c| {
+                    c.client == k && c.outcome != crate::fed::message::ClientOutcome::Unreachable
+                })
+            })
+            .count();
+        let q = (d.class_counts().into_iter())
+            .filter(|&n| n >= st.ipc && n > 0)
+            .map(|n| crate::dp::rate(dm.batch_real, n))
+            .fold(0.0, f64::max);
+        (worked > 0 && q > 0.0).then_some((k, q, worked * dm.iterations))
+    });
+    Some(dp.clients_spent(per))
+}
