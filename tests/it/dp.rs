@@ -159,10 +159,7 @@ fn private_dm_refuses_a_real_start_and_bad_settings_by_name() {
 
 #[test]
 fn a_private_client_sends_no_real_images_of_its_poor_classes() {
-    use burn::backend::Autodiff;
     use distillery::experiment as runner;
-    use distillery::fed::message::{Payload, Task};
-    use distillery::fed::strategy::build::client_app;
     use distillery::fed::strategy::ClientState;
     let dir = tempfile::tempdir().unwrap();
     let text = |dp: &str| {
@@ -179,23 +176,8 @@ fn a_private_client_sends_no_real_images_of_its_poor_classes() {
         let split = runner::load_data(&l).unwrap();
         let data = runner::federated::client_data(&l, &split).unwrap();
         let entry = &l.scenario.federated_section().strategies[0];
-        let s = runner::federated::settings(&l, &split, dir.path().into(), entry).unwrap();
-        let app = client_app::<Autodiff<Flex>>(entry.kind, std::sync::Arc::new(s));
-        let mut state = ClientState::new(0, data[0].clone());
-        let task = Task {
-            round: 0,
-            seq: 0,
-            strategy: entry.label(),
-            task: 0,
-            global: None,
-        };
-        let Payload::Set(set) = app
-            .work(&task, &mut state, &Default::default())
-            .unwrap()
-            .payload
-        else {
-            panic!("not a set")
-        };
+        let state = ClientState::new(0, data[0].clone());
+        let set = crate::fed_clients::client_set(&l, &split, entry, state, dir.path());
         let counts = data[0].class_counts();
         let poor: Vec<usize> = (0..counts.len())
             .filter(|&c| counts[c] > 0 && counts[c] < 20)

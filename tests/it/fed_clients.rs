@@ -102,10 +102,37 @@ fn mtt_and_selmatch_clients_distil_their_partitions_and_reuse_their_experts() {
     assert_eq!(before.final_accuracy, after.final_accuracy);
 }
 
-#[test]
-fn a_client_set_has_the_shape_and_labels_of_its_partition() {
+/// The set client `state` sends for `entry`'s first round (settings' caches under `dir`).
+pub fn client_set(
+    l: &scenario::Loaded,
+    split: &distillery::data::Split,
+    entry: &distillery::scenario::StrategyEntry,
+    mut state: distillery::fed::strategy::ClientState,
+    dir: &Path,
+) -> distillery::data::Dataset {
     use distillery::fed::message::{Payload, Task};
     use distillery::fed::strategy::build::client_app;
+    let s = runner::federated::settings(l, split, dir.into(), entry).unwrap();
+    let app = client_app::<Autodiff<Flex>>(entry.kind, std::sync::Arc::new(s));
+    let task = Task {
+        round: 0,
+        seq: 0,
+        strategy: entry.label(),
+        task: 0,
+        global: None,
+    };
+    match app
+        .work(&task, &mut state, &Default::default())
+        .unwrap()
+        .payload
+    {
+        Payload::Set(set) => set,
+        _ => panic!("{}: not a set", entry.label()),
+    }
+}
+
+#[test]
+fn a_client_set_has_the_shape_and_labels_of_its_partition() {
     use distillery::fed::strategy::ClientState;
     let dir = tempfile::tempdir().unwrap();
     let l = scenario::parse(&trajectory_clients("shape"), Path::new("t.toml")).unwrap();
@@ -113,20 +140,8 @@ fn a_client_set_has_the_shape_and_labels_of_its_partition() {
     let f = l.scenario.federated_section();
     let data = runner::federated::client_data(&l, &split).unwrap();
     for entry in &f.strategies {
-        let s = runner::federated::settings(&l, &split, dir.path().into(), entry).unwrap();
-        let app = client_app::<Autodiff<Flex>>(entry.kind, std::sync::Arc::new(s));
-        let mut state = ClientState::new(1, data[1].clone());
-        let task = Task {
-            round: 0,
-            seq: 0,
-            strategy: entry.label(),
-            task: 0,
-            global: None,
-        };
-        let u = app.work(&task, &mut state, &Default::default()).unwrap();
-        let Payload::Set(set) = u.payload else {
-            panic!("{}: not a set", entry.label())
-        };
+        let state = ClientState::new(1, data[1].clone());
+        let set = client_set(&l, &split, entry, state, dir.path());
         let held: Vec<usize> = (0..10)
             .filter(|&c| data[1].class_counts()[c] >= 2)
             .collect();
