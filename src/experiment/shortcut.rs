@@ -1,5 +1,5 @@
 //! CLI shortcuts that build a scenario (everything a user can do is a scenario): `distillery
-//! distill --method dm --ipc 10 --data PATH` writes the `distill` scenario it then runs.
+//! distill --method dm --ipc 10 --data NAME|PATH` writes the `distill` scenario it then runs.
 
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -14,7 +14,8 @@ pub struct DistillArgs {
     /// Images per class.
     #[arg(long, default_value_t = 10)]
     pub ipc: usize,
-    /// `digits` (embedded), an MNIST-style folder of IDX files, or a CIFAR binary folder.
+    /// `digits` (embedded), a dataset name (`mnist`, `cifar10`, ...: `distillery data list`), an
+    /// MNIST-style folder of IDX files, or a CIFAR binary folder.
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// Distillation iterations (default: the method's reference: dm 20000, mtt 5000, selmatch 10000).
@@ -66,7 +67,8 @@ fn find(dir: &Path, stems: &[&str]) -> Option<String> {
     None
 }
 
-/// The `[data]` table for `--data`: the embedded digits, an IDX folder or a CIFAR folder.
+/// The `[data]` table for `--data`: the embedded digits, an IDX folder, a CIFAR folder, or a
+/// dataset by name (read from the data folder, fetched there when missing).
 pub(crate) fn data_table(data: &str) -> Result<Table> {
     let mut t = Table::new();
     if data == "digits" {
@@ -75,8 +77,13 @@ pub(crate) fn data_table(data: &str) -> Result<Table> {
     }
     let dir = Path::new(data);
     if !dir.is_dir() {
+        if crate::data::catalog::find(data).is_some() {
+            t["source"] = value(data);
+            return Ok(t);
+        }
         return Err(Error::Other(format!(
-            "--data {data}: expected `digits` or a folder of MNIST IDX files or CIFAR binary files"
+            "--data {data}: expected `digits`, a dataset name ({}) or a folder of MNIST IDX files or CIFAR binary files",
+            crate::data::catalog::names().join(", ")
         )));
     }
     let abs = std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;

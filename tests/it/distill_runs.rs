@@ -174,6 +174,30 @@ fn distill_shortcut_builds_a_valid_scenario() {
         l.scenario.data,
         distillery::scenario::DataSpec::Idx { .. }
     ));
+    // A dataset by name (no folder of that name here).
+    let named = dir.path().join("named.toml");
+    let st = std::process::Command::new(exe)
+        .current_dir(dir.path())
+        .args(["distill", "--data", "fashion_mnist", "--write-scenario"])
+        .arg(&named)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let l = distillery::scenario::load(&named).unwrap();
+    assert!(matches!(
+        l.scenario.data,
+        distillery::scenario::DataSpec::FashionMnist(_)
+    ));
+    let unknown = std::process::Command::new(exe)
+        .current_dir(dir.path())
+        .args(["distill", "--data", "nosuch"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success() && e.contains("fashion_mnist, kmnist"),
+        "{e}"
+    );
     // A folder with nothing recognisable is a clear error.
     let bad = std::process::Command::new(exe)
         .args(["distill", "--data"])

@@ -12,8 +12,8 @@ use toml_edit::{value, DocumentMut, Item, Table};
 pub struct AuditArgs {
     /// The synthetic set to audit (a `.safetensors` written by distillery).
     pub set: PathBuf,
-    /// The data it was made from: `digits` (embedded), an MNIST-style folder of IDX files, or a
-    /// CIFAR binary folder.
+    /// The data it was made from: `digits` (embedded), a dataset name (`mnist`, ...), an
+    /// MNIST-style folder of IDX files, or a CIFAR binary folder.
     #[arg(long, default_value = "digits")]
     pub data: String,
     /// ConvNet width of the networks trained on the set.
