@@ -107,18 +107,13 @@ pub fn load_split(loaded: &Loaded) -> Result<(crate::data::Split, Option<crate::
 }
 
 /// Continues an interrupted run in its results folder `dir` from its last checkpoint (distill:
-/// each method's; federated: the last round; continual: the last task; train: the last epoch),
+/// each method's; federated: the last round; continual: the last task; train: the last epoch;
+/// audit: the last set audited),
 /// its CSVs cut back to the
 /// rows that checkpoint covers; the scenario is the copy in `dir`, its relative paths resolved
 /// as the original's.
 pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
     let loaded = resumable(dir)?;
-    if loaded.scenario.kind == Kind::Audit {
-        return Err(Error::Other(format!(
-            "{}: audit runs do not checkpoint; run them again instead",
-            dir.display()
-        )));
-    }
     let device = device::check(loaded.scenario.device)?;
     let (split, heldout) = load_split(&loaded)?;
     let mut ctx = RunContext::resumed(&loaded, &split, dir, opts);

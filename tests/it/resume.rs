@@ -393,6 +393,45 @@ fn ctrl_c_writes_a_checkpoint_says_how_to_resume_and_the_resumed_run_matches() {
 }
 
 #[test]
+fn an_audit_run_stopped_with_ctrl_c_resumes_after_its_last_audit() {
+    use distillery::experiment::audit::shortcut::{audit_scenario, AuditArgs};
+    let root = tempfile::tempdir().unwrap();
+    let digits =
+        "name = \"set\"\nkind = \"distill\"\n[data]\nsource = \"digits\"\n[model]\nwidth = 8\n\
+        depth = 2\n[distill]\nipc = 2\niterations = 10\nbatch_real = 16\nbaselines = []\n\
+        [eval]\nepochs = 5\nrepeats = 1\n[audit]\nenabled = false\n";
+    let made = full(&write(root.path(), digits), &root.path().join("made"));
+    let text = audit_scenario(&AuditArgs {
+        set: made.join("dm.safetensors"),
+        data: "digits".into(),
+        width: 8,
+        depth: 2,
+        epochs: 30,
+        sample: 60,
+        reference_nets: 2,
+        seed: 0,
+        device: distillery::device::DeviceKind::Cpu,
+    });
+    let Ok(text) = text else {
+        panic!("{:?}", text.err())
+    };
+    let scen = write(root.path(), &text);
+    let reference = full(&scen, &root.path().join("full"));
+    let (child, dir) = started_until(&scen, &root.path().join("cut"), |_| true);
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(data_rows(&dir, "privacy.csv") < 3);
+    resume(&dir, "resuming the audit after ");
+    assert_same(&reference, &dir);
+}
+
+#[test]
 fn a_corrupt_checkpoint_is_a_clear_error() {
     let root = tempfile::tempdir().unwrap();
     let scen = write(root.path(), FEDERATED);

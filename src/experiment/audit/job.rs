@@ -1,6 +1,7 @@
 //! `kind = "audit"` (and `distillery audit SET --data D`): a synthetic set made elsewhere
 //! audited against the data it was made from. Every training image counts as a member (which
 //! of them the distiller saw is not known) and the test set's images are the non-members.
+//! Checkpointed after each audit, so `--resume` continues with the next.
 
 use super::{audit_one, report_lines, setup, Files};
 use crate::audit::{Auditor, Population, Protocol};
@@ -8,11 +9,21 @@ use crate::device::BackendJob;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
 use crate::experiment::RunContext;
-use crate::report::privacy::PrivacyAudit;
+use crate::report::privacy::{PrivacyAudit, SetAudit};
 use crate::report::records::{AuditOutcome, Outcome, Summary};
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// The kind an audit run's checkpoints are of.
+const KIND: &str = "audit";
+
+/// An audit run's checkpoint, written after each of its audits (the set, the random selection,
+/// the real data): those done so far. The auditor itself is rebuilt on resume (seeded).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct State {
+    done: BTreeMap<String, SetAudit>,
+}
 
 /// An audit run.
 pub struct AuditJob<'a> {
@@ -100,20 +111,35 @@ impl BackendJob for AuditJob<'_> {
             s.seed,
             &device,
         )?;
+        let mut state: State = ctx.resume_state(KIND)?.unwrap_or_default();
+        if !state.done.is_empty() {
+            let names: Vec<&str> = state.done.keys().map(String::as_str).collect();
+            ctx.say(&format!("resuming the audit after {}", names.join(", ")));
+        }
         let mut files = Files::new(ctx)?;
         let name = set.provenance.method.clone();
         let norm = ctx.split.pixel_normalization();
         let data = set.to_dataset();
-        let mut out = BTreeMap::new();
-        let done = audit_one(&mut a, &mut files, (&name, 0), &data, norm.clone(), false)?;
-        out.insert(name.clone(), done.record);
+        let mut steps = vec![(name.clone(), false)];
         if name != "random" {
-            let r = audit_one(&mut a, &mut files, ("random", 0), &data, norm, true)?;
-            out.insert("random".into(), r.record);
+            steps.push(("random".into(), true));
         }
-        let real = a.real_data(0)?;
-        files.row("real_data", None, None, &real.record)?;
-        out.insert("real_data".into(), real.record);
+        for (step, random) in steps {
+            if let std::collections::btree_map::Entry::Vacant(v) = state.done.entry(step) {
+                let step = v.key().clone();
+                let d = audit_one(&mut a, &mut files, (&step, 0), &data, norm.clone(), random)?;
+                v.insert(d.record);
+                ctx.checkpoint(KIND, &state)?;
+            }
+        }
+        if let std::collections::btree_map::Entry::Vacant(v) = state.done.entry("real_data".into())
+        {
+            let real = a.real_data(0)?;
+            files.row("real_data", None, None, &real.record)?;
+            v.insert(real.record);
+            ctx.checkpoint(KIND, &state)?;
+        }
+        let out = state.done;
         let report = report_lines(&out, "test");
         let privacy = PrivacyAudit {
             setup: setup(&settings, &a, (train.len(), test.len(), "test"), per_class),
