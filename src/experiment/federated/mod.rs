@@ -85,6 +85,63 @@ fn dp_line(label: &str, r: &StrategyRecord) -> Option<String> {
     })
 }
 
+/// What a federated run has to show so far: the one-shot accuracy FedAvg may stop at, each
+/// finished strategy's record, curve and report lines, and the strategy to run next.
+struct SoFar {
+    oneshot_acc: Option<f64>,
+    results: BTreeMap<String, StrategyRecord>,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    report: Vec<String>,
+    next: usize,
+}
+
+impl Default for SoFar {
+    fn default() -> Self {
+        SoFar {
+            oneshot_acc: None,
+            results: BTreeMap::new(),
+            series: Vec::new(),
+            report: vec![report_header()],
+            next: 0,
+        }
+    }
+}
+
+impl SoFar {
+    /// The strategies checkpoint `st` had finished, and where it continues.
+    fn resume(&mut self, ctx: &RunContext<'_>, st: &FedState) -> Result<()> {
+        for v in &st.done {
+            let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
+                Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
+            })?;
+            if d.oneshot {
+                self.oneshot_acc = d.record.final_accuracy;
+            }
+            self.report.push(report_line(&d.label, &d.record));
+            self.report.extend(dp_line(&d.label, &d.record));
+            self.series.push((d.label.clone(), d.curve));
+            self.results.insert(d.label, d.record);
+            self.next = d.index + 1;
+        }
+        self.next = st.ongoing.as_ref().map_or(self.next, |o| o.strategy);
+        Ok(())
+    }
+}
+
+/// `accuracy_vs_bytes.svg`: each strategy's global test accuracy against the bytes so far.
+fn write_plot(ctx: &RunContext<'_>, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    let svg = lines_svg(
+        &format!(
+            "{}: global test accuracy against bytes exchanged",
+            ctx.scenario().name
+        ),
+        "cumulative MB (up + down)",
+        "test accuracy",
+        series,
+    );
+    write_atomic(&ctx.dir.join("accuracy_vs_bytes.svg"), svg.as_bytes())
+}
+
 /// A federated run.
 pub struct FederatedJob<'a> {
     /// The run.
@@ -124,29 +181,19 @@ impl BackendJob for FederatedJob<'_> {
             (KIND, "metrics.csv"),
             self.transport.server(&f)?,
         )?;
-        let mut oneshot_acc: Option<f64> = None;
-        let mut results = BTreeMap::new();
-        let mut series = Vec::new();
-        let mut report = vec![report_header()];
-        let mut next = 0;
+        let mut so_far = SoFar::default();
         if let Some(st) = resumed {
-            for v in &st.done {
-                let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
-                    Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
-                })?;
-                if d.oneshot {
-                    oneshot_acc = d.record.final_accuracy;
-                }
-                report.push(report_line(&d.label, &d.record));
-                report.extend(dp_line(&d.label, &d.record));
-                series.push((d.label.clone(), d.curve));
-                results.insert(d.label, d.record);
-                next = d.index + 1;
-            }
-            next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
+            so_far.resume(ctx, &st)?;
             (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
             clients.audit = st.audit;
         }
+        let SoFar {
+            mut oneshot_acc,
+            mut results,
+            mut series,
+            mut report,
+            next,
+        } = so_far;
         let mut audit = super::audit::federated::Federated::<B>::new(ctx, &parts);
         if let Some(kept) = clients.audit.clone() {
             audit.restore(kept);
@@ -178,11 +225,7 @@ impl BackendJob for FederatedJob<'_> {
             clients.rounds::<B>(&mut run, (0, &ctx.split.test), stop_at, &device)?;
             let rounds = &run.past.rounds;
             let mut rec = record(rounds, stop_at, t0.elapsed().as_secs_f64());
-            rec.dp = entry
-                .kind
-                .distils()
-                .then(|| setup::client_dp(&st, &data, rounds))
-                .flatten();
+            rec.dp = setup::client_dp(entry.kind, &st, &data, rounds);
             let oneshot = entry.kind == StrategyKind::DistilledOneshot && entry.method.is_none();
             if oneshot {
                 oneshot_acc = rec.final_accuracy;
@@ -208,13 +251,7 @@ impl BackendJob for FederatedJob<'_> {
             clients.save(None)?;
         }
         drop(clients.remote.take());
-        let svg = lines_svg(
-            &format!("{}: global test accuracy against bytes exchanged", s.name),
-            "cumulative MB (up + down)",
-            "test accuracy",
-            &series,
-        );
-        write_atomic(&ctx.dir.join("accuracy_vs_bytes.svg"), svg.as_bytes())?;
+        write_plot(ctx, &series)?;
         report.push(format!(
             "bytes: encoded protobuf message lengths (tensors as {}), up and down, all clients; client s: seconds of compute the clients reported",
             f.quantization.name()

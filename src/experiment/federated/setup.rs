@@ -202,11 +202,12 @@ pub fn write_partition(ctx: &RunContext<'_>, parts: &[Vec<usize>]) -> Result<()>
     write_atomic(&ctx.dir.join("partition.svg"), svg.as_bytes())
 }
 
-/// What private DM (`[distill] dp`) cost each client of a strategy with settings `st` over
+/// What private DM (`[distill] dp`) cost each client of strategy `kind` with settings `st` over
 /// `rounds`: a client's sampling rate from the classes it distils (at least `ipc` images), its
-/// steps the iterations of every round it was asked to work in and could be reached; None when
-/// the strategy's method is not private DM.
+/// steps the iterations of every round whose task reached it; None when the strategy does not
+/// distil or its method is not private DM.
 pub fn client_dp(
+    kind: crate::fed::strategy::StrategyKind,
     st: &Settings,
     data: &[Dataset],
     rounds: &[crate::fed::engine::Round],
@@ -214,6 +215,9 @@ pub fn client_dp(
     let crate::distill::MethodConfig::Dm(dm) = &st.method else {
         return None;
     };
+    if !kind.distils() {
+        return None;
+    }
     let dp = dm.dp.as_ref()?;
     let per = data.iter().enumerate().filter_map(|(k, d)| {
         let worked = rounds
