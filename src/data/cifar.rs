@@ -72,14 +72,19 @@ pub fn parse_into(
     Ok(())
 }
 
-/// Loads and concatenates CIFAR binary files.
-pub fn load(files: &[impl AsRef<Path>], variant: Variant) -> Result<Dataset> {
-    let mut ds = Dataset {
+/// No images yet, of `variant`'s shape and classes.
+pub(crate) fn empty(variant: Variant) -> Dataset {
+    Dataset {
         images: Vec::new(),
         labels: Vec::new(),
         shape: [3, 32, 32],
         classes: super::class_names(variant.name(), variant.num_classes()),
-    };
+    }
+}
+
+/// Loads and concatenates CIFAR binary files.
+pub fn load(files: &[impl AsRef<Path>], variant: Variant) -> Result<Dataset> {
+    let mut ds = empty(variant);
     for f in files {
         let f = f.as_ref();
         let bytes = super::idx::read_maybe_gz(f)?;

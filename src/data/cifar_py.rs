@@ -125,12 +125,7 @@ fn ndarray_u8(v: &Value) -> std::result::Result<(usize, usize, Vec<u8>), String>
 
 /// Loads and concatenates pickled CIFAR batches (pixels scaled to [0, 1]).
 pub fn load(files: &[impl AsRef<Path>], variant: Variant) -> Result<Dataset> {
-    let mut ds = Dataset {
-        images: Vec::new(),
-        labels: Vec::new(),
-        shape: [3, 32, 32],
-        classes: super::class_names(variant.name(), variant.num_classes()),
-    };
+    let mut ds = super::cifar::empty(variant);
     for f in files {
         let f = f.as_ref();
         let bytes = std::fs::read(f).map_err(|e| Error::io(f, e))?;

@@ -121,7 +121,8 @@ impl MethodConfig {
     /// The keys the method takes (besides `method`).
     pub fn keys(&self) -> BTreeSet<String> {
         let mut keys = keys_of(self);
-        // Optional tables that a default leaves out when it serialises.
+        // `dp` is left out of a default's serialisation (so summaries of plain DM do not grow a
+        // null field), but it is a key DM takes.
         if matches!(self, MethodConfig::Dm(_)) {
             keys.insert("dp".into());
         }

@@ -137,6 +137,16 @@ pub fn rate(batch_real: usize, n: usize) -> f64 {
     (batch_real as f64 / n.max(1) as f64).min(1.0)
 }
 
+/// The largest sampling rate over the classes of `counts` that hold at least `min` images (and
+/// at least one): the rate any image's privacy is accounted at.
+pub fn max_rate(batch_real: usize, counts: &[usize], min: usize) -> f64 {
+    counts
+        .iter()
+        .filter(|&&n| n >= min.max(1))
+        .map(|&n| rate(batch_real, n))
+        .fold(0.0, f64::max)
+}
+
 /// A Poisson sample of `class` (each image kept with probability `q`).
 pub fn poisson<R: Rng>(class: &[usize], q: f64, rng: &mut R) -> Vec<usize> {
     class

@@ -4,8 +4,7 @@
 use super::RunContext;
 use crate::device::BackendJob;
 use crate::error::{Error, Result};
-use crate::experiment::checkpoint::STATE_FILE;
-use crate::experiment::federated::resume::Weights;
+use crate::experiment::checkpoint::{Weights, STATE_FILE};
 use crate::files::{Fixed, Plain};
 use crate::report::mean_std;
 use crate::report::records::{Outcome, Summary, TrainOutcome};

@@ -74,6 +74,19 @@ pub fn killed_when(scen: &Path, root: &Path, ready: impl Fn(&Path) -> bool) -> P
     dir
 }
 
+/// Sends `child` SIGINT (Ctrl-C) and checks it stopped at a checkpoint (status 130); its stderr.
+fn interrupted(child: Child) -> String {
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    err
+}
+
 /// Resumes the run in `dir` and checks it said `said` (that it continued from a checkpoint
 /// rather than starting over).
 pub fn resume(dir: &Path, said: &str) {
@@ -377,14 +390,7 @@ fn ctrl_c_writes_a_checkpoint_says_how_to_resume_and_the_resumed_run_matches() {
     let (child, dir) = started_until(&scen, &root.path().join("cut"), |d| {
         data_rows(d, "metrics.csv") >= 1
     });
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    let err = interrupted(child);
     assert!(err.contains("--resume"), "{err}");
     assert!(dir.join("checkpoint.msgpack").exists());
     assert!(!dir.join("summary.json").exists());
@@ -418,14 +424,7 @@ fn an_audit_run_stopped_with_ctrl_c_resumes_after_its_last_audit() {
     let scen = write(root.path(), &text);
     let reference = full(&scen, &root.path().join("full"));
     let (child, dir) = started_until(&scen, &root.path().join("cut"), |_| true);
-    let st = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    interrupted(child);
     assert!(data_rows(&dir, "privacy.csv") < 3);
     resume(&dir, "resuming the audit after ");
     assert_same(&reference, &dir);

@@ -5,7 +5,7 @@
 //! attacked network trains on it as GDumb's fresh network does (`memory_epochs`, `[train]`'s
 //! optimiser).
 
-use super::{audit_one, nonmembers, report_lines, setup, Files};
+use super::{audit_one, audit_real, nonmembers, report_lines, setup, Files};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::data::augment::Dsa;
 use crate::data::stream::Task;
@@ -115,8 +115,7 @@ pub fn audit<B: AutodiffBackend>(
         let done = audit_one(&mut a, &mut files, ("random", 0), first, norm, true)?;
         out.insert("random".into(), done.record);
     }
-    let real = a.real_data(0)?;
-    files.row("real_data", None, None, &real.record)?;
+    let real = audit_real(&mut a, &mut files, (0, None))?;
     out.insert("real_data".into(), real.record);
     let lines = report_lines(&out, from);
     let record = PrivacyAudit {

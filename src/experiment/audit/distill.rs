@@ -3,7 +3,7 @@
 //! selection of the same size. The attacked network of a set is trained as the run's first
 //! evaluation network is (same architecture, protocol and seed; `[audit] epochs` may shorten it).
 
-use super::{audit_one, nonmembers, report_lines, setup, Files};
+use super::{audit_one, audit_real, nonmembers, report_lines, setup, Files};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::distill::SyntheticSet;
 use crate::error::Result;
@@ -83,8 +83,7 @@ pub fn audit<B: AutodiffBackend>(
         )?;
         out.insert("random".into(), done.record);
     }
-    let real = a.real_data(0)?;
-    files.row("real_data", None, None, &real.record)?;
+    let real = audit_real(&mut a, &mut files, (0, None))?;
     out.insert("real_data".into(), real.record);
     let lines = report_lines(&out, from);
     let record = PrivacyAudit {

@@ -4,7 +4,7 @@
 //! the partition) and a random selection of the partition as large as the client's set.
 //! [`recording`] wraps a strategy so the server's decoded sets are kept as they are accepted.
 
-use super::{nonmembers, setup, Files};
+use super::{audit_real, nonmembers, setup, Files};
 use crate::audit::{AuditSettings, Audited, Auditor, Population, Protocol};
 use crate::data::Dataset;
 use crate::distill::eval::EvalConfig;
@@ -223,8 +223,7 @@ impl<'a, B: AutodiffBackend> Federated<'a, B> {
         let first = std::mem::take(&mut self.first);
         for (client, like) in &first {
             let (a, files) = self.auditor(device)?;
-            let real = a.real_data(*client)?;
-            files.row("real_data", Some(*client), None, &real.record)?;
+            let real = audit_real(a, files, (*client, Some(*client)))?;
             let pic = files.picture(&format!("random-client{client}"));
             let random = a.random(*client, like, Some((&pic, norm.clone())))?;
             files.row("random", Some(*client), None, &random.record)?;

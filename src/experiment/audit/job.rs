@@ -3,7 +3,7 @@
 //! of them the distiller saw is not known) and the test set's images are the non-members.
 //! Checkpointed after each audit, so `--resume` continues with the next.
 
-use super::{audit_one, report_lines, setup, Files};
+use super::{audit_one, audit_real, report_lines, setup, Files};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::device::BackendJob;
 use crate::distill::SyntheticSet;
@@ -134,8 +134,7 @@ impl BackendJob for AuditJob<'_> {
         }
         if let std::collections::btree_map::Entry::Vacant(v) = state.done.entry("real_data".into())
         {
-            let real = a.real_data(0)?;
-            files.row("real_data", None, None, &real.record)?;
+            let real = audit_real(&mut a, &mut files, (0, None))?;
             v.insert(real.record);
             ctx.checkpoint(KIND, &state)?;
         }

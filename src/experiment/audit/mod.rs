@@ -121,6 +121,18 @@ pub fn audit_one<AD: AutodiffBackend>(
     Ok(done)
 }
 
+/// The real-data baseline of scope `scope` (a network trained on its members), its row
+/// written (as `client`'s in a federated run).
+pub fn audit_real<AD: AutodiffBackend>(
+    a: &mut Auditor<'_, AD>,
+    files: &mut Files,
+    (scope, client): (usize, Option<usize>),
+) -> Result<Audited> {
+    let real = a.real_data(scope)?;
+    files.row("real_data", client, None, &real.record)?;
+    Ok(real)
+}
+
 /// The report's lines for audited sets: near-copies, distances, both attacks.
 pub fn report_lines(sets: &BTreeMap<String, SetAudit>, from: &str) -> Vec<String> {
     let mut lines = vec![format!(

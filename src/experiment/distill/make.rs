@@ -206,10 +206,7 @@ pub fn set<B: AutodiffBackend>(
                 stopped_by_budget: reached < method.iterations(),
                 dp: match method {
                     MethodConfig::Dm(dm) => dm.dp.as_ref().map(|dp| {
-                        let q = (plan.train.class_counts().iter())
-                            .filter(|&&n| n > 0)
-                            .map(|&n| crate::dp::rate(dm.batch_real, n))
-                            .fold(0.0, f64::max);
+                        let q = crate::dp::max_rate(dm.batch_real, &plan.train.class_counts(), 1);
                         dp.spent(q, reached)
                     }),
                     _ => None,

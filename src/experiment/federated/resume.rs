@@ -7,11 +7,10 @@
 use crate::cl::memory::Memory;
 use crate::data::Dataset;
 use crate::experiment::audit::federated::AuditKept;
+pub use crate::experiment::checkpoint::Weights;
 use crate::fed::engine::{ClientRecord, Round};
 use crate::fed::message::{ClientOutcome, Rejection};
 use crate::fed::strategy::Kept;
-use crate::model::Model;
-use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -57,36 +56,6 @@ pub struct Ongoing {
     /// Each client's last accepted set so far (client -> (round, set)), when they are audited.
     #[serde(default)]
     pub sent: BTreeMap<usize, (usize, Dataset)>,
-}
-
-/// A model's weights on the host.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Weights {
-    /// Parameters, in the model's order.
-    pub params: Vec<Vec<f32>>,
-    /// Buffers.
-    pub buffers: Vec<Vec<f32>>,
-}
-
-impl Weights {
-    /// The weights of `m`.
-    pub fn of<B: Backend>(m: &Model<B>) -> Self {
-        let (params, buffers) = m.to_host();
-        Weights { params, buffers }
-    }
-
-    /// Puts them into `m` (its architecture), or says why they do not fit it.
-    pub fn restore<B: Backend>(&self, m: &mut Model<B>, device: &B::Device) -> Result<(), String> {
-        let (p, b) = m.to_host();
-        let fits = |a: &[Vec<f32>], b: &[Vec<f32>]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
-        };
-        if !fits(&p, &self.params) || !fits(&b, &self.buffers) {
-            return Err("its model weights do not fit the scenario's network".into());
-        }
-        *m = Model::from_host(m.spec.clone(), &self.params, &self.buffers, device);
-        Ok(())
-    }
 }
 
 /// One selected client in one round, as a checkpoint keeps it.

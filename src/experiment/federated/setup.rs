@@ -228,10 +228,7 @@ pub fn client_dp(
                 })
             })
             .count();
-        let q = (d.class_counts().into_iter())
-            .filter(|&n| n >= st.ipc && n > 0)
-            .map(|n| crate::dp::rate(dm.batch_real, n))
-            .fold(0.0, f64::max);
+        let q = crate::dp::max_rate(dm.batch_real, &d.class_counts(), st.ipc);
         (worked > 0 && q > 0.0).then_some((k, q, worked * dm.iterations))
     });
     Some(dp.clients_spent(per))

@@ -77,14 +77,7 @@ impl Distilling {
         );
         // A private client sends no real images: its poor classes are left out.
         let private = matches!(&s.method, crate::distill::MethodConfig::Dm(d) if d.dp.is_some());
-        let mut out = match private {
-            true => Dataset {
-                images: Vec::new(),
-                labels: Vec::new(),
-                ..poor
-            },
-            false => poor,
-        };
+        let mut out = if private { poor.subset(&[]) } else { poor };
         if !rich.is_empty() {
             // FedDM embeds with the global model (all classes' logits); fresh nets need only
             // the local classes.
