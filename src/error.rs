@@ -38,6 +38,10 @@ pub enum Error {
     /// The run stopped at a checkpoint because it was asked to (Ctrl-C, SIGTERM).
     #[error("interrupted: the run stopped at its checkpoint; continue it with `distillery run --resume {dir}` (a server: `distillery serve FILE --resume {dir}`)", dir = .0.display())]
     Interrupted(PathBuf),
+    /// A checkpoint or client state file that cannot be used (corrupt, of another run, or its
+    /// results folder changed since): the run can start over without it.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     /// Any other failure, described in words.
     #[error("{0}")]
     Other(String),

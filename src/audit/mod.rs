@@ -12,6 +12,7 @@
 pub mod attack;
 pub mod auditor;
 pub mod nearest;
+pub mod records;
 pub mod roc;
 pub mod settings;
 pub mod split;

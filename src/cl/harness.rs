@@ -10,6 +10,7 @@ use crate::data::{globalise, localise, Dataset};
 use crate::distill::registry::{self, Env};
 use crate::distill::{Ctx, MethodConfig};
 use crate::error::{Error, Result};
+use crate::model::Weights;
 use crate::model::{Model, ModelSpec};
 use crate::rng::step_seed;
 use crate::train::TrainConfig;
@@ -76,10 +77,8 @@ pub struct Harness<'a> {
 pub struct StreamPoint {
     /// The next task.
     pub next_task: usize,
-    /// The learner's parameters.
-    pub params: Vec<Vec<f32>>,
-    /// The learner's buffers.
-    pub buffers: Vec<Vec<f32>>,
+    /// The learner's weights.
+    pub weights: Weights,
     /// The training stream, where it is.
     pub rng: ChaCha12Rng,
     /// The memory.
@@ -180,18 +179,9 @@ impl Harness<'_> {
         let mut fill_seconds = 0.0;
         let mut next = 0;
         if let Some(p) = from {
-            let (params, _) = model.to_host();
-            if params.len() != p.params.len()
-                || params
-                    .iter()
-                    .zip(&p.params)
-                    .any(|(a, b)| a.len() != b.len())
-            {
-                return Err(Error::Other(
-                    "the checkpoint's network does not fit the scenario's".into(),
-                ));
-            }
-            model = Model::from_host(self.spec.clone(), &p.params, &p.buffers, device);
+            p.weights
+                .restore(&mut model, device)
+                .map_err(Error::Checkpoint)?;
             (rng, memory, rows, fill_seconds) = (p.rng, p.memory, p.rows, p.fill_seconds);
             next = p.next_task;
         }
@@ -259,11 +249,9 @@ impl Harness<'_> {
             };
             let row = accuracy_row(&mut model, self.tasks, self.heads.is_some(), device);
             rows.push(row.clone());
-            let (params, buffers) = model.to_host();
             let point = StreamPoint {
                 next_task: t + 1,
-                params,
-                buffers,
+                weights: Weights::of(&model),
                 rng: rng.clone(),
                 memory: memory.clone(),
                 rows: rows.clone(),

@@ -6,7 +6,7 @@
 use super::catalog::{DatasetInfo, Format, RemoteFile};
 use super::store::{self, DataAccess};
 use crate::error::{Error, Result};
-use crate::train::events::Progress;
+use crate::progress::Progress;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,10 @@
 //! What every run kind's checkpoints share: the byte length of each CSV file a checkpoint covers
 //! (a resumed run cuts its CSVs back to them, so no row is written twice), the file a run's
 //! state is kept in (written atomically, the CSV lengths inside it), the journal of CSV lengths
-//! for checkpoints written elsewhere (distill sets), a model's weights on the host, and Ctrl-C.
+//! for checkpoints written elsewhere (distill sets), and Ctrl-C.
 
 use crate::error::{Error, Result};
 use crate::files::{write_atomic, write_json_atomic};
-use crate::model::Model;
-use burn::prelude::Backend;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -47,7 +45,7 @@ pub fn rewind(dir: &Path, lengths: &CsvLengths) -> Result<()> {
         let path = dir.join(&name);
         match lengths.get(&name) {
             Some(&len) if len > now => {
-                return Err(Error::Other(format!(
+                return Err(Error::Checkpoint(format!(
                     "{}: {len} bytes at the checkpoint but {now} now; the results folder was changed since",
                     path.display()
                 )))
@@ -100,7 +98,7 @@ pub fn load_state<S: DeserializeOwned>(dir: &Path, kind: &str) -> Result<Option<
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     let corrupt = |why: String| {
-        Error::Other(format!(
+        Error::Checkpoint(format!(
             "{}: not a usable checkpoint ({why}); the CSVs beside it are untouched: delete it to resume from the start",
             path.display()
         ))
@@ -141,7 +139,7 @@ fn read_journal(dir: &Path) -> Result<Option<Journal>> {
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_str(&text)
         .map(Some)
-        .map_err(|e| Error::Other(format!("{}: not a CSV journal: {e}", path.display())))
+        .map_err(|e| Error::Checkpoint(format!("{}: not a CSV journal: {e}", path.display())))
 }
 
 /// Records the CSV lengths of checkpoint `mark` in `dir`'s journal; called before the
@@ -170,7 +168,7 @@ pub fn journaled(dir: &Path, mark: Option<&str>) -> Result<CsvLengths> {
         .find(|e| e.mark == mark)
         .map(|e| e.csv.clone())
         .ok_or_else(|| {
-            Error::Other(format!(
+            Error::Checkpoint(format!(
                 "{}: no CSV lengths recorded for the checkpoint {mark:?}",
                 dir.join(JOURNAL_FILE).display()
             ))
@@ -222,40 +220,6 @@ pub fn stop_point(dir: &Path) -> Result<()> {
     match stop_requested() {
         true => Err(Error::Interrupted(PathBuf::from(dir))),
         false => Ok(()),
-    }
-}
-
-/// A model's weights on the host.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct Weights {
-    /// Parameters, in the model's order.
-    pub params: Vec<Vec<f32>>,
-    /// Buffers.
-    pub buffers: Vec<Vec<f32>>,
-}
-
-impl Weights {
-    /// The weights of `m`.
-    pub fn of<B: Backend>(m: &Model<B>) -> Self {
-        let (params, buffers) = m.to_host();
-        Weights { params, buffers }
-    }
-
-    /// Puts them into `m` (its architecture), or says why they do not fit it.
-    pub fn restore<B: Backend>(
-        &self,
-        m: &mut Model<B>,
-        device: &B::Device,
-    ) -> std::result::Result<(), String> {
-        let (p, b) = m.to_host();
-        let fits = |a: &[Vec<f32>], b: &[Vec<f32>]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.len() == y.len())
-        };
-        if !fits(&p, &self.params) || !fits(&b, &self.buffers) {
-            return Err("its model weights do not fit the scenario's network".into());
-        }
-        *m = Model::from_host(m.spec.clone(), &self.params, &self.buffers, device);
-        Ok(())
     }
 }
 

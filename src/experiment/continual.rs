@@ -8,8 +8,7 @@ use crate::cl::harness::{Harness, Learner, StreamPoint, TaskDone};
 use crate::cl::memory::Budget;
 use crate::cl::metrics::AccuracyMatrix;
 use crate::data::augment::Dsa;
-use crate::data::stream::{self, Task};
-use crate::data::Split;
+use crate::data::stream::Task;
 use crate::device::BackendJob;
 use crate::distill::registry::Env;
 use crate::error::{Error, Result};
@@ -19,7 +18,7 @@ use crate::report::records::{
     BudgetInfo, ContinualOutcome, Outcome, SlotInfo, StrategyOutcome, Summary, TaskInfo,
 };
 use crate::report::rows::{ContinualRow, MemoryRow};
-use crate::scenario::{ClEntry, Scenario, StreamKind};
+use crate::scenario::ClEntry;
 use crate::train::events::Progress;
 use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
@@ -32,19 +31,6 @@ use std::time::Instant;
 pub struct ContinualJob<'a> {
     /// The run.
     pub ctx: RunContext<'a>,
-}
-
-/// The stream a scenario asks for.
-pub fn build_stream(s: &Scenario, split: &Split) -> std::result::Result<Vec<Task>, String> {
-    let c = s.continual_section();
-    match c.stream {
-        StreamKind::ClassIncremental => match &c.class_groups {
-            Some(g) => stream::class_groups(split, g),
-            None => stream::class_incremental(split, c.tasks, c.shuffle_classes, s.seed),
-        },
-        StreamKind::Permuted => Ok(stream::permuted(split, c.tasks, s.seed)),
-        StreamKind::Rotated => Ok(stream::rotated(split, c.tasks, c.max_degrees)),
-    }
 }
 
 /// The accuracy matrix of `name` as CSV and heatmap, and each task's accuracy over the stream.
@@ -288,7 +274,7 @@ impl BackendJob for ContinualJob<'_> {
         let ctx = &self.ctx;
         let s = ctx.scenario();
         let c = s.continual_section();
-        let tasks = build_stream(s, ctx.split).map_err(|m| {
+        let tasks = s.stream(ctx.split).map_err(|m| {
             Error::Other(format!(
                 "{}: [continual] tasks: {m}",
                 ctx.loaded.path.display()

@@ -126,13 +126,13 @@ pub fn resume(dir: &Path, opts: &RunOptions) -> Result<RunOutput> {
 pub fn resumable(dir: &Path) -> Result<Loaded> {
     let copy = dir.join("scenario.toml");
     if !copy.exists() {
-        return Err(Error::Other(format!(
+        return Err(Error::Checkpoint(format!(
             "{}: not a results folder (no scenario.toml)",
             dir.display()
         )));
     }
     if dir.join("summary.json").exists() {
-        return Err(Error::Other(format!(
+        return Err(Error::Checkpoint(format!(
             "{}: this run already finished (summary.json exists); start a new one with `distillery run`",
             dir.display()
         )));

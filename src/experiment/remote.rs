@@ -1,7 +1,6 @@
 //! Federated runs over gRPC: `distillery serve` runs a scenario's server half and writes its
 //! results folder; each `distillery client` process runs one or many of its clients against it.
 
-use super::continual::build_stream;
 use super::federated::continual::StreamJob;
 use super::federated::setup::client_streams;
 use super::federated::{client_data, settings, FederatedJob, Transport};
@@ -170,7 +169,7 @@ impl BackendJob for ClientJob<'_> {
         let f = loaded.scenario.federated_section();
         let states: Vec<ClientState> = match loaded.scenario.kind {
             Kind::FederatedContinual => {
-                let tasks = build_stream(&loaded.scenario, split).map_err(Error::Other)?;
+                let tasks = loaded.scenario.stream(split).map_err(Error::Other)?;
                 let mut slices: Vec<Option<_>> = client_streams(loaded, &tasks)?
                     .into_iter()
                     .map(Some)

@@ -4,8 +4,9 @@
 use super::RunContext;
 use crate::device::BackendJob;
 use crate::error::{Error, Result};
-use crate::experiment::checkpoint::{Weights, STATE_FILE};
+use crate::experiment::checkpoint::STATE_FILE;
 use crate::files::{Fixed, Plain};
+use crate::model::Weights;
 use crate::report::mean_std;
 use crate::report::records::{Outcome, Summary, TrainOutcome};
 use crate::report::rows::TrainRow;
@@ -67,7 +68,8 @@ impl BackendJob for TrainJob<'_> {
         let steps = batches * cfg.epochs * s.train.repeats;
         let progress = ctx.progress(steps as u64);
         progress.skip((batches * cfg.epochs * state.finals.len()) as u64);
-        let bad = |e: String| Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()));
+        let bad =
+            |e: String| Error::Checkpoint(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()));
         for rep in state.finals.len()..s.train.repeats {
             // The same stream as StdRng's (ChaCha12), which can say where it is.
             let mut rng = ChaCha12Rng::seed_from_u64(s.seed.wrapping_add(rep as u64));

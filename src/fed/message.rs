@@ -3,6 +3,7 @@
 //! (protobuf, quantised tensors) is [`super::protocol`]'s business.
 
 use crate::data::Dataset;
+pub use crate::model::Weights;
 use serde::{Deserialize, Serialize};
 
 /// The strategies, by name: three federated ones, four federated continual ones.
@@ -78,15 +79,6 @@ impl StrategyKind {
     }
 }
 
-/// A network's parameters and buffers (host copies with their shapes).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostWeights {
-    /// Parameter values, in the model's order.
-    pub params: Vec<Vec<f32>>,
-    /// Buffer values (batch-norm statistics).
-    pub buffers: Vec<Vec<f32>>,
-}
-
 /// What every client selected for a round receives.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
@@ -100,14 +92,14 @@ pub struct Task {
     /// The task of the stream (federated continual runs; 0 otherwise).
     pub task: usize,
     /// The global model, when the strategy sends it.
-    pub global: Option<HostWeights>,
+    pub global: Option<Weights>,
 }
 
 /// What a client sends back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Payload {
     /// Its locally trained weights.
-    Weights(HostWeights),
+    Weights(Weights),
     /// Its synthetic set (labels global).
     Set(Dataset),
     /// Why its work failed.

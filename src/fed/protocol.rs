@@ -3,7 +3,7 @@
 //! ([`super::message`]) encoded to the bytes that are counted and sent, and decoded with the checks
 //! a server applies to whatever a client sends before it touches its own state.
 
-pub use super::message::HostWeights;
+pub use super::message::Weights;
 use super::message::{Payload, Rejection, Task, Update};
 use super::pb;
 use crate::data::Dataset;
@@ -130,7 +130,7 @@ pub fn decode_tensor(t: &pb::Tensor) -> Result<(Vec<f32>, Vec<usize>), String> {
 }
 
 /// Encodes weights; each tensor is sent flat (its shape is fixed by the architecture).
-pub fn encode_weights(w: &HostWeights, q: Quantization) -> pb::Weights {
+pub fn encode_weights(w: &Weights, q: Quantization) -> pb::Weights {
     pb::Weights {
         params: w
             .params
@@ -146,7 +146,7 @@ pub fn encode_weights(w: &HostWeights, q: Quantization) -> pb::Weights {
 }
 
 /// Decodes weights and checks them against the expected `like` (same count and sizes).
-pub fn decode_weights(w: &pb::Weights, like: &HostWeights) -> Result<HostWeights, String> {
+pub fn decode_weights(w: &pb::Weights, like: &Weights) -> Result<Weights, String> {
     let part =
         |ts: &[pb::Tensor], want: &[Vec<f32>], what: &str| -> Result<Vec<Vec<f32>>, String> {
             if ts.len() != want.len() {
@@ -172,7 +172,7 @@ pub fn decode_weights(w: &pb::Weights, like: &HostWeights) -> Result<HostWeights
                 })
                 .collect()
         };
-    Ok(HostWeights {
+    Ok(Weights {
         params: part(&w.params, &like.params, "parameter")?,
         buffers: part(&w.buffers, &like.buffers, "buffer")?,
     })
@@ -232,7 +232,7 @@ pub fn wire_len<M: Message>(m: &M) -> usize {
 #[derive(Clone, Debug)]
 pub struct Expect {
     /// Zero weights of the network's shapes.
-    pub weights: HostWeights,
+    pub weights: Weights,
     /// Image shape.
     pub shape: [usize; 3],
     /// Class names.

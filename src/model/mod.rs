@@ -11,6 +11,9 @@ pub mod fast;
 pub mod layers;
 pub mod mlp;
 pub mod resnet;
+pub mod weights;
+
+pub use weights::Weights;
 
 use burn::prelude::*;
 use rand::Rng;

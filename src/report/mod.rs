@@ -3,7 +3,8 @@
 
 pub mod compare;
 pub mod plot;
-pub mod privacy;
+/// The privacy audit's records, kept with the audit that makes them.
+pub use crate::audit::records as privacy;
 pub mod records;
 pub mod rows;
 

@@ -230,6 +230,23 @@ impl Scenario {
         }
     }
 
+    /// The task stream `[continual]` asks for, cut from `split`.
+    pub fn stream(
+        &self,
+        split: &Split,
+    ) -> std::result::Result<Vec<crate::data::stream::Task>, String> {
+        use crate::data::stream;
+        let c = self.continual_section();
+        match c.stream {
+            StreamKind::ClassIncremental => match &c.class_groups {
+                Some(g) => stream::class_groups(split, g),
+                None => stream::class_incremental(split, c.tasks, c.shuffle_classes, self.seed),
+            },
+            StreamKind::Permuted => Ok(stream::permuted(split, c.tasks, self.seed)),
+            StreamKind::Rotated => Ok(stream::rotated(split, c.tasks, c.max_degrees)),
+        }
+    }
+
     /// The network this scenario asks for, sized for `split`.
     pub fn model_spec(&self, split: &Split) -> ModelSpec {
         let input = split.train.shape;

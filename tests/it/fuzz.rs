@@ -10,7 +10,7 @@ use crate::common::spec;
 use distillery::data::{cifar, idx, Dataset};
 use distillery::distill::mtt::experts::Trajectory;
 use distillery::distill::{Checkpoint, SyntheticSet};
-use distillery::fed::message::HostWeights;
+use distillery::fed::message::Weights;
 use distillery::fed::pb;
 use distillery::fed::protocol::{
     decode_tensor, decode_update, encode_set, encode_weights, task_from, Expect, Quantization,
@@ -89,7 +89,7 @@ pub fn edits() -> impl Strategy<Value = Vec<(u8, usize, u8)>> {
 
 fn expect() -> Expect {
     Expect {
-        weights: HostWeights {
+        weights: Weights {
             params: vec![vec![0.0; 12], vec![0.0; 3]],
             buffers: vec![vec![0.0; 2]],
         },
@@ -99,7 +99,7 @@ fn expect() -> Expect {
 }
 
 fn valid_updates() -> Vec<Vec<u8>> {
-    let w = HostWeights {
+    let w = Weights {
         params: vec![
             (0..12).map(|i| i as f32 * 0.1).collect(),
             vec![1.0, 2.0, 3.0],

@@ -6,7 +6,7 @@ use crate::audit::split::sample;
 use crate::data::{Dataset, Normalization};
 use crate::distill::eval::{train_net, EvalConfig};
 use crate::error::Result;
-use crate::report::privacy::SetAudit;
+use crate::audit::records::SetAudit;
 use crate::rng::step_seed;
 use crate::train::evaluate;
 use crate::train::events::Progress;

@@ -14,7 +14,7 @@ use crate::distill::eval::{train_net, EvalConfig};
 use crate::distill::{Provenance, SyntheticSet};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSpec};
-use crate::report::privacy::{NearestReal, SetAudit};
+use crate::audit::records::{NearestReal, SetAudit};
 use crate::rng::step_seed;
 use crate::train::events::Progress;
 use crate::train::{evaluate, TrainConfig};

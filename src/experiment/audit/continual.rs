@@ -56,8 +56,7 @@ pub fn audit<B: AutodiffBackend>(
                 train: h.clone(),
                 ..ctx.split.clone()
             };
-            let held_tasks =
-                super::super::continual::build_stream(s, &view).map_err(Error::Other)?;
+            let held_tasks = s.stream(&view).map_err(Error::Other)?;
             union(held_tasks.into_iter().map(|t| t.train), shape, classes)
         }
         None => test.clone(),

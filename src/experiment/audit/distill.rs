@@ -8,7 +8,7 @@ use crate::audit::{Auditor, Population, Protocol};
 use crate::distill::SyntheticSet;
 use crate::error::Result;
 use crate::experiment::distill::observer::Probe;
-use crate::experiment::distill::Plan;
+use crate::experiment::distill::plan::Plan;
 use crate::report::privacy::PrivacyAudit;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;

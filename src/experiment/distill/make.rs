@@ -1,8 +1,9 @@
 //! One method's set in a distill run: loaded when a resumed run already saved it; else built by
 //! the registry and made (from the last checkpoint when resuming), then saved with its picture.
 
+use super::observer::mark;
 use super::observer::{Logs, Probe, RunObserver};
-use super::Plan;
+use super::plan::Plan;
 use crate::device::DeviceKind;
 use crate::distill::mtt::check::StepCheck;
 use crate::distill::{registry, Checkpoint, Ctx, MethodConfig, SyntheticSet};
@@ -26,11 +27,6 @@ pub struct Made {
     pub experts: Option<ExpertsInfo>,
     /// Seconds of mid-run evaluations and coverage.
     pub excluded: f64,
-}
-
-/// The journal's name for `method`'s checkpoint after `iterations`.
-pub fn mark(method: &str, iterations: usize) -> String {
-    format!("{method}@{iterations}")
 }
 
 /// The journal's name for `method`'s finished set.

@@ -2,7 +2,7 @@
 //! losses), checkpoints, mid-run evaluations and coverage as the [`Schedule`] makes them due, the
 //! time budget, SelMatch's `windows.csv`, and the device check; and the time each part took.
 
-use super::Plan;
+use super::plan::Plan;
 use crate::distill::coverage::{Coverage, CoverageProbe};
 use crate::distill::eval::evaluate_set;
 use crate::distill::mtt::check::StepCheck;
@@ -154,7 +154,7 @@ impl<B: AutodiffBackend> RunObserver<'_, '_, B> {
         let stop = checkpoint::stop_requested();
         if due.checkpoint || stop {
             let ck = snapshot();
-            let mark = super::make::mark(self.method, ck.set.provenance.iterations);
+            let mark = mark(self.method, ck.set.provenance.iterations);
             checkpoint::journal(&self.plan.ctx.dir, &mark)?;
             ck.save(&self.checkpoint)?;
             checkpoint::stop_point(&self.plan.ctx.dir)?;
@@ -295,4 +295,9 @@ impl<'e, B: AutodiffBackend> Observer<Event<'e>> for RunObserver<'_, '_, B> {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// The journal's name for `method`'s checkpoint after `iterations`.
+pub fn mark(method: &str, iterations: usize) -> String {
+    format!("{method}@{iterations}")
 }

@@ -16,7 +16,7 @@ use crate::data::Dataset;
 use crate::device::BackendJob;
 use crate::error::{Error, Result};
 use crate::experiment::checkpoint::STATE_FILE;
-use crate::experiment::continual::{build_stream, seen_means, write_matrix};
+use crate::experiment::continual::{seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
 use crate::files::{write_atomic, CsvLog, Fixed};
@@ -94,10 +94,12 @@ fn joint<B: AutodiffBackend>(
     let mut rows = Vec::new();
     let current = clients.current;
     if let Some(o) = clients.resumed.take_if(|o| o.strategy == current) {
-        o.global.restore(&mut model, device).map_err(Error::Other)?;
+        o.global
+            .restore(&mut model, device)
+            .map_err(Error::Checkpoint)?;
         rng = o
             .rng
-            .ok_or_else(|| Error::Other("the checkpoint of joint keeps no RNG".into()))?;
+            .ok_or_else(|| Error::Checkpoint("the checkpoint of joint keeps no RNG".into()))?;
         rows = o.rows;
         clients
             .ctx
@@ -216,7 +218,7 @@ impl Stream {
     fn new(ctx: &RunContext<'_>) -> Result<Self> {
         let s = ctx.scenario();
         let f = s.federated_section();
-        let tasks = build_stream(s, ctx.split).map_err(|m| {
+        let tasks = s.stream(ctx.split).map_err(|m| {
             Error::Other(format!(
                 "{}: [continual] tasks: {m}",
                 ctx.loaded.path.display()
@@ -426,7 +428,7 @@ fn restore(
     let mut next = 0;
     for v in &st.done {
         let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
-            Error::Other(format!(
+            Error::Checkpoint(format!(
                 "{}: {e}",
                 clients.ctx.dir.join(STATE_FILE).display()
             ))

@@ -112,7 +112,7 @@ impl SoFar {
     fn resume(&mut self, ctx: &RunContext<'_>, st: &FedState) -> Result<()> {
         for v in &st.done {
             let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Other(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
+                Error::Checkpoint(format!("{}: {e}", ctx.dir.join(STATE_FILE).display()))
             })?;
             if d.oneshot {
                 self.oneshot_acc = d.record.final_accuracy;

@@ -7,10 +7,10 @@
 use crate::cl::memory::Memory;
 use crate::data::Dataset;
 use crate::experiment::audit::federated::AuditKept;
-pub use crate::experiment::checkpoint::Weights;
 use crate::fed::engine::{ClientRecord, Round};
 use crate::fed::message::{ClientOutcome, Rejection};
 use crate::fed::strategy::Kept;
+pub use crate::model::Weights;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

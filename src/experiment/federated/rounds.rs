@@ -246,7 +246,7 @@ impl Clients<'_> {
         let (mut past, mut resume_at) = (Past::default(), None);
         if let Some(o) = self.resumed.take_if(|o| o.strategy == self.current) {
             let bad = |e: String| {
-                Error::Other(format!("{}: {e}", self.ctx.dir.join(STATE_FILE).display()))
+                Error::Checkpoint(format!("{}: {e}", self.ctx.dir.join(STATE_FILE).display()))
             };
             o.global.restore(strategy.global(), device).map_err(bad)?;
             if let Some(m) = o.memory {

@@ -2,18 +2,18 @@
 //! sample-weighted mean of client weights, and the union of client sets.
 
 use crate::data::Dataset;
-use crate::fed::protocol::HostWeights;
+use crate::fed::protocol::Weights;
 
 /// The mean of `updates` (weights and the sample count each stands for) weighted by sample
 /// count, parameters and buffers alike; None when there is none or no samples at all.
-pub fn weighted_mean(updates: &[(&HostWeights, u64)]) -> Option<HostWeights> {
+pub fn weighted_mean(updates: &[(&Weights, u64)]) -> Option<Weights> {
     let total: f64 = updates.iter().map(|(_, n)| *n as f64).sum();
     let first = updates.first()?.0;
     if total <= 0.0 {
         return None;
     }
     let zeros = |v: &[Vec<f32>]| v.iter().map(|t| vec![0f32; t.len()]).collect::<Vec<_>>();
-    let mut acc = HostWeights {
+    let mut acc = Weights {
         params: zeros(&first.params),
         buffers: zeros(&first.buffers),
     };

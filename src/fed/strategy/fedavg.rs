@@ -6,8 +6,7 @@
 
 use super::aggregate::weighted_mean;
 use super::{
-    host_weights, Accepted, ClientApp, ClientState, ContinualSettings, Settings, Strategy,
-    StrategyKind,
+    Accepted, ClientApp, ClientState, ContinualSettings, Settings, Strategy, StrategyKind,
 };
 use crate::cl::harness::{remember, Chooser};
 use crate::cl::learner::{fit, Fit};
@@ -16,6 +15,7 @@ use crate::distill::registry::Env;
 use crate::error::{Error, Result};
 use crate::fed::message::{Payload, Rejection, Task, Update};
 use crate::model::Model;
+use crate::model::Weights;
 use crate::rng::step_seed;
 use crate::train::Training;
 use burn::tensor::backend::AutodiffBackend;
@@ -53,7 +53,7 @@ impl<B: AutodiffBackend> Strategy<B> for FedAvg<B> {
             seq: 0,
             strategy: self.s.label.clone(),
             task: self.task,
-            global: Some(host_weights(&self.global)),
+            global: Some(Weights::of(&self.global)),
         }
     }
 
@@ -189,7 +189,7 @@ impl<B: AutodiffBackend> ClientApp<B> for LocalTraining {
             round: task.round,
             num_samples: state.data.len() as u64,
             compute_seconds: 0.0,
-            payload: Payload::Weights(host_weights(&model)),
+            payload: Payload::Weights(Weights::of(&model)),
         })
     }
 }

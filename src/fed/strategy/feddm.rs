@@ -5,10 +5,11 @@
 
 use super::client::Distilling;
 use super::oneshot::train_on_sets;
-use super::{accept_set, host_weights, Accepted, ClientApp, Settings, Strategy, StrategyKind};
+use super::{accept_set, Accepted, ClientApp, Settings, Strategy, StrategyKind};
 use crate::error::Result;
 use crate::fed::message::{Rejection, Task, Update};
 use crate::model::Model;
+use crate::model::Weights;
 use burn::tensor::backend::AutodiffBackend;
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ impl<B: AutodiffBackend> Strategy<B> for FedDm<B> {
             seq: 0,
             strategy: self.s.label.clone(),
             task: 0,
-            global: Some(host_weights(&self.global)),
+            global: Some(Weights::of(&self.global)),
         }
     }
 

@@ -16,7 +16,7 @@ pub mod oneshot;
 
 pub use super::message::StrategyKind;
 use super::message::{Payload, Rejection, Task, Update};
-use super::protocol::{Expect, HostWeights, Quantization};
+use super::protocol::{Expect, Quantization, Weights};
 use crate::cl::harness::Protocol;
 use crate::cl::memory::{Budget, Memory};
 use crate::data::augment::Dsa;
@@ -91,9 +91,9 @@ pub struct ContinualSettings {
 
 impl Settings {
     /// Zero weights of the network's shape (the template decoded weights are checked against).
-    pub fn weights_template(&self) -> HostWeights {
+    pub fn weights_template(&self) -> Weights {
         let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-        HostWeights {
+        Weights {
             params: self.spec.init_host(&mut rng),
             buffers: self.spec.buffers(),
         }
@@ -206,7 +206,7 @@ impl ClientState {
 #[derive(Clone, Debug)]
 pub enum Accepted {
     /// Model weights and the client's sample count.
-    Weights(HostWeights, u64),
+    Weights(Weights, u64),
     /// A synthetic set.
     Set(Dataset),
 }
@@ -271,12 +271,6 @@ pub trait Strategy<B: AutodiffBackend>: Send {
     fn evaluate(&mut self, test: &Dataset, device: &B::Device) -> f64 {
         evaluate(self.global(), test, 500, device).0
     }
-}
-
-/// The weights of `m` on the host.
-pub fn host_weights<B: burn::prelude::Backend>(m: &Model<B>) -> HostWeights {
-    let (params, buffers) = m.to_host();
-    HostWeights { params, buffers }
 }
 
 /// A set from an update, or why it cannot be one (the distilled strategies).

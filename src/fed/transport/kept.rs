@@ -75,7 +75,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let bad = |why: String| Error::Other(format!("{}: {why}", path.display()));
+        let bad = |why: String| Error::Checkpoint(format!("{}: {why}", path.display()));
         let saved: Saved = rmp_serde::from_slice(&bytes)
             .map_err(|e| bad(format!("not a client state file ({e})")))?;
         if saved.scenario != self.scenario {
