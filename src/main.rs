@@ -263,7 +263,7 @@ fn main() -> ExitCode {
     if cli.offline {
         distillery::data::store::forbid_downloads();
     }
-    if let Err(e) = distillery::experiment::checkpoint::install_stop_signals() {
+    if let Err(e) = distillery::files::checkpoint::install_stop_signals() {
         eprintln!("warning: {e}; Ctrl-C will end runs without a checkpoint");
     }
     let result = match cli.cmd {

@@ -3,11 +3,12 @@
 //! the summary written atomically), the data, the network, where caches live, and how it talks
 //! to the person watching.
 
-use super::{checkpoint, RunOptions};
+use super::RunOptions;
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
 use crate::data::Split;
 use crate::distill::registry::Env;
 use crate::error::{Error, Result};
+use crate::files::checkpoint;
 use crate::files::{timestamp, write_json_atomic, CsvLog};
 use crate::model::ModelSpec;
 use crate::report::records::{DatasetInfo, ModelInfo, Outcome, Summary};

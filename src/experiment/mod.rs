@@ -4,7 +4,6 @@
 //! `summary.json` written atomically at the end.
 
 pub mod audit;
-pub mod checkpoint;
 pub mod context;
 pub mod continual;
 pub mod distill;
@@ -15,6 +14,7 @@ pub mod train;
 
 use crate::device::{self, DeviceKind};
 use crate::error::{Error, Result};
+use crate::files::checkpoint;
 use crate::files::write_json_atomic;
 use crate::report::records::Summary;
 use crate::scenario::{self, Kind, Loaded};

@@ -70,7 +70,7 @@ pub fn serve(
         _ => device::dispatch(device, FederatedJob { ctx, transport }),
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
-    super::checkpoint::finished(&dir)?;
+    crate::files::checkpoint::finished(&dir)?;
     Ok(RunOutput { dir, summary })
 }
 

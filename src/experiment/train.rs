@@ -4,7 +4,7 @@
 use super::RunContext;
 use crate::device::BackendJob;
 use crate::error::{Error, Result};
-use crate::experiment::checkpoint::STATE_FILE;
+use crate::files::checkpoint::STATE_FILE;
 use crate::files::{Fixed, Plain};
 use crate::model::Weights;
 use crate::report::mean_std;

@@ -41,7 +41,7 @@ fn state_files() -> (Vec<u8>, Vec<u8>) {
         }),
         audit: None,
     };
-    distillery::experiment::checkpoint::save_state(dir.path(), "federated", &state).unwrap();
+    distillery::files::checkpoint::save_state(dir.path(), "federated", &state).unwrap();
     let fed = std::fs::read(dir.path().join("checkpoint.msgpack")).unwrap();
     let store = Store::new(dir.path(), "scenario").unwrap();
     let mut c = ClientState::new(1, set.clone());
@@ -76,7 +76,7 @@ proptest! {
         } else {
             std::fs::write(dir.path().join("checkpoint.msgpack"), &bytes).unwrap();
             let load = || {
-                distillery::experiment::checkpoint::load_state::<FedState>(dir.path(), "federated")
+                distillery::files::checkpoint::load_state::<FedState>(dir.path(), "federated")
             };
             let (r, big) = largest(load);
             prop_assert!(big <= bound(bytes.len()));

@@ -2,11 +2,11 @@
 //! random selection of them of the set's size.
 
 use super::{Audited, Auditor};
+use crate::audit::records::SetAudit;
 use crate::audit::split::sample;
 use crate::data::{Dataset, Normalization};
 use crate::distill::eval::{train_net, EvalConfig};
 use crate::error::Result;
-use crate::audit::records::SetAudit;
 use crate::rng::step_seed;
 use crate::train::evaluate;
 use crate::train::events::Progress;

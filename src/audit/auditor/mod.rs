@@ -8,13 +8,13 @@ use super::attack::{calibrated_attack, loss_attack, reference_mean, seen, Attack
 use super::nearest::{nearest, own_nearest, quantile, Distances, Rows};
 use super::settings::AuditSettings;
 use super::split::sample;
+use crate::audit::records::{NearestReal, SetAudit};
 use crate::data::{Dataset, Normalization};
 use crate::distill::coverage::{embed, feature_net};
 use crate::distill::eval::{train_net, EvalConfig};
 use crate::distill::{Provenance, SyntheticSet};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelSpec};
-use crate::audit::records::{NearestReal, SetAudit};
 use crate::rng::step_seed;
 use crate::train::events::Progress;
 use crate::train::{evaluate, TrainConfig};

@@ -214,7 +214,7 @@ pub fn set<B: AutodiffBackend>(
     if let Some(c) = obs.checked.take() {
         made.checks.insert(name.to_string(), c);
     }
-    crate::experiment::checkpoint::journal(&run.dir, &done_mark(name))?;
+    crate::files::checkpoint::journal(&run.dir, &done_mark(name))?;
     set.save(&path)?;
     set.save_png(&run.dir.join(format!("{name}.png")))?;
     if ck_path.exists() {

@@ -8,7 +8,7 @@ use crate::distill::eval::evaluate_set;
 use crate::distill::mtt::check::StepCheck;
 use crate::distill::{Event, SyntheticSet};
 use crate::error::Result;
-use crate::experiment::checkpoint;
+use crate::files::checkpoint;
 use crate::files::{CsvLog, Fixed, Plain};
 use crate::report::mean_std;
 use crate::report::rows::{CoverageRow, DistillRow, WindowRow};

@@ -15,10 +15,10 @@ use crate::data::stream::Task;
 use crate::data::Dataset;
 use crate::device::BackendJob;
 use crate::error::{Error, Result};
-use crate::experiment::checkpoint::STATE_FILE;
 use crate::experiment::continual::{seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
+use crate::files::checkpoint::STATE_FILE;
 use crate::files::{write_atomic, CsvLog, Fixed};
 use crate::report::plot::lines_svg;
 use crate::report::records::{

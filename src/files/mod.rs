@@ -1,6 +1,8 @@
 //! Result files: CSV rows appended and flushed as a run goes (typed: one struct per row, its
 //! fields the columns), and files written atomically (a temporary file, synced, then renamed).
 
+pub mod checkpoint;
+
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::fs::File;

@@ -3,8 +3,8 @@
 //! state is kept in (written atomically, the CSV lengths inside it), the journal of CSV lengths
 //! for checkpoints written elsewhere (distill sets), and Ctrl-C.
 
+use super::{write_atomic, write_json_atomic};
 use crate::error::{Error, Result};
-use crate::files::{write_atomic, write_json_atomic};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
