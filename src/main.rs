@@ -7,11 +7,11 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
-use distillery::experiment::shortcut::{self, DistillArgs};
 use distillery::experiment::{self as runner, remote, RunOptions};
 use distillery::fed::transport::grpc::Listen;
 use distillery::fed::transport::retry::Retry;
 use distillery::fed::transport::tls::{ClientTls, ServerTls};
+use distillery::scenario::shortcut::{self, DistillArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -189,7 +189,7 @@ enum Cmd {
     /// distances and membership inference (builds a `kind = "audit"` scenario and runs it).
     Audit {
         #[command(flatten)]
-        args: distillery::experiment::audit::shortcut::AuditArgs,
+        args: distillery::scenario::shortcut::audit::AuditArgs,
         /// Folder that receives the run's results folder.
         #[arg(long, default_value = "results")]
         results: PathBuf,
@@ -400,7 +400,7 @@ fn main() -> ExitCode {
             .map(|text| print!("{text}")),
         Cmd::Data { cmd } => data(cmd),
         Cmd::Audit { args, results } => {
-            distillery::experiment::audit::shortcut::audit_scenario(&args)
+            distillery::scenario::shortcut::audit::audit_scenario(&args)
                 .and_then(|text| {
                     distillery::scenario::parse(&text, std::path::Path::new("audit.toml"))
                 })

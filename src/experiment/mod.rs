@@ -9,7 +9,6 @@ pub mod continual;
 pub mod distill;
 pub mod federated;
 pub mod remote;
-pub mod shortcut;
 pub mod train;
 
 use crate::device::{self, DeviceKind};

@@ -8,6 +8,7 @@
 pub mod distill;
 pub mod edit;
 pub mod sections;
+pub mod shortcut;
 pub mod validate;
 
 use crate::audit::AuditSettings;

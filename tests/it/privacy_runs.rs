@@ -4,10 +4,10 @@
 //! and the inputs it refuses.
 
 use crate::common::run_text;
-use distillery::experiment::audit::shortcut::{audit_scenario, AuditArgs};
 use distillery::experiment::{self as runner, RunOptions};
 use distillery::report::privacy::PrivacyRow;
 use distillery::scenario;
+use distillery::scenario::shortcut::audit::{audit_scenario, AuditArgs};
 use std::path::{Path, PathBuf};
 
 fn rows(path: &Path) -> Vec<PrivacyRow> {

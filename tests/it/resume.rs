@@ -400,7 +400,7 @@ fn ctrl_c_writes_a_checkpoint_says_how_to_resume_and_the_resumed_run_matches() {
 
 #[test]
 fn an_audit_run_stopped_with_ctrl_c_resumes_after_its_last_audit() {
-    use distillery::experiment::audit::shortcut::{audit_scenario, AuditArgs};
+    use distillery::scenario::shortcut::audit::{audit_scenario, AuditArgs};
     let root = tempfile::tempdir().unwrap();
     let digits =
         "name = \"set\"\nkind = \"distill\"\n[data]\nsource = \"digits\"\n[model]\nwidth = 8\n\

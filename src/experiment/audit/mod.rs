@@ -2,14 +2,13 @@
 //! made when the data is loaded, then, once a run's sets exist, their audit written to
 //! `privacy.csv` (one row per set; federated: per client and set), `closest/<set>.png` (each
 //! set's closest pairs) and the summary's `privacy`. [`distill`], [`federated`] and
-//! [`continual`] adapt it to their kinds; [`job`] is `kind = "audit"` (a set made elsewhere), [`shortcut`] the
-//! `distillery audit` command's scenario.
+//! [`continual`] adapt it to their kinds; [`job`] is `kind = "audit"` (a set made elsewhere; the
+//! `distillery audit` command's scenario is built by [`crate::scenario::shortcut::audit`]).
 
 pub mod continual;
 pub mod distill;
 pub mod federated;
 pub mod job;
-pub mod shortcut;
 
 pub use job::AuditJob;
 

@@ -2,8 +2,8 @@
 //! made elsewhere against the data it came from (every training image a member, the test set the
 //! non-members).
 
+use super::data_table;
 use crate::error::{Error, Result};
-use crate::experiment::shortcut::data_table;
 use std::path::{Path, PathBuf};
 use toml_edit::{value, DocumentMut, Item, Table};
 

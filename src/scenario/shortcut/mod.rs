@@ -1,6 +1,8 @@
 //! CLI shortcuts that build a scenario (everything a user can do is a scenario): `distillery
 //! distill --method dm --ipc 10 --data NAME|PATH` writes the `distill` scenario it then runs.
 
+pub mod audit;
+
 use crate::error::{Error, Result};
 use std::path::Path;
 use toml_edit::{value, DocumentMut, Item, Table};
