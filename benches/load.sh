@@ -6,12 +6,17 @@
 # resident memory (VmHWM) of the server and of the largest client process.
 #
 #   benches/load.sh [CLIENTS_PER_PROCESS] [PROCESSES]     # defaults 250 4
+#   benches/load.sh CLIENTS 0                             # the in-process simulator instead
+#   STRATEGIES='"fedavg"' benches/load.sh 25000 4          # only fedavg (100,000 clients)
 #
+# With 0 processes, `distillery run` simulates all CLIENTS in one process (tokio tasks, their work
+# on a pool of one worker per core) and the "server" figure is that process's.
 # Needs a release build (cargo build --release); runs everything on loopback under `nice`.
 set -euo pipefail
 per=${1:-250}
 procs=${2:-4}
-clients=$((per * procs))
+clients=$((procs == 0 ? per : per * procs))
+strategies=${STRATEGIES:-'"fedavg", "distilled_oneshot"'}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/target/release/distillery
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
@@ -44,9 +49,13 @@ ipc = 1
 [federated]
 clients = $clients
 partition = { kind = "iid" }
-strategies = ["fedavg", "distilled_oneshot"]
+strategies = [$strategies]
 rounds = 2
 fedavg_until_oneshot = false
+[audit]
+# The per-client privacy audit trains networks per client after the rounds; this bench times
+# the transport.
+enabled = false
 EOF
 "$bin" check "$work/load.toml" >/dev/null
 
@@ -62,6 +71,15 @@ watch_hwm() {
 }
 
 t0=$(date +%s.%N)
+if [ "$procs" -eq 0 ]; then
+    nice "$bin" run "$work/load.toml" --quiet --results "$work/results" \
+        >"$work/server.out" 2>"$work/server.err" &
+    server=$!
+    watch_hwm "$server" "$work/server.hwm" &
+    watchers=($!)
+    wait "$server" || { echo "the run failed:" >&2; tail -5 "$work/server.err" >&2; exit 1; }
+    wait "${watchers[@]}"
+else
 nice "$bin" serve "$work/load.toml" --quiet --addr "127.0.0.1:$port" --results "$work/results" \
     >"$work/server.out" 2>"$work/server.err" &
 server=$!
@@ -76,14 +94,26 @@ for p in $(seq 0 $((procs - 1))); do
     watch_hwm "$!" "$work/client$p.hwm" &
     watchers+=($!)
 done
-for p in "${!pids[@]}"; do
-    wait "${pids[$p]}" || { echo "client process $p failed:" >&2; tail -5 "$work/client$p.err" >&2; exit 1; }
+# Any client process that fails ends the bench at once (waiting in order would hide it).
+while [ "${#pids[@]}" -gt 0 ]; do
+    if wait -n -p done "${pids[@]}"; then
+        left=()
+        for q in "${pids[@]}"; do [ "$q" = "$done" ] || left+=("$q"); done
+        pids=("${left[@]}")
+    else
+        echo "a client process failed:" >&2; tail -n 5 "$work"/client*.err >&2; exit 1
+    fi
 done
 wait "$server" || { echo "server failed:" >&2; tail -5 "$work/server.err" >&2; exit 1; }
 wait "${watchers[@]}"
+fi
 t1=$(date +%s.%N)
 run=$(ls -d "$work"/results/load-*)
-echo "load: 1 server, $procs client processes x $per clients = $clients clients; $(nproc) cores"
+if [ "$procs" -eq 0 ]; then
+    echo "load: $clients clients simulated in one process; $(nproc) cores"
+else
+    echo "load: 1 server, $procs client processes x $per clients = $clients clients; $(nproc) cores"
+fi
 echo "wall time (start to finish, with data generation and connecting): $(echo "$t1 - $t0" | bc) s"
 # metrics.csv: strategy,task,round,test_acc,...,selected,accepted,elapsed_s (seconds since the
 # strategy started): a round's time is the difference of consecutive rows.
@@ -96,4 +126,4 @@ max=0
 for p in $(seq 0 $((procs - 1))); do
     v=$(cat "$work/client$p.hwm"); [ "$v" -gt "$max" ] && max=$v
 done
-echo "largest client process peak RSS (VmHWM): $((max / 1024)) MiB"
+[ "$procs" -eq 0 ] || echo "largest client process peak RSS (VmHWM): $((max / 1024)) MiB"

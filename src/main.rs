@@ -108,6 +108,11 @@ enum Cmd {
         /// The certificate's private key (PEM); needs --tls-cert.
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Seconds to wait for every client to join (then the first round starts without the
+        /// missing ones, which are named), and at the end for each to hear the run is over
+        /// (at most 60).
+        #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = parse_seconds)]
+        join_timeout: std::time::Duration,
     },
     /// Run one client, or many (--ids), of a federated scenario against a `distillery serve`
     /// server.
@@ -118,12 +123,16 @@ enum Cmd {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
         /// This client's id (0-based).
-        #[arg(long, required_unless_present = "ids", conflicts_with = "ids")]
+        #[arg(long, required_unless_present_any = ["ids", "shard"], conflicts_with_all = ["ids", "shard"])]
         id: Option<usize>,
         /// Host these clients in this process, each with its own partition and state: `0-99`,
         /// `3,5,7-9`.
-        #[arg(long, value_name = "IDS", value_parser = parse_ids)]
+        #[arg(long, value_name = "IDS", value_parser = parse_ids, conflicts_with = "shard")]
         ids: Option<Ids>,
+        /// Host the K-th (0-based) of N equal slices of the scenario's clients: a scheduler's
+        /// array index picks the slice (`$JOB_COMPLETION_INDEX/4`, `$SLURM_ARRAY_TASK_ID/4`).
+        #[arg(long, value_name = "K/N", value_parser = remote::Shard::parse)]
+        shard: Option<remote::Shard>,
         /// Trust the server certificate signed by this CA (PEM; a self-signed certificate is its
         /// own CA) and speak TLS.
         #[arg(long, value_name = "FILE")]
@@ -237,6 +246,14 @@ fn init_logging() {
         .try_init();
 }
 
+/// A non-negative number of seconds, as a duration.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|v| std::time::Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of seconds (0 or more)"))
+}
+
 fn data(cmd: DataCmd) -> distillery::Result<()> {
     use distillery::data::{commands, store::DataAccess};
     let access = DataAccess::from_env();
@@ -315,6 +332,7 @@ fn main() -> ExitCode {
             resume,
             tls_cert,
             tls_key,
+            join_timeout,
         } => remote::serve(
             &file,
             Listen {
@@ -322,6 +340,7 @@ fn main() -> ExitCode {
                 tls: tls_cert
                     .zip(tls_key)
                     .map(|(cert, key)| ServerTls { cert, key }),
+                join_timeout,
             },
             &RunOptions {
                 results_root: results,
@@ -335,6 +354,7 @@ fn main() -> ExitCode {
             server,
             id,
             ids,
+            shard,
             tls_ca,
             tls_domain,
             retry_for,
@@ -345,6 +365,7 @@ fn main() -> ExitCode {
             let run = remote::ClientRun {
                 url: server,
                 ids: ids.map(|i| i.0).or(id.map(|i| vec![i])).unwrap_or_default(),
+                shard,
                 tls: tls_ca.map(|ca| ClientTls {
                     ca,
                     domain: tls_domain,
@@ -354,8 +375,8 @@ fn main() -> ExitCode {
                 state,
             };
             remote::client(&file, &run, &results).map(|done| {
-                for (id, n) in done {
-                    println!("client {id}: {n} tasks done; the server ended the run");
+                for line in remote::done_lines(&done) {
+                    println!("{line}");
                 }
             })
         }

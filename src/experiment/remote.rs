@@ -81,6 +81,9 @@ pub struct ClientRun {
     pub url: String,
     /// The client ids this process hosts.
     pub ids: Vec<usize>,
+    /// Or the slice of the scenario's clients it hosts (its ids are then resolved from the
+    /// scenario's client count).
+    pub shard: Option<Shard>,
     /// What it trusts, when the server speaks TLS.
     pub tls: Option<ClientTls>,
     /// How long it retries an unreachable server.
@@ -90,6 +93,37 @@ pub struct ClientRun {
     pub workers: Option<usize>,
     /// Where each hosted client keeps its state across restarts (None: in memory only).
     pub state: Option<PathBuf>,
+}
+
+/// Slice `k` of `n` equal slices of a scenario's clients (`K/N` on the command line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// Which slice (0-based).
+    pub k: usize,
+    /// How many slices.
+    pub n: usize,
+}
+
+impl Shard {
+    /// Reads `K/N` (0 <= K < N).
+    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
+        let bad = || format!("{s:?}: expected K/N with 0 <= K < N, such as 2/4");
+        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let (k, n) = (
+            k.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        match k < n {
+            true => Ok(Shard { k, n }),
+            false => Err(bad()),
+        }
+    }
+
+    /// The ids of this slice of `clients` clients: `k*clients/n .. (k+1)*clients/n`, so the
+    /// slices cover every id once and differ in size by at most one.
+    pub fn ids(&self, clients: usize) -> Vec<usize> {
+        (self.k * clients / self.n..(self.k + 1) * clients / self.n).collect()
+    }
 }
 
 /// Client ids from `3`, `0-99` or `3,5,7-9` (ranges inclusive), sorted, without repeats.
@@ -126,6 +160,23 @@ pub fn parse_ids(s: &str) -> std::result::Result<Vec<usize>, String> {
 pub fn client(path: &Path, run: &ClientRun, cache: &Path) -> Result<Vec<(usize, usize)>> {
     let loaded = federated(path, "client")?;
     let f = loaded.scenario.federated_section();
+    let sharded;
+    let run = match run.shard {
+        Some(s) => {
+            sharded = ClientRun {
+                ids: s.ids(f.clients),
+                ..run.clone()
+            };
+            if sharded.ids.is_empty() {
+                return Err(Error::Other(format!(
+                    "--shard {}/{}: the scenario's {} clients leave this slice empty",
+                    s.k, s.n, f.clients
+                )));
+            }
+            &sharded
+        }
+        None => run,
+    };
     if run.ids.is_empty() {
         return Err(Error::Other("no client ids to run".into()));
     }
@@ -144,6 +195,30 @@ pub fn client(path: &Path, run: &ClientRun, cache: &Path) -> Result<Vec<(usize, 
         cache,
     };
     device::dispatch(device, job)
+}
+
+/// What a client process says at the end: a line per client when it hosts a few, else a line
+/// per number of tasks done, naming its clients as ranges (thousands of lines would bury it).
+pub fn done_lines(done: &[(usize, usize)]) -> Vec<String> {
+    const END: &str = "the server ended the run";
+    if done.len() <= 10 {
+        return done
+            .iter()
+            .map(|(id, n)| format!("client {id}: {n} tasks done; {END}"))
+            .collect();
+    }
+    let mut by_count: std::collections::BTreeMap<usize, Vec<u32>> = Default::default();
+    for &(id, n) in done {
+        by_count.entry(n).or_default().push(id as u32);
+    }
+    by_count
+        .into_iter()
+        .map(|(n, ids)| {
+            let k = ids.len();
+            let ids = crate::fed::transport::wait::id_ranges(ids);
+            format!("{k} clients ({ids}): {n} tasks done each; {END}")
+        })
+        .collect()
 }
 
 /// Client `id`'s part, taken out of everyone's.

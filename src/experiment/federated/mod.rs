@@ -48,14 +48,9 @@ impl Transport {
     pub fn server(&self, f: &crate::scenario::FederatedSection) -> Result<Option<GrpcServer>> {
         match self {
             Transport::InProcess => Ok(None),
-            Transport::Grpc(l) => GrpcServer::start(
-                l.addr,
-                l.tls.as_ref(),
-                f.clients,
-                token(&f.token),
-                f.max_message_bytes,
-            )
-            .map(Some),
+            Transport::Grpc(l) => {
+                GrpcServer::start(l, f.clients, token(&f.token), f.max_message_bytes).map(Some)
+            }
         }
     }
 }

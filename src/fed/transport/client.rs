@@ -6,6 +6,7 @@
 //! a restarted one) and repeats the call that failed (a repeated submission replaces the first,
 //! so nothing is counted twice). A TLS refusal is not retried: it will not heal.
 
+use super::grpc::CONNECTION_WINDOW;
 use super::in_process::WorkerPool;
 use super::kept::Store;
 use super::retry::{Retry, RetryLog, Streak};
@@ -77,6 +78,8 @@ fn endpoint(c: &Connect) -> Result<Endpoint> {
     let e = Endpoint::from_shared(url.to_string())
         .map_err(|e| Error::Other(format!("server address {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(10))
+        // Thousands of hosted clients' small calls share this connection (see CONNECTION_WINDOW).
+        .initial_connection_window_size(CONNECTION_WINDOW)
         // A server whose machine vanished is noticed by missing pings, not by a hung call.
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20))
@@ -154,13 +157,42 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// True for the failures of a server that is away (not up yet, restarting, connection lost).
+/// True for the failures of a server that is away (not up yet, restarting, connection lost)
+/// or that shed load by closing the connection.
 fn away(s: &Status) -> bool {
     use tonic::Code;
-    matches!(
+    let code = matches!(
         s.code(),
         Code::Unavailable | Code::Unknown | Code::Cancelled
-    ) && tls_failure(s).is_none()
+    );
+    (code || overloaded(s)) && tls_failure(s).is_none()
+}
+
+/// A failed call's message and, when it has one, the transport error under it.
+fn why(s: &Status) -> String {
+    match std::error::Error::source(s) {
+        Some(e) => {
+            let under = chain(e);
+            match s.message().contains(&under) {
+                true => s.message().to_string(),
+                false => format!("{}: {under}", s.message()),
+            }
+        }
+        None => s.message().to_string(),
+    }
+}
+
+/// True when the server's HTTP/2 layer closed the connection with `ENHANCE_YOUR_CALM` (it held
+/// too many unread frames): the calls it cut are safe to repeat on a new connection.
+fn overloaded(s: &Status) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<h2::Error>() {
+            return h.is_go_away() && h.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM);
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// What one hosted client shares with the others.
@@ -190,7 +222,7 @@ impl<B: AutodiffBackend> Host<B> {
                 self.url,
                 s.message()
             ))),
-            None => Error::Other(format!("client {id}: {}: {}", self.url, s.message())),
+            None => Error::Other(format!("client {id}: {}: {}", self.url, why(s))),
         }
     }
 
@@ -394,17 +426,25 @@ pub fn run_clients<B: AutodiffBackend>(
             store,
         });
         let ids: Vec<usize> = states.iter().map(|s| s.id).collect();
-        let tasks: Vec<_> = states
-            .into_iter()
-            .map(|s| tokio::spawn(host.clone().serve(s)))
-            .collect();
-        let mut out = Vec::with_capacity(tasks.len());
-        for (id, t) in ids.into_iter().zip(tasks) {
-            let n = t
-                .await
-                .map_err(|e| Error::Other(format!("client {id}: {e}")))??;
-            out.push((id, n));
+        let mut tasks = tokio::task::JoinSet::new();
+        for s in states {
+            let (id, host) = (s.id, host.clone());
+            tasks.spawn(async move { (id, host.serve(s).await) });
         }
+        // The first client that fails ends the process's run at once (its siblings are
+        // aborted), so a launcher or scheduler sees the failure instead of a silent client.
+        let mut done = HashMap::with_capacity(ids.len());
+        while let Some(joined) = tasks.join_next().await {
+            let (id, n) = joined.map_err(|e| Error::Other(format!("a client task: {e}")))?;
+            match n {
+                Ok(n) => done.insert(id, n),
+                Err(e) => {
+                    tasks.abort_all();
+                    return Err(e);
+                }
+            };
+        }
+        let out: Vec<(usize, usize)> = ids.iter().map(|id| (*id, done[id])).collect();
         Ok(out)
     })
 }

@@ -8,6 +8,7 @@
 //! refused by tonic, and updates above `max_message_bytes` are rejected and logged by the engine.
 
 use super::tls::{chain, ServerTls};
+use super::wait::{id_ranges, missing_from, missing_of, Ticker, EVERY};
 use super::{Delivery, Transport};
 use crate::error::{Error, Result};
 use crate::fed::pb;
@@ -35,7 +36,17 @@ pub struct Listen {
     pub addr: SocketAddr,
     /// Its certificate and key (None: plaintext).
     pub tls: Option<ServerTls>,
+    /// How long to wait for every client to join before the first round starts without the
+    /// missing ones.
+    pub join_timeout: Duration,
 }
+
+/// The HTTP/2 connection window the server and its clients advertise. h2 closes a connection
+/// (GOAWAY `ENHANCE_YOUR_CALM`, "too_many_data_frames") once the small DATA frames it holds
+/// unread outweigh half this window; hyper's default (1 MiB on a server) allows about 2,100
+/// small requests in flight, and a client process hosting thousands of clients sends that many
+/// at once when they join or submit together. 128 MiB allows about 270,000.
+pub const CONNECTION_WINDOW: u32 = 128 << 20;
 
 /// What the server has published: the current task and who it is for.
 #[derive(Clone, Debug, Default)]
@@ -53,6 +64,9 @@ struct Shared {
     current: watch::Sender<Published>,
     replies: Mutex<HashMap<u32, Vec<u8>>>,
     replied: Notify,
+    /// Clients that have been told the run is over.
+    told_done: Mutex<HashSet<u32>>,
+    told_changed: Notify,
 }
 
 struct Service(Arc<Shared>);
@@ -91,6 +105,11 @@ impl Federation for Service {
             {
                 let p = rx.borrow_and_update();
                 if p.done {
+                    let joined = self.0.joined.lock().is_ok_and(|j| j.contains(&r.client_id));
+                    if let (true, Ok(mut t)) = (joined, self.0.told_done.lock()) {
+                        t.insert(r.client_id);
+                    }
+                    self.0.told_changed.notify_waiters();
                     return Ok(Response::new(pb::RoundTask {
                         done: true,
                         ..Default::default()
@@ -113,9 +132,15 @@ impl Federation for Service {
         req: Request<pb::ClientUpdate>,
     ) -> std::result::Result<Response<pb::SubmitReply>, Status> {
         let u = req.into_inner();
-        let p = self.0.current.borrow().clone();
-        let current = p.task.as_ref().map(|t| t.round);
-        if p.done || current != Some(u.round) || !p.selected.contains(&u.client_id) {
+        // Checked under the borrow: cloning the published task and selection for each of
+        // thousands of submissions made a round quadratic in its clients.
+        let open = {
+            let p = self.0.current.borrow();
+            !p.done
+                && p.task.as_ref().map(|t| t.round) == Some(u.round)
+                && p.selected.contains(&u.client_id)
+        };
+        if !open {
             return Ok(Response::new(pb::SubmitReply {
                 accepted: false,
                 reason: format!(
@@ -168,15 +193,16 @@ fn check_token(
 }
 
 impl GrpcServer {
-    /// Starts serving on `addr` for `expected` clients.
+    /// Starts serving as `listen` says for `expected` clients.
     pub fn start(
-        addr: SocketAddr,
-        tls: Option<&ServerTls>,
+        listen: &Listen,
         expected: usize,
         token: Option<String>,
         max_message_bytes: usize,
     ) -> Result<Self> {
-        let mut builder = tonic::transport::Server::builder();
+        let (addr, tls) = (listen.addr, listen.tls.as_ref());
+        let mut builder =
+            tonic::transport::Server::builder().initial_connection_window_size(CONNECTION_WINDOW);
         match tls {
             Some(t) => {
                 builder = builder.tls_config(t.config()?).map_err(|e| {
@@ -207,6 +233,8 @@ impl GrpcServer {
             current: tx,
             replies: Mutex::new(HashMap::new()),
             replied: Notify::new(),
+            told_done: Mutex::new(HashSet::new()),
+            told_changed: Notify::new(),
         });
         // Frames up to twice the limit reach the engine (which rejects and logs oversize
         // updates with the client id); larger ones tonic refuses outright.
@@ -234,33 +262,101 @@ impl GrpcServer {
             rt,
             shared,
             shutdown: Some(stop_tx),
-            join_timeout: Duration::from_secs(600),
+            join_timeout: listen.join_timeout,
             started: false,
         })
     }
 
+    /// Waits until every expected client has joined or the join timeout passes, saying every
+    /// few seconds how many have joined and, at the timeout, which are missing.
     fn wait_for_clients(&mut self) {
         let shared = self.shared.clone();
         let timeout = self.join_timeout;
         self.rt.block_on(async move {
             let until = tokio::time::Instant::now() + timeout;
+            let mut tick = Ticker::new();
             loop {
                 let notified = shared.joined_changed.notified();
-                if shared.joined.lock().map(|j| j.len()).unwrap_or(0) >= shared.expected {
+                let n = shared.joined.lock().map(|j| j.len()).unwrap_or(0);
+                if n >= shared.expected {
                     return;
                 }
-                if tokio::time::timeout_at(until, notified).await.is_err() {
+                if tick.due() {
+                    tracing::info!(
+                        "waiting for clients: {n} of {} joined after {:.0} s (waiting up to {:.0} s)",
+                        shared.expected,
+                        tick.seconds(),
+                        timeout.as_secs_f64()
+                    );
+                }
+                let step = (tokio::time::Instant::now() + EVERY).min(until);
+                if tokio::time::timeout_at(step, notified).await.is_err()
+                    && tokio::time::Instant::now() >= until
+                {
+                    let joined = shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
+                    tracing::warn!(
+                        "{} of {} clients joined within {:.0} s; starting without ids {} (serve --join-timeout sets the wait)",
+                        joined.len(),
+                        shared.expected,
+                        timeout.as_secs_f64(),
+                        id_ranges(missing_of(shared.expected, &joined))
+                    );
                     return;
                 }
             }
         });
+    }
+
+    /// Collects the answers to round `round` from `sel` until all have answered or `wait`
+    /// passes, saying every few seconds how many have answered and, at the deadline, who not.
+    fn collect(&self, round: usize, sel: HashSet<u32>, wait: Duration) -> HashMap<u32, Vec<u8>> {
+        let shared = self.shared.clone();
+        self.rt.block_on(async move {
+            let now = tokio::time::Instant::now();
+            // No deadline: wait until all have answered (a century stands for forever).
+            let until = now
+                .checked_add(wait)
+                .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+            let mut tick = Ticker::new();
+            loop {
+                let notified = shared.replied.notified();
+                let n = shared.replies.lock().map(|r| r.len()).unwrap_or(0);
+                if n >= sel.len() {
+                    break;
+                }
+                if tick.due() {
+                    tracing::info!(
+                        "round {round}: {n} of {} updates after {:.0} s",
+                        sel.len(),
+                        tick.seconds()
+                    );
+                }
+                let step = (tokio::time::Instant::now() + EVERY).min(until);
+                if tokio::time::timeout_at(step, notified).await.is_err()
+                    && tokio::time::Instant::now() >= until
+                {
+                    let r = shared.replies.lock().expect("replies lock");
+                    tracing::warn!(
+                        "round {round}: its deadline ({:.0} s) passed with {} of {} updates; no answer from ids {}",
+                        wait.as_secs_f64(),
+                        r.len(),
+                        sel.len(),
+                        id_ranges(missing_from(&sel, &r))
+                    );
+                    break;
+                }
+            }
+            // Close the round: later submissions are refused as late.
+            shared.current.send_modify(|p| p.selected.clear());
+            std::mem::take(&mut *shared.replies.lock().expect("replies lock"))
+        })
     }
 }
 
 impl Transport for GrpcServer {
     fn round(
         &mut self,
-        _round: usize,
+        round: usize,
         selected: &[usize],
         task: &[u8],
         deadline: Option<Duration>,
@@ -289,39 +385,34 @@ impl Transport for GrpcServer {
         if let Ok(mut r) = self.shared.replies.lock() {
             r.clear();
         }
-        let shared = self.shared.clone();
         let seq = t.seq;
-        shared.current.send_replace(Published {
+        self.shared.current.send_replace(Published {
             seq,
             task: Some(t),
             selected: sel.clone(),
             done: false,
         });
-        let wait = deadline.unwrap_or(Duration::from_secs(3600));
-        let replies = self.rt.block_on(async move {
-            let until = tokio::time::Instant::now() + wait;
-            loop {
-                let notified = shared.replied.notified();
-                let n = shared.replies.lock().map(|r| r.len()).unwrap_or(0);
-                if n >= sel.len() {
-                    break;
-                }
-                if tokio::time::timeout_at(until, notified).await.is_err() {
-                    break;
-                }
-            }
-            // Close the round: later submissions are refused as late.
-            shared.current.send_modify(|p| p.selected.clear());
-            std::mem::take(&mut *shared.replies.lock().expect("replies lock"))
-        });
+        let absent = selected.len() - sel.len();
+        if absent > 0 {
+            tracing::warn!(
+                "round {round}: {absent} selected clients never joined (ids {}); they are counted unreachable",
+                id_ranges(
+                    selected
+                        .iter()
+                        .map(|&c| c as u32)
+                        .filter(|c| !joined.contains(c))
+                )
+            );
+        }
+        let mut replies = self.collect(round, sel, deadline.unwrap_or(Duration::MAX));
         selected
             .iter()
             .map(|&c| {
                 let o = if !joined.contains(&(c as u32)) {
                     Delivery::Unreachable
                 } else {
-                    match replies.get(&(c as u32)) {
-                        Some(b) => Delivery::Reply(b.clone()),
+                    match replies.remove(&(c as u32)) {
+                        Some(b) => Delivery::Reply(b),
                         None => Delivery::Late,
                     }
                 };
@@ -334,9 +425,32 @@ impl Transport for GrpcServer {
 impl Drop for GrpcServer {
     fn drop(&mut self) {
         self.shared.current.send_modify(|p| p.done = true);
-        // Let waiting clients fetch `done` before the server goes away.
-        self.rt
-            .block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
+        // Stay up until every joined client has been told the run is over (thousands of
+        // clients may still be submitting their last answer), at most the join timeout or a
+        // minute, so that none is left retrying a server that is gone.
+        let shared = self.shared.clone();
+        let wait = self.join_timeout.min(Duration::from_secs(60));
+        self.rt.block_on(async move {
+            let until = tokio::time::Instant::now() + wait;
+            let count = |m: &Mutex<HashSet<u32>>| m.lock().map(|s| s.len()).unwrap_or(0);
+            loop {
+                let notified = shared.told_changed.notified();
+                if count(&shared.told_done) >= count(&shared.joined) {
+                    break;
+                }
+                if tokio::time::timeout_at(until, notified).await.is_err() {
+                    let joined = shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
+                    let told = shared.told_done.lock().map(|t| t.clone()).unwrap_or_default();
+                    tracing::warn!(
+                        "the run is over, but ids {} never fetched that news; they will retry and give up",
+                        id_ranges(joined.difference(&told).copied())
+                    );
+                    break;
+                }
+            }
+            // Let the last answers leave before the server goes away.
+            tokio::time::sleep(Duration::from_millis(500)).await
+        });
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }

@@ -9,6 +9,7 @@ pub mod in_process;
 pub mod kept;
 pub mod retry;
 pub mod tls;
+pub mod wait;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
