@@ -3,7 +3,9 @@
 //! struct, whose `Default` holds the method's reference defaults. A key another method takes is
 //! an error naming the key, the method that takes it and the keys this one takes.
 
+use super::dc::DcSettings;
 use super::dm::DmSettings;
+use super::frepo::FrepoSettings;
 use super::mtt::MttSettings;
 use super::select::SelectionSettings;
 use super::selmatch::SelMatchSettings;
@@ -21,6 +23,10 @@ pub enum MethodConfig {
     Dm(DmSettings),
     /// Matching training trajectories (Cazenavette et al., CVPR 2022).
     Mtt(MttSettings),
+    /// Gradient matching, DC / DSA (Zhao et al., ICLR 2021; Zhao & Bilen, ICML 2021).
+    Dc(DcSettings),
+    /// Neural feature regression with a model pool, FRePo (Zhou et al., NeurIPS 2022).
+    Frepo(FrepoSettings),
     /// SelMatch: MTT from a difficulty window with partial updates (Lee et al., ICML 2024).
     Selmatch(SelMatchSettings),
     /// Random real images per class.
@@ -37,6 +43,8 @@ impl MethodConfig {
         vec![
             MethodConfig::Dm(DmSettings::default()),
             MethodConfig::Mtt(MttSettings::default()),
+            MethodConfig::Dc(DcSettings::default()),
+            MethodConfig::Frepo(FrepoSettings::default()),
             MethodConfig::Selmatch(SelMatchSettings::default()),
             MethodConfig::Random(SelectionSettings::default()),
             MethodConfig::Herding(SelectionSettings::default()),
@@ -49,6 +57,8 @@ impl MethodConfig {
         match self {
             MethodConfig::Dm(_) => "dm",
             MethodConfig::Mtt(_) => "mtt",
+            MethodConfig::Dc(_) => "dc",
+            MethodConfig::Frepo(_) => "frepo",
             MethodConfig::Selmatch(_) => "selmatch",
             MethodConfig::Random(_) => "random",
             MethodConfig::Herding(_) => "herding",
@@ -71,8 +81,20 @@ impl MethodConfig {
         match self {
             MethodConfig::Dm(s) => s.iterations,
             MethodConfig::Mtt(s) => s.iterations,
+            MethodConfig::Dc(s) => s.iterations,
+            MethodConfig::Frepo(s) => s.iterations,
             MethodConfig::Selmatch(s) => s.mtt.iterations,
             _ => 0,
+        }
+    }
+
+    /// Candidates per class a herding / k-center start or selection embeds (None: all).
+    pub fn pool(&self) -> Option<usize> {
+        match self {
+            MethodConfig::Dm(s) => s.pool,
+            MethodConfig::Dc(s) => s.pool,
+            MethodConfig::Random(s) | MethodConfig::Herding(s) | MethodConfig::Kcenter(s) => s.pool,
+            _ => None,
         }
     }
 
@@ -103,6 +125,8 @@ impl MethodConfig {
         match self {
             MethodConfig::Dm(s) => s.problems(),
             MethodConfig::Mtt(s) => s.problems(expert_epochs),
+            MethodConfig::Dc(s) => s.problems(),
+            MethodConfig::Frepo(s) => s.problems(),
             MethodConfig::Selmatch(s) => s.problems(expert_epochs),
             MethodConfig::Random(s) | MethodConfig::Herding(s) | MethodConfig::Kcenter(s) => {
                 s.problems()

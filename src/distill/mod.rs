@@ -3,8 +3,10 @@
 //! the [`SyntheticSet`] they produce, the evaluation protocol and the coverage diagnostic.
 
 pub mod coverage;
+pub mod dc;
 pub mod dm;
 pub mod eval;
+pub mod frepo;
 pub mod init;
 pub mod method;
 pub mod mtt;
@@ -150,6 +152,8 @@ pub struct Checkpoint {
     pub momentum: Vec<f32>,
     /// Momentum buffer of the step-size optimiser (trajectory matching; 0 otherwise).
     pub lr_momentum: f32,
+    /// A method's further state (FRePo's optimiser moments and model pool), named tensors.
+    pub extras: set::Extras,
 }
 
 impl Checkpoint {
@@ -164,6 +168,10 @@ impl Checkpoint {
             ),
             ("lr_momentum".to_string(), vec![1], vec![self.lr_momentum]),
         ];
+        let extras = extras
+            .into_iter()
+            .chain(self.extras.iter().cloned())
+            .collect();
         self.set.save_with(path, &extras)
     }
 
@@ -186,10 +194,15 @@ impl Checkpoint {
                 "the momentum tensor does not match the images",
             ));
         }
+        let extras = extras
+            .into_iter()
+            .filter(|(n, _, _)| n != "momentum" && n != "lr_momentum")
+            .collect();
         Ok(Checkpoint {
             set,
             momentum,
             lr_momentum,
+            extras,
         })
     }
 }
@@ -229,6 +242,7 @@ pub fn initial_checkpoint<B: AutodiffBackend>(
         set,
         momentum,
         lr_momentum: 0.0,
+        extras: Vec::new(),
     })
 }
 

@@ -4,7 +4,9 @@
 //! that data where missing, cached by the data's fingerprint, the network and the settings),
 //! SelMatch's difficulty scores (cached likewise) and window search.
 
+use super::dc::{Dc, DcConfig};
 use super::dm::{Around, Dm, DmConfig};
+use super::frepo::{Frepo, FrepoConfig};
 use super::init::InitKind;
 use super::method::MethodConfig;
 use super::mtt::experts::{spec_tag, ExpertPlan, ExpertSettings};
@@ -91,6 +93,12 @@ pub fn build<'a, B: AutodiffBackend>(
             Box::new(Dm { cfg })
         }
         MethodConfig::Mtt(s) => Box::new(mtt(s, data, env, ctx)?),
+        MethodConfig::Dc(s) => Box::new(Dc {
+            cfg: DcConfig::new(s.clone(), env.spec.clone(), &env.dsa),
+        }),
+        MethodConfig::Frepo(s) => Box::new(Frepo {
+            cfg: FrepoConfig::new(s.clone(), env.spec.clone(), &env.dsa),
+        }),
         MethodConfig::Selmatch(s) => Box::new(selmatch(s, data, env, ctx)?),
         MethodConfig::Random(s) => selection(InitKind::Real, s.clone()),
         MethodConfig::Herding(s) => selection(InitKind::Herding, s.clone()),

@@ -396,6 +396,7 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
                     set,
                     momentum: to_host(&mom),
                     lr_momentum: 0.0,
+                    extras: Vec::new(),
                 }
             };
             let event = Event::Iteration {

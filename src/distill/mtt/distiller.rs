@@ -90,6 +90,7 @@ impl Mtt {
                         set,
                         momentum,
                         lr_momentum: 0.0,
+                        extras: Vec::new(),
                     }
                 }
                 None => initial_checkpoint(data, ipc, st.init, &self.cfg.spec, None, method, ctx)?,
@@ -166,6 +167,7 @@ impl Mtt {
                     set,
                     momentum: host(mom.clone()),
                     lr_momentum: lr_mom,
+                    extras: Vec::new(),
                 }
             };
             let event = Event::Iteration {

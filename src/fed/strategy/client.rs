@@ -57,6 +57,7 @@ impl Distilling {
                 },
             ),
             lr_momentum: 0.0,
+            extras: Vec::new(),
         })
     }
 

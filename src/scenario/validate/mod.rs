@@ -222,12 +222,7 @@ fn validate_audit_kind(c: &mut Checker, s: &Scenario) {
 
 /// The checks of a method used to make sets of `ipc` images per class (`None`: per memory slot).
 fn check_use(c: &mut Checker, section: &str, key: &str, m: &MethodConfig, ipc: Option<usize>) {
-    let pool = match m {
-        MethodConfig::Dm(s) => s.pool,
-        MethodConfig::Random(s) | MethodConfig::Herding(s) | MethodConfig::Kcenter(s) => s.pool,
-        _ => None,
-    };
-    if let (Some(p), Some(ipc)) = (pool, ipc) {
+    if let (Some(p), Some(ipc)) = (m.pool(), ipc) {
         c.require(
             p >= ipc,
             section,
