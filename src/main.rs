@@ -280,9 +280,9 @@ fn report(
 ) -> distillery::Result<()> {
     use distillery::report::{html, tensorboard::export};
     let opts = html::IndexOptions { compare, against };
-    let written = html::report(dir, &opts)?;
-    if tensorboard {
-        let runs = if written.runs == 1 && dir.join("summary.json").is_file() {
+    // The events first, so the reports list their files.
+    if tensorboard && dir.is_dir() {
+        let runs = if dir.join("scenario.toml").is_file() {
             vec![dir.to_path_buf()]
         } else {
             html::index::finished_runs(dir)?
@@ -291,15 +291,16 @@ fn report(
             println!("wrote {}", export::write_events(&run)?.display());
         }
     }
+    let written = html::report(dir, &opts)?;
     let unfinished = match written.unfinished {
         0 => String::new(),
         n => format!(", {n} unfinished"),
     };
-    println!(
-        "wrote {} ({} finished runs{unfinished})",
-        written.page.display(),
-        written.runs
-    );
+    let runs = match written.runs {
+        1 => "1 finished run".to_string(),
+        n => format!("{n} finished runs"),
+    };
+    println!("wrote {} ({runs}{unfinished})", written.page.display());
     Ok(())
 }
 

@@ -16,17 +16,18 @@ pub mod tensorboard;
 /// failure is logged, not returned: the run's results are already safe, and
 /// `distillery report DIR` writes them again.
 pub fn at_end(dir: &std::path::Path, settings: &settings::ReportSettings) {
+    // The events first, so the report lists their file.
+    if settings.tensorboard {
+        if let Err(e) = tensorboard::export::write_events(dir) {
+            tracing::warn!("could not write the TensorBoard events: {e}");
+        }
+    }
     if settings.html {
         if let Err(e) = html::write_run_report(dir) {
             tracing::warn!(
                 "could not write report.html: {e} (try `distillery report {}`)",
                 dir.display()
             );
-        }
-    }
-    if settings.tensorboard {
-        if let Err(e) = tensorboard::export::write_events(dir) {
-            tracing::warn!("could not write the TensorBoard events: {e}");
         }
     }
 }

@@ -188,7 +188,7 @@ fn comparison(entries: &[Entry], against: Option<&str>) -> Result<String> {
         out += &seed_table(&scores, model);
         // A model the baseline was not evaluated on says so in its place.
         let text = compare::report(&scores, model, against).unwrap_or_else(|e| e.to_string());
-        out += &format!("<pre>{}</pre>\n", esc(&text));
+        out += &format!("<pre>\n{}</pre>\n", esc(&text));
     }
     Ok(out)
 }

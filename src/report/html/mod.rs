@@ -4,7 +4,7 @@
 
 pub mod headline;
 pub mod index;
-mod page;
+pub mod page;
 mod privacy;
 pub mod run;
 

@@ -74,8 +74,9 @@ fn what_ran(s: &Summary, text: &str) -> String {
     for (k, v) in facts {
         out += &format!("<dt>{k}</dt><dd>{}</dd>\n", esc(&v));
     }
+    // HTML drops the one newline right after <pre>: the one written here, so the text keeps its own.
     out + &format!(
-        "</dl>\n<details open><summary>scenario.toml</summary>\n<pre>{}</pre>\n</details>\n",
+        "</dl>\n<details open><summary>scenario.toml</summary>\n<pre>\n{}</pre>\n</details>\n",
         esc(text)
     )
 }
@@ -142,7 +143,7 @@ fn report_lines(s: &Summary) -> String {
         return String::new();
     }
     format!(
-        "<details><summary>The lines the run printed</summary>\n<pre>{}</pre>\n</details>\n",
+        "<details><summary>The lines the run printed</summary>\n<pre>\n{}</pre>\n</details>\n",
         esc(&s.report.join("\n"))
     )
 }
