@@ -76,7 +76,7 @@ fn what_ran(s: &Summary, text: &str) -> String {
     }
     // HTML drops the one newline right after <pre>: the one written here, so the text keeps its own.
     out + &format!(
-        "</dl>\n<details open><summary>scenario.toml</summary>\n<pre>\n{}</pre>\n</details>\n",
+        "</dl>\n<details><summary>scenario.toml (the exact text that ran)</summary>\n<pre>\n{}</pre>\n</details>\n",
         esc(text)
     )
 }
