@@ -337,6 +337,40 @@ fn report_over_many_runs_links_each_and_pairs_distill_runs_by_seed() {
     };
     let err = html::report(root.path(), &wrong).unwrap_err();
     assert!(err.to_string().contains("--against mtt"), "{err}");
+    // The command: every run's events and report, the page over them; errors exit non-zero.
+    let exe = env!("CARGO_BIN_EXE_distillery");
+    let out = Command::new(exe)
+        .args(["report", "--tensorboard"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("(3 finished runs, 1 unfinished)"),
+        "{stdout}"
+    );
+    for run in [&a, &b, &cl] {
+        let events = std::fs::read_dir(&run.dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("events.out.tfevents.")
+            })
+            .count();
+        assert_eq!(events, 1, "{}", run.dir.display());
+    }
+    let out = Command::new(exe)
+        .args(["report"])
+        .arg(none.path().join("absent"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such folder"));
 }
 
 /// The first of the usual names of Chromium or Chrome on PATH.

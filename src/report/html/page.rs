@@ -26,9 +26,9 @@ pub fn table(head: &[String], rows: &[Vec<String>]) -> String {
     s + "</tbody>\n</table>\n"
 }
 
-/// A table whose cells are already HTML (links).
+/// A table of runs (text cells left-aligned) whose cells are already HTML (links).
 pub fn table_html(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut s = String::from("<table>\n<thead><tr>");
+    let mut s = String::from("<table class=\"runs\">\n<thead><tr>");
     for h in head {
         s += &format!("<th>{}</th>", esc(h));
     }
@@ -83,7 +83,7 @@ pub fn svg_figure(svg: &str, caption: &str) -> String {
 const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:80em;color:#222}\
 table{border-collapse:collapse;margin:0.5em 0 1.5em}\
 th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}\
-th:first-child,td:first-child{text-align:left}th{background:#f0f4f8}\
+th:first-child,td:first-child{text-align:left}table.runs td{text-align:left}th{background:#f0f4f8}\
 figure{display:inline-block;margin:0.5em 1em 1em 0;vertical-align:top}\
 figcaption{font-size:0.9em;color:#555}img{image-rendering:pixelated;max-width:100%}\
 pre{background:#f6f6f6;padding:0.8em;overflow-x:auto}\
