@@ -203,6 +203,21 @@ enum Cmd {
         #[arg(long, default_value = "results")]
         results: PathBuf,
     },
+    /// Write report.html for a finished run (DIR is its results folder), or for every run in
+    /// DIR and one page over them all (DIR/report.html).
+    Report {
+        /// A results folder, or the folder that holds many (for example `results/`).
+        dir: PathBuf,
+        /// Also pair the distill runs' methods by seed, as `distillery compare` does.
+        #[arg(long)]
+        compare: bool,
+        /// With --compare: pair every other method against this one (for example `random`).
+        #[arg(long, requires = "compare")]
+        against: Option<String>,
+        /// Also write each run's TensorBoard event file (`tensorboard --logdir DIR`).
+        #[arg(long)]
+        tensorboard: bool,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).
@@ -272,6 +287,38 @@ fn data(cmd: DataCmd) -> distillery::Result<()> {
             }
         }
     }
+}
+
+fn report(
+    dir: &std::path::Path,
+    compare: bool,
+    against: Option<String>,
+    tensorboard: bool,
+) -> distillery::Result<()> {
+    use distillery::report::{html, tensorboard::export};
+    let opts = html::IndexOptions { compare, against };
+    // The events first, so the reports list their files.
+    if tensorboard && dir.is_dir() {
+        let runs = if dir.join("scenario.toml").is_file() {
+            vec![dir.to_path_buf()]
+        } else {
+            html::index::finished_runs(dir)?
+        };
+        for run in runs {
+            println!("wrote {}", export::write_events(&run)?.display());
+        }
+    }
+    let written = html::report(dir, &opts)?;
+    let unfinished = match written.unfinished {
+        0 => String::new(),
+        n => format!(", {n} unfinished"),
+    };
+    let runs = match written.runs {
+        1 => "1 finished run".to_string(),
+        n => format!("{n} finished runs"),
+    };
+    println!("wrote {} ({runs}{unfinished})", written.page.display());
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -428,6 +475,12 @@ fn main() -> ExitCode {
                 .and_then(|loaded| runner::run(&loaded, &RunOptions::quiet(results)))
                 .map(|out| print_output(&out))
         }
+        Cmd::Report {
+            dir,
+            compare,
+            against,
+            tensorboard,
+        } => report(&dir, compare, against, tensorboard),
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             let kind = serde_json::to_value(l.scenario.kind).unwrap_or_default();
             println!(

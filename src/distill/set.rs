@@ -283,6 +283,14 @@ impl SyntheticSet {
     /// (a single row when there is one image per class),
     /// de-normalised with the provenance's constants (else min-max scaled), upscaled to >= 32 px.
     pub fn save_png(&self, path: &Path) -> Result<()> {
+        let bytes = self
+            .png_bytes()
+            .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    }
+
+    /// The grid [`SyntheticSet::save_png`] writes, as PNG bytes.
+    pub fn png_bytes(&self) -> std::result::Result<Vec<u8>, png::EncodingError> {
         let [c, h, w] = self.shape;
         let k = self.num_classes().max(1);
         let mut rows: Vec<Vec<usize>> = vec![Vec::new(); k];
@@ -341,13 +349,13 @@ impl SyntheticSet {
                 }
             }
         }
-        let f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-        let mut enc = png::Encoder::new(std::io::BufWriter::new(f), width as u32, height as u32);
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, width as u32, height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
-        let png_err = |e: png::EncodingError| Error::io(path, std::io::Error::other(e));
-        let mut wr = enc.write_header().map_err(png_err)?;
-        wr.write_image_data(&pix).map_err(png_err)?;
-        wr.finish().map_err(png_err)
+        let mut wr = enc.write_header()?;
+        wr.write_image_data(&pix)?;
+        wr.finish()?;
+        Ok(out)
     }
 }

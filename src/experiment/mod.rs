@@ -149,6 +149,7 @@ pub fn resumable(dir: &Path) -> Result<Loaded> {
 
 fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> {
     let dir = ctx.dir.clone();
+    let report = ctx.scenario().report.clone();
     let summary = match ctx.scenario().kind {
         Kind::Train => device::dispatch(device, train::TrainJob { ctx }),
         Kind::Federated => device::dispatch(
@@ -171,5 +172,6 @@ fn execute(ctx: RunContext<'_>, device: device::Available) -> Result<RunOutput> 
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     checkpoint::finished(&dir)?;
+    crate::report::at_end(&dir, &report);
     Ok(RunOutput { dir, summary })
 }

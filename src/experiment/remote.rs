@@ -71,6 +71,7 @@ pub fn serve(
     }?;
     write_json_atomic(&dir.join("summary.json"), &summary)?;
     crate::files::checkpoint::finished(&dir)?;
+    crate::report::at_end(&dir, &loaded.scenario.report);
     Ok(RunOutput { dir, summary })
 }
 

@@ -66,6 +66,9 @@ pub struct Scenario {
     /// The privacy audit of the run's sets (on by default in distill, continual and federated
     /// runs; `kind = "audit"` audits a set file).
     pub audit: Option<AuditSettings>,
+    /// What the run writes for people at its end: `report.html`, TensorBoard events.
+    #[serde(default)]
+    pub report: crate::report::settings::ReportSettings,
 }
 
 /// The kinds of run.
