@@ -8,7 +8,7 @@
 //! refused by tonic, and updates above `max_message_bytes` are rejected and logged by the engine.
 
 use super::tls::{chain, ServerTls};
-use super::wait::{id_ranges, missing_from, missing_of, Ticker, EVERY};
+use super::wait::{self, id_ranges, missing_from, missing_of};
 use super::{Delivery, Transport};
 use crate::error::{Error, Result};
 use crate::fed::pb;
@@ -270,86 +270,63 @@ impl GrpcServer {
     /// Waits until every expected client has joined or the join timeout passes, saying every
     /// few seconds how many have joined and, at the timeout, which are missing.
     fn wait_for_clients(&mut self) {
-        let shared = self.shared.clone();
-        let timeout = self.join_timeout;
-        self.rt.block_on(async move {
-            let until = tokio::time::Instant::now() + timeout;
-            let mut tick = Ticker::new();
-            loop {
-                let notified = shared.joined_changed.notified();
-                let n = shared.joined.lock().map(|j| j.len()).unwrap_or(0);
-                if n >= shared.expected {
-                    return;
-                }
-                if tick.due() {
-                    tracing::info!(
-                        "waiting for clients: {n} of {} joined after {:.0} s (waiting up to {:.0} s)",
-                        shared.expected,
-                        tick.seconds(),
-                        timeout.as_secs_f64()
-                    );
-                }
-                let step = (tokio::time::Instant::now() + EVERY).min(until);
-                if tokio::time::timeout_at(step, notified).await.is_err()
-                    && tokio::time::Instant::now() >= until
-                {
-                    let joined = shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
-                    tracing::warn!(
-                        "{} of {} clients joined within {:.0} s; starting without ids {} (serve --join-timeout sets the wait)",
-                        joined.len(),
-                        shared.expected,
-                        timeout.as_secs_f64(),
-                        id_ranges(missing_of(shared.expected, &joined))
-                    );
-                    return;
-                }
-            }
-        });
+        let (shared, timeout) = (self.shared.clone(), self.join_timeout);
+        let joined = || shared.joined.lock().map(|j| j.len()).unwrap_or(0);
+        let all = self.rt.block_on(wait::until(
+            &shared.joined_changed,
+            timeout,
+            || joined() >= shared.expected,
+            |t| {
+                tracing::info!(
+                    "waiting for clients: {} of {} joined after {t:.0} s (waiting up to {:.0} s)",
+                    joined(),
+                    shared.expected,
+                    timeout.as_secs_f64()
+                )
+            },
+        ));
+        if !all {
+            let joined = shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
+            tracing::warn!(
+                "{} of {} clients joined within {:.0} s; starting without ids {} (serve --join-timeout sets the wait)",
+                joined.len(),
+                shared.expected,
+                timeout.as_secs_f64(),
+                id_ranges(missing_of(shared.expected, &joined))
+            );
+        }
     }
 
     /// Collects the answers to round `round` from `sel` until all have answered or `wait`
     /// passes, saying every few seconds how many have answered and, at the deadline, who not.
     fn collect(&self, round: usize, sel: HashSet<u32>, wait: Duration) -> HashMap<u32, Vec<u8>> {
-        let shared = self.shared.clone();
-        self.rt.block_on(async move {
-            let now = tokio::time::Instant::now();
-            // No deadline: wait until all have answered (a century stands for forever).
-            let until = now
-                .checked_add(wait)
-                .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
-            let mut tick = Ticker::new();
-            loop {
-                let notified = shared.replied.notified();
-                let n = shared.replies.lock().map(|r| r.len()).unwrap_or(0);
-                if n >= sel.len() {
-                    break;
-                }
-                if tick.due() {
-                    tracing::info!(
-                        "round {round}: {n} of {} updates after {:.0} s",
-                        sel.len(),
-                        tick.seconds()
-                    );
-                }
-                let step = (tokio::time::Instant::now() + EVERY).min(until);
-                if tokio::time::timeout_at(step, notified).await.is_err()
-                    && tokio::time::Instant::now() >= until
-                {
-                    let r = shared.replies.lock().expect("replies lock");
-                    tracing::warn!(
-                        "round {round}: its deadline ({:.0} s) passed with {} of {} updates; no answer from ids {}",
-                        wait.as_secs_f64(),
-                        r.len(),
-                        sel.len(),
-                        id_ranges(missing_from(&sel, &r))
-                    );
-                    break;
-                }
-            }
-            // Close the round: later submissions are refused as late.
-            shared.current.send_modify(|p| p.selected.clear());
-            std::mem::take(&mut *shared.replies.lock().expect("replies lock"))
-        })
+        let shared = &self.shared;
+        let replies = || shared.replies.lock().map(|r| r.len()).unwrap_or(0);
+        let all = self.rt.block_on(wait::until(
+            &shared.replied,
+            wait,
+            || replies() >= sel.len(),
+            |t| {
+                tracing::info!(
+                    "round {round}: {} of {} updates after {t:.0} s",
+                    replies(),
+                    sel.len()
+                )
+            },
+        ));
+        // Close the round: later submissions are refused as late.
+        shared.current.send_modify(|p| p.selected.clear());
+        let r = std::mem::take(&mut *shared.replies.lock().expect("replies lock"));
+        if !all {
+            tracing::warn!(
+                "round {round}: its deadline ({:.0} s) passed with {} of {} updates; no answer from ids {}",
+                wait.as_secs_f64(),
+                r.len(),
+                sel.len(),
+                id_ranges(missing_from(&sel, &r))
+            );
+        }
+        r
     }
 }
 
@@ -429,28 +406,28 @@ impl Drop for GrpcServer {
         // clients may still be submitting their last answer), at most the join timeout or a
         // minute, so that none is left retrying a server that is gone.
         let shared = self.shared.clone();
-        let wait = self.join_timeout.min(Duration::from_secs(60));
-        self.rt.block_on(async move {
-            let until = tokio::time::Instant::now() + wait;
-            let count = |m: &Mutex<HashSet<u32>>| m.lock().map(|s| s.len()).unwrap_or(0);
-            loop {
-                let notified = shared.told_changed.notified();
-                if count(&shared.told_done) >= count(&shared.joined) {
-                    break;
-                }
-                if tokio::time::timeout_at(until, notified).await.is_err() {
-                    let joined = shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
-                    let told = shared.told_done.lock().map(|t| t.clone()).unwrap_or_default();
-                    tracing::warn!(
-                        "the run is over, but ids {} never fetched that news; they will retry and give up",
-                        id_ranges(joined.difference(&told).copied())
-                    );
-                    break;
-                }
-            }
-            // Let the last answers leave before the server goes away.
-            tokio::time::sleep(Duration::from_millis(500)).await
-        });
+        let count = |m: &Mutex<HashSet<u32>>| m.lock().map(|s| s.len()).unwrap_or(0);
+        let all = self.rt.block_on(wait::until(
+            &shared.told_changed,
+            self.join_timeout.min(Duration::from_secs(60)),
+            || count(&shared.told_done) >= count(&shared.joined),
+            |_| {},
+        ));
+        if !all {
+            let joined = shared.joined.lock().map(|j| j.clone()).unwrap_or_default();
+            let told = shared
+                .told_done
+                .lock()
+                .map(|t| t.clone())
+                .unwrap_or_default();
+            tracing::warn!(
+                "the run is over, but ids {} never fetched that news; they will retry and give up",
+                id_ranges(joined.difference(&told).copied())
+            );
+        }
+        // Let the last answers leave before the server goes away (the timer needs the runtime).
+        self.rt
+            .block_on(async { tokio::time::sleep(Duration::from_millis(500)).await });
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }

@@ -57,6 +57,37 @@ pub fn missing_from<'a, T>(
     want.iter().copied().filter(move |c| !have.contains_key(c))
 }
 
+/// Waits until `done()` holds (true) or `wait` passes (false), re-checking whenever `notify`
+/// fires and calling `say(seconds waited)` every [`EVERY`] meanwhile.
+pub async fn until(
+    notify: &tokio::sync::Notify,
+    wait: Duration,
+    mut done: impl FnMut() -> bool,
+    mut say: impl FnMut(f64),
+) -> bool {
+    let now = tokio::time::Instant::now();
+    // No limit (Duration::MAX): a century stands for forever.
+    let end = now
+        .checked_add(wait)
+        .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
+    let mut tick = Ticker::new();
+    loop {
+        let notified = notify.notified();
+        if done() {
+            return true;
+        }
+        if tick.due() {
+            say(tick.seconds());
+        }
+        let step = (tokio::time::Instant::now() + EVERY).min(end);
+        if tokio::time::timeout_at(step, notified).await.is_err()
+            && tokio::time::Instant::now() >= end
+        {
+            return done();
+        }
+    }
+}
+
 /// A rate-limited progress line: [`Ticker::due`] is true once every [`EVERY`].
 pub struct Ticker {
     started: Instant,
