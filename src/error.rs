@@ -42,9 +42,36 @@ pub enum Error {
     /// results folder changed since): the run can start over without it.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// Settings that cannot work together, found as a run starts (mend the scenario).
+    #[error("{0}")]
+    Setting(String),
+    /// A request the command cannot serve: a missing folder, an unknown name, a wrong kind.
+    #[error("{0}")]
+    Usage(String),
+    /// The network or the other side failed: a connection, TLS, a call that gave up, a peer
+    /// that broke the protocol (worth retrying once the other side is up).
+    #[error("{0}")]
+    Transport(String),
+    /// A value that could not be encoded in its file or message format.
+    #[error("{0}")]
+    Encode(String),
     /// Any other failure, described in words.
     #[error("{0}")]
     Other(String),
+}
+
+impl Error {
+    /// The process exit status that tells a script what kind of failure this is: 2 for a
+    /// scenario, setting or usage to mend, 3 for a transport failure worth retrying, 130 for
+    /// an interrupted run that can resume, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Scenario { .. } | Error::Setting(_) | Error::Usage(_) => 2,
+            Error::Transport(_) => 3,
+            Error::Interrupted(_) => 130,
+            _ => 1,
+        }
+    }
 }
 
 /// Result with the crate's [`Error`].

@@ -48,7 +48,7 @@ fn data(cmd: DataCmd) -> distillery::Result<()> {
             if ok {
                 Ok(())
             } else {
-                Err(distillery::Error::Other(
+                Err(distillery::Error::Usage(
                     "some datasets are missing or do not match their checksums (above)".into(),
                 ))
             }
@@ -102,11 +102,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ distillery::Error::Interrupted(_)) => {
             eprintln!("{e}");
-            ExitCode::from(130)
+            ExitCode::from(e.exit_code())
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -199,54 +199,14 @@ impl Harness<'_> {
                 }
                 continue;
             }
-            let mut timed_fill = |memory: &mut Memory| -> Result<()> {
-                let ts = Instant::now();
-                self.fill::<B>(learner, memory, t, device)?;
-                fill_seconds += ts.elapsed().as_secs_f64();
-                Ok(())
+            let mut state = Learning {
+                model: &mut model,
+                rng: &mut rng,
+                memory: &mut memory,
+                seen: &mut seen,
+                fill_seconds: &mut fill_seconds,
             };
-            let loss = match (learner, self.protocol) {
-                (Learner::Finetune, _) => {
-                    fit::<B, _>(&mut model, &task.train, None, &step, &mut rng, device)?
-                }
-                (Learner::Joint, protocol) => {
-                    seen.images.extend_from_slice(&task.train.images);
-                    seen.labels.extend_from_slice(&task.train.labels);
-                    if protocol == Protocol::Gdumb {
-                        model = self.initial::<B>(device);
-                    }
-                    fit::<B, _>(&mut model, &seen, None, &step, &mut rng, device)?
-                }
-                (Learner::Memory { .. }, Protocol::Streaming) => {
-                    let replay = memory.dataset();
-                    let l = fit::<B, _>(
-                        &mut model,
-                        &task.train,
-                        Some(&replay),
-                        &step,
-                        &mut rng,
-                        device,
-                    )?;
-                    timed_fill(&mut memory)?;
-                    l
-                }
-                (Learner::Memory { .. }, Protocol::Gdumb) => {
-                    timed_fill(&mut memory)?;
-                    model = self.initial::<B>(device);
-                    let fresh = Fit {
-                        train: self.memory_train,
-                        ..step.clone()
-                    };
-                    fit::<B, _>(
-                        &mut model,
-                        &memory.dataset(),
-                        None,
-                        &fresh,
-                        &mut rng,
-                        device,
-                    )?
-                }
-            };
+            let loss = self.learn_task::<B>(learner, t, &mut state, &step, device)?;
             let row = accuracy_row(&mut model, self.tasks, self.heads.is_some(), device);
             rows.push(row.clone());
             let point = StreamPoint {
@@ -271,6 +231,61 @@ impl Harness<'_> {
             fill_seconds,
         })
     }
+
+    /// Learns task `t` as `learner` does under the run's protocol, moving `state` on; the
+    /// training loss.
+    fn learn_task<B: AutodiffBackend>(
+        &self,
+        learner: &Learner<'_>,
+        t: usize,
+        st: &mut Learning<'_, B>,
+        step: &Fit<'_>,
+        device: &B::Device,
+    ) -> Result<f64> {
+        let task = &self.tasks[t];
+        let mut timed_fill = |memory: &mut Memory| -> Result<()> {
+            let ts = Instant::now();
+            self.fill::<B>(learner, memory, t, device)?;
+            *st.fill_seconds += ts.elapsed().as_secs_f64();
+            Ok(())
+        };
+        let (model, rng) = (&mut *st.model, &mut *st.rng);
+        match (learner, self.protocol) {
+            (Learner::Finetune, _) => fit::<B, _>(model, &task.train, None, step, rng, device),
+            (Learner::Joint, protocol) => {
+                st.seen.images.extend_from_slice(&task.train.images);
+                st.seen.labels.extend_from_slice(&task.train.labels);
+                if protocol == Protocol::Gdumb {
+                    *model = self.initial::<B>(device);
+                }
+                fit::<B, _>(model, st.seen, None, step, rng, device)
+            }
+            (Learner::Memory { .. }, Protocol::Streaming) => {
+                let replay = st.memory.dataset();
+                let l = fit::<B, _>(model, &task.train, Some(&replay), step, rng, device)?;
+                timed_fill(st.memory)?;
+                Ok(l)
+            }
+            (Learner::Memory { .. }, Protocol::Gdumb) => {
+                timed_fill(st.memory)?;
+                *model = self.initial::<B>(device);
+                let fresh = Fit {
+                    train: self.memory_train,
+                    ..step.clone()
+                };
+                fit::<B, _>(model, &st.memory.dataset(), None, &fresh, rng, device)
+            }
+        }
+    }
+}
+
+/// What a stream's learning moves on task by task.
+struct Learning<'s, B: AutodiffBackend> {
+    model: &'s mut Model<B::InnerBackend>,
+    rng: &'s mut ChaCha12Rng,
+    memory: &'s mut Memory,
+    seen: &'s mut Dataset,
+    fill_seconds: &'s mut f64,
 }
 
 /// What makes a memory's images: a method with what it needs, the network it is sized from,
@@ -314,7 +329,7 @@ pub fn remember<B: AutodiffBackend>(
     let mut ctx = Ctx::<B>::quiet(device.clone(), chooser.seed, chooser.dataset);
     let set = registry::distil(chooser.method, &local, ipc, &env, &mut ctx)?;
     let chosen = globalise(&set.to_dataset(), classes, &data.classes);
-    memory.add(t, &chosen).map_err(Error::Other)
+    memory.add(t, &chosen).map_err(Error::Setting)
 }
 
 #[cfg(test)]

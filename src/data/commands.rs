@@ -96,7 +96,7 @@ fn resolve(names: &[String]) -> Result<Vec<&'static DatasetInfo>> {
         .iter()
         .map(|n| {
             catalog::find(n).ok_or_else(|| {
-                Error::Other(format!(
+                Error::Usage(format!(
                     "unknown dataset {n:?}; known: {} (or all)",
                     catalog::names().join(", ")
                 ))

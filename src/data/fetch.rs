@@ -59,7 +59,7 @@ pub fn ensure(info: &DatasetInfo, access: &DataAccess) -> Result<store::Found> {
     let have_archive = matches!(info.format, Format::CifarPython { .. })
         && info.files.iter().all(|f| dir.join(f.name).is_file());
     if access.offline && !have_archive {
-        return Err(Error::Other(missing_message(
+        return Err(Error::Usage(missing_message(
             info,
             access,
             "downloads are off: --offline or DISTILLERY_OFFLINE",
@@ -67,7 +67,7 @@ pub fn ensure(info: &DatasetInfo, access: &DataAccess) -> Result<store::Found> {
     }
     fetch(info, access)?;
     store::find_in(info, &dir).ok_or_else(|| {
-        Error::Other(missing_message(
+        Error::Usage(missing_message(
             info,
             access,
             "its files are still incomplete after the fetch",
@@ -96,7 +96,7 @@ pub fn fetch(info: &DatasetInfo, access: &DataAccess) -> Result<Fetched> {
             continue;
         }
         if access.offline {
-            return Err(Error::Other(missing_message(
+            return Err(Error::Usage(missing_message(
                 info,
                 access,
                 "downloads are off: --offline or DISTILLERY_OFFLINE",
@@ -115,7 +115,7 @@ pub fn fetch(info: &DatasetInfo, access: &DataAccess) -> Result<Fetched> {
             }
         }
         if !errors.is_empty() {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "{}\n{}",
                 errors.join("\n"),
                 missing_message(info, access, "the download failed")

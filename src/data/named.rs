@@ -79,7 +79,7 @@ pub fn read(info: &DatasetInfo, found: &Found) -> Result<(Dataset, Dataset)> {
 fn variant(info: &DatasetInfo) -> Result<Variant> {
     match info.format {
         catalog::Format::CifarPython { variant, .. } => Ok(variant),
-        _ => Err(Error::Other(format!(
+        _ => Err(Error::Usage(format!(
             "{} is not a CIFAR dataset",
             info.name
         ))),
@@ -91,7 +91,7 @@ pub fn first(ds: Dataset, n: Option<usize>, key: &str, set: &str) -> Result<Data
     match n {
         None => Ok(ds),
         Some(n) if n <= ds.len() => Ok(ds.subset(&(0..n).collect::<Vec<_>>())),
-        Some(n) => Err(Error::Other(format!(
+        Some(n) => Err(Error::Usage(format!(
             "{key} = {n}, but the {set} set holds {} images",
             ds.len()
         ))),
@@ -106,7 +106,7 @@ pub fn load(
     access: &DataAccess,
 ) -> Result<Split> {
     let info = catalog::find(name).ok_or_else(|| {
-        Error::Other(format!(
+        Error::Usage(format!(
             "unknown dataset {name:?}; known: {}",
             catalog::names().join(", ")
         ))

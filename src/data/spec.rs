@@ -300,9 +300,9 @@ impl DataSpec {
         };
         for (set, ds) in [("training", &split.train), ("test", &split.test)] {
             ds.validate()
-                .map_err(|m| Error::Other(format!("{set} set: {m}")))?;
+                .map_err(|m| Error::Setting(format!("{set} set: {m}")))?;
             if ds.is_empty() {
-                return Err(Error::Other(format!("the {set} set is empty")));
+                return Err(Error::Setting(format!("the {set} set is empty")));
             }
         }
         Ok(split)
@@ -327,7 +327,7 @@ fn load_cifar(
     let name = variant.name();
     let (train, test) = if !c.by_path() {
         let info = super::catalog::find(name)
-            .ok_or_else(|| Error::Other(format!("{name} is not in the catalog")))?;
+            .ok_or_else(|| Error::Setting(format!("{name} is not in the catalog")))?;
         let root = c.root.as_deref().map(|r| named::expand_root(r, resolve));
         let found = named::locate(info, root.as_deref(), access)?;
         named::read(info, &found)?

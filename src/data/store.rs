@@ -63,7 +63,7 @@ impl DataAccess {
     /// The data folder, or an error saying how to name one.
     pub fn data_dir(&self) -> Result<&Path> {
         self.dir.as_deref().ok_or_else(|| {
-            Error::Other(
+            Error::Usage(
                 "no data folder: this platform has no cache folder; set DISTILLERY_DATA".into(),
             )
         })
@@ -198,7 +198,7 @@ pub fn find_under_root(info: &DatasetInfo, root: &Path) -> Result<Found> {
     let places = root_candidates(info, root);
     places.iter().find_map(|d| find_in(info, d)).ok_or_else(|| {
         let looked: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
-        Error::Other(format!(
+        Error::Usage(format!(
             "{}: not found under root = {}: looked in {} for {}",
             info.name,
             root.display(),

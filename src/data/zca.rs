@@ -24,12 +24,12 @@ impl Zca {
         let n = data.len();
         let d: usize = data.shape.iter().product();
         if n < 2 {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "ZCA whitening needs at least 2 training images, got {n}"
             )));
         }
         if !(eps.is_finite() && eps >= 0.0) {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "ZCA eps must be a finite number >= 0, got {eps}"
             )));
         }
@@ -70,7 +70,7 @@ impl Zca {
         let d = self.mean.len();
         let have: usize = data.shape.iter().product();
         if have != d {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "ZCA was fitted on images of {d} values, these have {have}"
             )));
         }

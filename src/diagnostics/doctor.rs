@@ -350,7 +350,7 @@ impl BackendJob for ProbeJob {
 pub fn doctor(kind: DeviceKind, cfg: &DoctorConfig) -> Result<Vec<Row>> {
     let [c, h, w] = cfg.shape;
     if cfg.batch == 0 || cfg.width == 0 || c == 0 || h < 2 || w < 2 {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "doctor needs a batch, a width and channels of at least 1 and images of at least 2x2, got {cfg:?}"
         )));
     }

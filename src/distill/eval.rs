@@ -33,8 +33,8 @@ pub struct EvalSettings {
     /// DSA (one draw per sample) while training them.
     pub dsa: bool,
     /// Architectures: `convnet` (the `[model]` net), `convnet_bn`, `convnet_nonorm`,
-    /// `convnet_maxpool`, `convnet_wide`, `mlp`.
-    pub models: Vec<String>,
+    /// `convnet_maxpool`, `convnet_wide`, `mlp`, `resnet18_bn`.
+    pub models: Vec<Architecture>,
     /// Learning-rate schedule: `step` (x0.1 at epochs / 2 + 1, the reference) or `cosine`
     /// (to zero, SelMatch's evaluation).
     pub schedule: EvalSchedule,
@@ -74,7 +74,7 @@ impl Default for EvalSettings {
             weight_decay: 5e-4,
             repeats: 5,
             dsa: true,
-            models: vec!["convnet".into()],
+            models: vec![Architecture::Convnet],
             schedule: EvalSchedule::Step,
             learned_lr: true,
             plain_pad: 4,
@@ -100,14 +100,6 @@ impl EvalSettings {
             "[]",
             "at least one architecture",
         );
-        for m in &self.models {
-            p.require(
-                ARCHITECTURES.contains(&m.as_str()),
-                "models",
-                format!("{m:?}"),
-                &format!("architectures from {}", ARCHITECTURES.join(", ")),
-            );
-        }
         p.into_vec()
     }
 
@@ -163,42 +155,74 @@ pub struct EvalConfig {
     pub combined: Option<(Plain, Vec<bool>)>,
 }
 
-/// The architectures of the cross-architecture table, by name.
-pub const ARCHITECTURES: &[&str] = &[
-    "convnet",
-    "convnet_bn",
-    "convnet_nonorm",
-    "convnet_maxpool",
-    "convnet_wide",
-    "mlp",
-    "resnet18_bn",
-];
+/// An architecture of the cross-architecture table, as `[eval] models` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// The `[model]` network as it is.
+    Convnet,
+    /// The ConvNet with batch norm.
+    ConvnetBn,
+    /// The ConvNet without norm.
+    ConvnetNonorm,
+    /// The ConvNet with max pooling.
+    ConvnetMaxpool,
+    /// The ConvNet at twice the width.
+    ConvnetWide,
+    /// A one-hidden-layer MLP (128 units).
+    Mlp,
+    /// ResNet-18 with batch norm, CIFAR stem, width 64.
+    #[serde(rename = "resnet18_bn")]
+    Resnet18Bn,
+}
 
-/// The network `name` derived from the base ConvNet: `convnet` (as is), `convnet_bn` (batch
-/// norm), `convnet_nonorm`, `convnet_maxpool`, `convnet_wide` (twice the width), `mlp`,
-/// `resnet18_bn` (ResNet-18, batch norm, CIFAR stem, width 64).
-pub fn architecture(base: &ConvNetSpec, name: &str) -> Option<ModelSpec> {
-    let c = |f: &dyn Fn(&mut ConvNetSpec)| {
-        let mut s = base.clone();
-        f(&mut s);
-        Some(ModelSpec::ConvNet(s))
-    };
-    match name {
-        "convnet" => c(&|_| {}),
-        "convnet_bn" => c(&|s| s.norm = Norm::Batch),
-        "convnet_nonorm" => c(&|s| s.norm = Norm::None),
-        "convnet_maxpool" => c(&|s| s.pooling = Pooling::Max),
-        "convnet_wide" => c(&|s| s.width *= 2),
-        "resnet18_bn" => Some(ModelSpec::ResNet18(ResNetSpec::reference(
-            base.input,
-            base.num_classes,
-        ))),
-        "mlp" => Some(ModelSpec::Mlp(MlpSpec {
-            input: base.input,
-            hidden: 128,
-            num_classes: base.num_classes,
-        })),
-        _ => None,
+impl Architecture {
+    /// Every architecture.
+    pub const ALL: [Architecture; 7] = [
+        Architecture::Convnet,
+        Architecture::ConvnetBn,
+        Architecture::ConvnetNonorm,
+        Architecture::ConvnetMaxpool,
+        Architecture::ConvnetWide,
+        Architecture::Mlp,
+        Architecture::Resnet18Bn,
+    ];
+
+    /// Its name in scenarios and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Convnet => "convnet",
+            Architecture::ConvnetBn => "convnet_bn",
+            Architecture::ConvnetNonorm => "convnet_nonorm",
+            Architecture::ConvnetMaxpool => "convnet_maxpool",
+            Architecture::ConvnetWide => "convnet_wide",
+            Architecture::Mlp => "mlp",
+            Architecture::Resnet18Bn => "resnet18_bn",
+        }
+    }
+
+    /// The network it makes of the run's ConvNet `base` (`convnet` is `base` itself).
+    pub fn spec(self, base: &ConvNetSpec) -> ModelSpec {
+        let c = |f: &dyn Fn(&mut ConvNetSpec)| {
+            let mut s = base.clone();
+            f(&mut s);
+            ModelSpec::ConvNet(s)
+        };
+        match self {
+            Architecture::Convnet => c(&|_| {}),
+            Architecture::ConvnetBn => c(&|s| s.norm = Norm::Batch),
+            Architecture::ConvnetNonorm => c(&|s| s.norm = Norm::None),
+            Architecture::ConvnetMaxpool => c(&|s| s.pooling = Pooling::Max),
+            Architecture::ConvnetWide => c(&|s| s.width *= 2),
+            Architecture::Resnet18Bn => {
+                ModelSpec::ResNet18(ResNetSpec::reference(base.input, base.num_classes))
+            }
+            Architecture::Mlp => ModelSpec::Mlp(MlpSpec {
+                input: base.input,
+                hidden: 128,
+                num_classes: base.num_classes,
+            }),
+        }
     }
 }
 

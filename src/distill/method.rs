@@ -98,6 +98,33 @@ impl MethodConfig {
         }
     }
 
+    /// Its differential privacy, when private (DM with `[distill.dp]`): the settings and the
+    /// real images per class each iteration samples.
+    pub fn privacy(&self) -> Option<(&crate::dp::DpSettings, usize)> {
+        match self {
+            MethodConfig::Dm(s) => s.dp.as_ref().map(|dp| (dp, s.batch_real)),
+            _ => None,
+        }
+    }
+
+    /// What `steps` of its iterations spent on data of class sizes `counts` (the classes of at
+    /// least `min` images), when it is private.
+    pub fn dp_spent(
+        &self,
+        counts: &[usize],
+        min: usize,
+        steps: usize,
+    ) -> Option<crate::dp::DpSpent> {
+        self.privacy()
+            .map(|(dp, batch)| dp.spent(crate::dp::max_rate(batch, counts, min), steps))
+    }
+
+    /// True when it can distil around a given network (FedDM: DM's embedding taken with the
+    /// global model).
+    pub fn distils_around_a_network(&self) -> bool {
+        matches!(self, MethodConfig::Dm(_))
+    }
+
     /// True when the method optimises its set iteration after iteration (and so checkpoints).
     pub fn optimises(&self) -> bool {
         self.iterations() > 0

@@ -257,7 +257,7 @@ pub fn starting_checkpoint<B: AutodiffBackend>(
 ) -> Result<Checkpoint> {
     let counts = data.class_counts();
     if let Some(c) = counts.iter().position(|&n| n < ipc) {
-        return Err(crate::Error::Other(format!(
+        return Err(crate::Error::Setting(format!(
             "class {c} ({}) has {} training images, fewer than ipc = {ipc}",
             data.classes[c], counts[c]
         )));
@@ -265,7 +265,7 @@ pub fn starting_checkpoint<B: AutodiffBackend>(
     let n = counts.len() * ipc;
     match ctx.resume.take() {
         Some(ck) if ck.set.len() != n || ck.set.shape != data.shape => {
-            Err(crate::Error::Other(format!(
+            Err(crate::Error::Setting(format!(
                 "the checkpoint holds {} images of shape {:?}; this run needs {n} of {:?}",
                 ck.set.len(),
                 ck.set.shape,

@@ -103,7 +103,7 @@ impl SyntheticSet {
         let n = self.len();
         let k = self.num_classes();
         if self.images.len() != n * c * h * w {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "synthetic set: {} pixel values for {n} labels of shape {:?}",
                 self.images.len(),
                 self.shape
@@ -131,7 +131,7 @@ impl SyntheticSet {
         }
         if let Some(f) = &self.fixed {
             if f.len() != n {
-                return Err(Error::Other(format!(
+                return Err(Error::Setting(format!(
                     "synthetic set: {} selected-image flags for {n} images",
                     f.len()
                 )));
@@ -173,17 +173,7 @@ impl SyntheticSet {
             .map_err(|e| format!("not a safetensors file ({e})"))?;
         let st =
             SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
-        let md = meta.metadata().clone().unwrap_or_default();
-        let provenance: Provenance = match md.get(META_KEY) {
-            Some(p) => serde_json::from_str::<serde_json::Value>(p)
-                .and_then(|v| serde_json::from_value(v["provenance"].clone()))
-                .map_err(|e| format!("bad `{META_KEY}` metadata ({e})"))?,
-            None => {
-                return Err(format!(
-                    "no `{META_KEY}` metadata: not a distillery synthetic set"
-                ))
-            }
-        };
+        let provenance = provenance_of(&meta.metadata().clone().unwrap_or_default())?;
         let f32s = |name: &str| -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
             let t = st
                 .tensor(name)
@@ -204,29 +194,8 @@ impl SyntheticSet {
             ));
         }
         let n = ishape[0];
-        let lt = st
-            .tensor("labels")
-            .map_err(|_| "missing tensor `labels`".to_string())?;
-        if lt.dtype() != Dtype::I64 || lt.shape() != [n] {
-            return Err(format!(
-                "`labels` is {:?} {:?}, expected I64 [{n}]",
-                lt.dtype(),
-                lt.shape()
-            ));
-        }
         let k = provenance.classes.len();
-        let labels = lt
-            .data()
-            .chunks_exact(8)
-            .map(|b| {
-                let y = i64::from_le_bytes(b.try_into().expect("8 bytes"));
-                if y < 0 || y as usize >= k {
-                    Err(format!("label {y} outside 0..{k}"))
-                } else {
-                    Ok(y as usize)
-                }
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let labels = labels_of(&st, n, k)?;
         let soft_labels = match st.tensor("soft_labels") {
             Ok(_) => {
                 let (s, v) = f32s("soft_labels")?;
@@ -358,4 +327,43 @@ impl SyntheticSet {
         wr.finish()?;
         Ok(out)
     }
+}
+
+/// The provenance kept in a set file's metadata.
+fn provenance_of(
+    md: &std::collections::HashMap<String, String>,
+) -> std::result::Result<Provenance, String> {
+    match md.get(META_KEY) {
+        Some(p) => serde_json::from_str::<serde_json::Value>(p)
+            .and_then(|v| serde_json::from_value(v["provenance"].clone()))
+            .map_err(|e| format!("bad `{META_KEY}` metadata ({e})")),
+        None => Err(format!(
+            "no `{META_KEY}` metadata: not a distillery synthetic set"
+        )),
+    }
+}
+
+/// The `labels` tensor of a set file: `n` class indices below `k`.
+fn labels_of(st: &SafeTensors<'_>, n: usize, k: usize) -> std::result::Result<Vec<usize>, String> {
+    let lt = st
+        .tensor("labels")
+        .map_err(|_| "missing tensor `labels`".to_string())?;
+    if lt.dtype() != Dtype::I64 || lt.shape() != [n] {
+        return Err(format!(
+            "`labels` is {:?} {:?}, expected I64 [{n}]",
+            lt.dtype(),
+            lt.shape()
+        ));
+    }
+    lt.data()
+        .chunks_exact(8)
+        .map(|b| {
+            let y = i64::from_le_bytes(b.try_into().expect("8 bytes"));
+            if y < 0 || y as usize >= k {
+                Err(format!("label {y} outside 0..{k}"))
+            } else {
+                Ok(y as usize)
+            }
+        })
+        .collect()
 }

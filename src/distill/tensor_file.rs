@@ -31,11 +31,11 @@ pub fn encode(tensors: &[Owned], meta: Option<(&str, String)>) -> Result<Vec<u8>
         .map(|(name, dt, shape, bytes)| {
             TensorView::new(*dt, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| Error::Other(format!("tensor {name}: {e}")))
+                .map_err(|e| Error::Encode(format!("tensor {name}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let meta = meta.map(|(k, v)| HashMap::from([(k.to_string(), v)]));
-    safetensors::serialize(views, meta).map_err(|e| Error::Other(format!("safetensors: {e}")))
+    safetensors::serialize(views, meta).map_err(|e| Error::Encode(format!("safetensors: {e}")))
 }
 
 /// A tensor's entry in a file header.

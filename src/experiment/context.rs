@@ -12,7 +12,7 @@ use crate::files::checkpoint;
 use crate::files::{timestamp, write_json_atomic, CsvLog};
 use crate::model::ModelSpec;
 use crate::report::records::{DatasetInfo, ModelInfo, Outcome, Summary};
-use crate::scenario::{Loaded, Scenario};
+use crate::scenario::{Kind, Loaded, Scenario};
 use crate::train::events::Progress;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -128,18 +128,18 @@ impl<'a> RunContext<'a> {
 
     /// Writes the run's checkpoint (`state` of a `kind` run, with the CSV lengths it covers),
     /// then stops the run with [`Error::Interrupted`] if Ctrl-C asked for it.
-    pub fn checkpoint<S: Serialize>(&self, kind: &str, state: &S) -> Result<()> {
-        checkpoint::save_state(&self.dir, kind, state)?;
+    pub fn checkpoint<S: Serialize>(&self, kind: Kind, state: &S) -> Result<()> {
+        checkpoint::save_state(&self.dir, kind.name(), state)?;
         checkpoint::stop_point(&self.dir)
     }
 
     /// When resuming: the state of the last checkpoint, the CSVs cut back to the rows it covers
     /// (all removed when there is none). Call before opening any CSV.
-    pub fn resume_state<S: DeserializeOwned>(&self, kind: &str) -> Result<Option<S>> {
+    pub fn resume_state<S: DeserializeOwned>(&self, kind: Kind) -> Result<Option<S>> {
         if !self.resuming {
             return Ok(None);
         }
-        let (state, lengths) = match checkpoint::load_state::<S>(&self.dir, kind)? {
+        let (state, lengths) = match checkpoint::load_state::<S>(&self.dir, kind.name())? {
             Some((s, l)) => (Some(s), l),
             None => (None, Default::default()),
         };
@@ -194,7 +194,7 @@ impl<'a> RunContext<'a> {
             .run
             .dsa_strategy
             .unwrap_or_else(|| default_strategy(&self.split.name).to_string());
-        let dsa = Dsa::new(&name).map_err(Error::Other)?;
+        let dsa = Dsa::new(&name).map_err(Error::Setting)?;
         Ok((name, dsa))
     }
 

@@ -15,10 +15,11 @@ use crate::error::{Error, Result};
 use crate::files::{write_atomic, CsvLog, Fixed};
 use crate::report::plot::{heatmap_svg, lines_svg};
 use crate::report::records::{
-    BudgetInfo, ContinualOutcome, Outcome, SlotInfo, StrategyOutcome, Summary, TaskInfo,
+    ContinualOutcome, Outcome, SlotInfo, StrategyOutcome, Summary, TaskInfo,
 };
 use crate::report::rows::{ContinualRow, MemoryRow};
 use crate::scenario::ClEntry;
+use crate::scenario::Kind;
 use crate::train::events::Progress;
 use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
@@ -107,9 +108,6 @@ fn report(results: &[(String, &StrategyOutcome)]) -> Vec<String> {
 
 /// A strategy's name, results, and mean accuracy on the tasks seen after each task.
 type Streamed = (String, StrategyOutcome, Vec<(f64, f64)>);
-
-/// The kind a continual run's checkpoints are of.
-const KIND: &str = "continual";
 
 /// A continual run's checkpoint, written after every task: the strategies finished, and where
 /// the one in progress stands (its index among the scenario's).
@@ -205,10 +203,10 @@ impl Streams<'_, '_> {
                     ongoing: Some((index, done.point)),
                     memories: memories.clone(),
                 };
-                ctx.checkpoint(KIND, &state)
+                ctx.checkpoint(Kind::Continual, &state)
             })?;
         let m = AccuracyMatrix::from_rows(learned.rows, Some(self.baseline.clone()))
-            .map_err(Error::Other)?;
+            .map_err(Error::Setting)?;
         write_matrix(&ctx.dir, &ctx.scenario().name, &name, &m)?;
         let memory = &learned.memory;
         if method.is_some() && !memory.is_empty() {
@@ -275,7 +273,7 @@ impl BackendJob for ContinualJob<'_> {
         let s = ctx.scenario();
         let c = s.continual_section();
         let tasks = s.stream(ctx.split).map_err(|m| {
-            Error::Other(format!(
+            Error::Setting(format!(
                 "{}: [continual] tasks: {m}",
                 ctx.loaded.path.display()
             ))
@@ -294,7 +292,7 @@ impl BackendJob for ContinualJob<'_> {
         let memories = c.strategies.iter().any(|e| matches!(e, ClEntry::Memory(_)));
         if let (true, Budget::Total(t)) = (memories, c.budget()) {
             if t < slots {
-                return Err(Error::Other(format!(
+                return Err(Error::Setting(format!(
                     "continual.memory_total = {t}: the memory needs at least one image for each of the stream's {slots} classes"
                 )));
             }
@@ -302,7 +300,7 @@ impl BackendJob for ContinualJob<'_> {
         let (_, dsa) = ctx.dsa()?;
         let harness = harness(ctx, &tasks, &cfgs, &dsa);
         let env = ctx.env()?;
-        let state: State = ctx.resume_state(KIND)?.unwrap_or_default();
+        let state: State = ctx.resume_state(Kind::Continual)?.unwrap_or_default();
         let mut run = Streams {
             ctx,
             harness: &harness,
@@ -323,7 +321,7 @@ impl BackendJob for ContinualJob<'_> {
         for (index, entry) in c.strategies.iter().enumerate().skip(results.len()) {
             let done = run.strategy::<B>((index, entry), &device)?;
             run.state.done.push(done.clone());
-            ctx.checkpoint(KIND, &run.state)?;
+            ctx.checkpoint(Kind::Continual, &run.state)?;
             let (name, outcome, series) = done;
             avg_series.push((name.clone(), series));
             results.push((name, outcome));
@@ -350,30 +348,12 @@ impl BackendJob for ContinualJob<'_> {
                 .map(|(n, r)| (n.clone(), r))
                 .collect::<Vec<_>>(),
         );
-        let budget = match c.budget() {
-            Budget::PerClass(n) => BudgetInfo {
-                per_class: Some(n),
-                total: None,
-            },
-            Budget::Total(n) => BudgetInfo {
-                per_class: None,
-                total: Some(n),
-            },
-        };
         let outcome = ContinualOutcome {
             stream: c.stream,
-            tasks: tasks
-                .iter()
-                .map(|t| TaskInfo {
-                    id: t.id,
-                    classes: t.classes.clone(),
-                    train: t.train.len(),
-                    test: t.test.len(),
-                })
-                .collect(),
+            tasks: tasks.iter().map(TaskInfo::from).collect(),
             task_incremental: c.task_incremental,
             protocol: c.protocol,
-            memory_budget: budget,
+            memory_budget: c.budget().into(),
             memory_shares: "each slot (a class of a task) keeps floor(B / slots) images, the first B mod slots slots one more; shrinking drops the images added last".into(),
             replay_fraction: c.replay_fraction,
             train: cfgs.0.clone(),

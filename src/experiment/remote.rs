@@ -27,7 +27,7 @@ fn federated(path: &Path, what: &str) -> Result<Loaded> {
         loaded.scenario.kind,
         Kind::Federated | Kind::FederatedContinual
     ) {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: `{what}` runs kind = \"federated\" or \"federated_continual\" scenarios",
             path.display()
         )));
@@ -48,7 +48,7 @@ pub fn serve(
     if let Some(dir) = resume {
         let kept = super::resumable(dir)?;
         if kept.text != loaded.text {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "{}: not the scenario of {} (its copy there differs); serve that one",
                 path.display(),
                 dir.display()
@@ -169,7 +169,7 @@ pub fn client(path: &Path, run: &ClientRun, cache: &Path) -> Result<Vec<(usize, 
                 ..run.clone()
             };
             if sharded.ids.is_empty() {
-                return Err(Error::Other(format!(
+                return Err(Error::Usage(format!(
                     "--shard {}/{}: the scenario's {} clients leave this slice empty",
                     s.k, s.n, f.clients
                 )));
@@ -179,10 +179,10 @@ pub fn client(path: &Path, run: &ClientRun, cache: &Path) -> Result<Vec<(usize, 
         None => run,
     };
     if run.ids.is_empty() {
-        return Err(Error::Other("no client ids to run".into()));
+        return Err(Error::Usage("no client ids to run".into()));
     }
     if let Some(&id) = run.ids.iter().find(|&&id| id >= f.clients) {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "client id {id}: the scenario has clients 0..{}",
             f.clients
         )));
@@ -227,7 +227,7 @@ fn take<T>(parts: &mut [Option<T>], id: usize) -> Result<T> {
     parts
         .get_mut(id)
         .and_then(Option::take)
-        .ok_or_else(|| Error::Other(format!("client {id}: no partition for this id")))
+        .ok_or_else(|| Error::Usage(format!("client {id}: no partition for this id")))
 }
 
 struct ClientJob<'a> {
@@ -245,7 +245,7 @@ impl BackendJob for ClientJob<'_> {
         let f = loaded.scenario.federated_section();
         let states: Vec<ClientState> = match loaded.scenario.kind {
             Kind::FederatedContinual => {
-                let tasks = loaded.scenario.stream(split).map_err(Error::Other)?;
+                let tasks = loaded.scenario.stream(split).map_err(Error::Usage)?;
                 let mut slices: Vec<Option<_>> = client_streams(loaded, &tasks)?
                     .into_iter()
                     .map(Some)

@@ -10,15 +10,13 @@ use crate::model::Weights;
 use crate::report::mean_std;
 use crate::report::records::{Outcome, Summary, TrainOutcome};
 use crate::report::rows::TrainRow;
-use crate::train::{evaluate, EpochPoint, Training};
+use crate::scenario::Kind;
+use crate::train::{evaluate, EpochPoint, TrainConfig, Training};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
-
-/// The kind a train run's checkpoints are of.
-const KIND: &str = "train";
 
 /// A train run's checkpoint, written after every epoch: the repeats finished and where the one
 /// in progress stands.
@@ -58,7 +56,7 @@ impl BackendJob for TrainJob<'_> {
         let s = ctx.scenario();
         let cfg = s.train_config();
         let spec = ctx.spec();
-        let mut state: State = ctx.resume_state(KIND)?.unwrap_or_default();
+        let mut state: State = ctx.resume_state(Kind::Train)?.unwrap_or_default();
         let mut log = ctx.csv::<TrainRow>("metrics.csv")?;
         let train = &ctx.split.train;
         let per_epoch = s.train.ipc.map_or(train.len(), |ipc| {
@@ -135,7 +133,7 @@ impl BackendJob for TrainJob<'_> {
                                 last_acc,
                             }),
                         };
-                        ctx.checkpoint(KIND, &state)
+                        ctx.checkpoint(Kind::Train, &state)
                     },
                 )?;
             let ran = (cfg.epochs - first_epoch).max(1) as f64;
@@ -143,20 +141,30 @@ impl BackendJob for TrainJob<'_> {
                 .epoch_secs
                 .push((t0.elapsed().as_secs_f64() - eval_secs) / ran);
             state.finals.push(last_acc);
-            ctx.checkpoint(KIND, &state)?;
+            ctx.checkpoint(Kind::Train, &state)?;
         }
-        let (finals, epoch_secs) = (state.finals, state.epoch_secs);
         progress.finish();
-        let (mean, std) = mean_std(&finals);
-        let report = vec![format!("test accuracy {mean:.4} ± {std:.4}")];
-        let outcome = Outcome::Train(TrainOutcome {
-            train: cfg,
-            ipc: s.train.ipc,
-            test_acc: finals,
-            test_acc_mean: mean,
-            test_acc_std: std,
-            seconds_per_epoch: mean_std(&epoch_secs).0,
-        });
-        Ok(ctx.summary(backend, report, outcome))
+        Ok(summary(ctx, backend, (cfg, s.train.ipc), state))
     }
+}
+
+/// The run's summary once every repeat of `cfg` (on `ipc` images per class) has ended.
+fn summary(
+    ctx: &RunContext<'_>,
+    backend: &str,
+    (cfg, ipc): (TrainConfig, Option<usize>),
+    state: State,
+) -> Summary {
+    let (finals, epoch_secs) = (state.finals, state.epoch_secs);
+    let (mean, std) = mean_std(&finals);
+    let report = vec![format!("test accuracy {mean:.4} ± {std:.4}")];
+    let outcome = Outcome::Train(TrainOutcome {
+        train: cfg,
+        ipc,
+        test_acc: finals,
+        test_acc_mean: mean,
+        test_acc_std: std,
+        seconds_per_epoch: mean_std(&epoch_secs).0,
+    });
+    ctx.summary(backend, report, outcome)
 }

@@ -39,7 +39,7 @@ pub struct EngineConfig {
 }
 
 /// One selected client in one round: the bytes each way and what became of its update.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClientRecord {
     /// The client.
     pub client: usize,
@@ -54,7 +54,7 @@ pub struct ClientRecord {
 }
 
 /// One round as it ended.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Round {
     /// The round (0-based).
     pub round: usize,
@@ -184,7 +184,7 @@ pub fn run_rounds<B: AutodiffBackend>(
         *seq += 1;
         let bytes = encode_task(&task, cfg.quantization);
         if bytes.len() > cfg.max_message_bytes {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "{name}: the round task is {} bytes, above max_message_bytes = {}",
                 bytes.len(),
                 cfg.max_message_bytes

@@ -122,7 +122,7 @@ pub struct Update {
 }
 
 /// Why the server did not accept an update.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Rejection {
     /// The message is larger than `max_message_bytes`.
     Oversize {
@@ -147,7 +147,7 @@ pub enum Rejection {
     /// A payload the strategy does not take.
     WrongPayload {
         /// The strategy.
-        strategy: &'static str,
+        strategy: String,
     },
     /// Weights from a client that says it has no samples.
     NoSamples,
@@ -180,7 +180,7 @@ impl std::fmt::Display for Rejection {
 }
 
 /// What became of one selected client in one round.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ClientOutcome {
     /// Its update was accepted.
     Accepted,

@@ -85,7 +85,7 @@ pub fn save_state<S: Serialize>(dir: &Path, kind: &str, state: &S) -> Result<()>
     };
     let path = dir.join(STATE_FILE);
     let bytes = rmp_serde::to_vec_named(&env)
-        .map_err(|e| Error::Other(format!("{}: cannot encode: {e}", path.display())))?;
+        .map_err(|e| Error::Encode(format!("{}: cannot encode: {e}", path.display())))?;
     write_atomic(&path, &bytes)
 }
 

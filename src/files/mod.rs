@@ -84,7 +84,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `value` as pretty JSON to `path` atomically ([`write_atomic`]).
 pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Other(e.to_string()))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Encode(e.to_string()))?;
     write_atomic(path, format!("{text}\n").as_bytes())
 }
 
@@ -151,4 +151,32 @@ pub fn timestamp() -> String {
         (rem / 60) % 60,
         rem % 60
     )
+}
+
+/// The files in `dir` (not below it) whose names `keep` accepts, sorted.
+pub fn files_where(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && keep(&name_of(p)))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The files in `dir` (not below it) whose names end in `ext`, sorted.
+pub fn files_ending(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    files_where(dir, |n| n.ends_with(ext))
+}
+
+/// The files in `dir` (not below it) whose names start with `prefix`, sorted.
+pub fn files_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
+    files_where(dir, |n| n.starts_with(prefix))
+}
+
+/// The file name of `p` as text (empty for none).
+pub fn name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

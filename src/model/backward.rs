@@ -47,6 +47,75 @@ fn fused_pool<B: Backend>(spec: &ConvNetSpec, y: &Tensor<B, 4>) -> bool {
     spec.pooling == Pooling::Avg && h >= 2 && w >= 2 && super::fast::applies(y)
 }
 
+/// Instance norm of conv output `z` with scale `gamma` and shift `beta`: the output, and the
+/// normalised input with 1/std that its backward needs.
+fn instance_norm<B: Backend>(
+    z: Tensor<B, 4>,
+    gamma: &Tensor<B, 1>,
+    beta: &Tensor<B, 1>,
+) -> (Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>)) {
+    let [n, c, h, w] = z.dims();
+    let (xhat, inv) = if super::fast::applies(&z) {
+        super::fast::instance_norm_parts(z)
+    } else {
+        let flat = z.reshape([n, c, h * w]);
+        let centered = flat.clone() - flat.mean_dim(2);
+        let inv = (centered.clone().powi_scalar(2).mean_dim(2) + EPS)
+            .sqrt()
+            .recip();
+        let xhat = (centered * inv.clone()).reshape([n, c, h, w]);
+        (xhat, inv.reshape([n, c, 1, 1]))
+    };
+    let y = xhat.clone() * per_channel(gamma.clone(), n) + per_channel(beta.clone(), n);
+    (y, (xhat, inv))
+}
+
+/// The backward of [`instance_norm`] for output gradient `dy`: the input's gradient, then
+/// gamma's and beta's.
+fn instance_norm_backward<B: Backend>(
+    dy: Tensor<B, 4>,
+    xhat: Tensor<B, 4>,
+    inv: Tensor<B, 4>,
+    gamma: &Tensor<B, 1>,
+) -> (Tensor<B, 4>, Tensor<B, 1>, Tensor<B, 1>) {
+    let [n, c, _, _] = dy.dims();
+    let per_c = |t: Tensor<B, 4>| t.sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]);
+    let dgamma = per_c(dy.clone() * xhat.clone());
+    let dbeta = per_c(dy.clone());
+    let dz = if super::fast::applies(&dy) {
+        super::fast::instance_norm_input_grad(dy, xhat, inv, gamma.clone())
+    } else {
+        let dxhat = dy * per_channel(gamma.clone(), n);
+        let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
+        let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
+        (dxhat - m1 - xhat * m2) * inv
+    };
+    (dz, dgamma, dbeta)
+}
+
+/// The classifier on the last block's output `a`: the mean cross-entropy against `onehot`,
+/// the gradients of its weight and bias, and the gradient of `a`.
+#[allow(clippy::type_complexity)]
+fn classifier<B: Backend>(
+    spec: &ConvNetSpec,
+    params: &[Tensor<B, 1>],
+    a: Tensor<B, 4>,
+    onehot: Tensor<B, 2>,
+) -> (Tensor<B, 1>, (Tensor<B, 1>, Tensor<B, 1>), Tensor<B, 4>) {
+    let pooled_shape = a.dims();
+    let [n, c, h, w] = pooled_shape;
+    let f = a.reshape([n, c * h * w]);
+    let (fd, kc) = (spec.feature_dim(), spec.num_classes);
+    let logits = linear(f.clone(), params[0].clone(), params[1].clone(), fd, kc);
+    let logp = burn::tensor::activation::log_softmax(logits.clone(), 1);
+    let loss = (logp * onehot.clone()).sum().neg() / (n as f64);
+    let dlogits = (softmax(logits, 1) - onehot) / (n as f64);
+    let wmat = params[0].clone().reshape([kc, fd]);
+    let dw = dlogits.clone().transpose().matmul(f).reshape([kc * fd]);
+    let db = dlogits.clone().sum_dim(0).reshape([kc]);
+    (loss, (dw, db), dlogits.matmul(wmat).reshape(pooled_shape))
+}
+
 /// Mean cross-entropy of the ConvNet on `x` (train mode) against one-hot `onehot`, and its
 /// gradient with respect to every parameter (in [`ConvNetSpec::params`] order), computed by a
 /// hand-written backward. `None` when the architecture is not supported (see [`supports`]).
@@ -84,23 +153,12 @@ pub fn loss_and_grads_with<B: Backend>(
             spec.width,
             spec.padding(d),
         );
-        let (y, norm) = if spec.norm == Norm::Instance && super::fast::applies(&z) {
-            let n = z.dims()[0];
-            let (xhat, inv) = super::fast::instance_norm_parts(z);
-            let y = xhat.clone() * per_channel(p[2].clone(), n) + per_channel(p[3].clone(), n);
-            (y, Some((xhat, inv)))
-        } else if spec.norm == Norm::Instance {
-            let [n, c, h, w] = z.dims();
-            let flat = z.reshape([n, c, h * w]);
-            let centered = flat.clone() - flat.mean_dim(2);
-            let inv = (centered.clone().powi_scalar(2).mean_dim(2) + EPS)
-                .sqrt()
-                .recip();
-            let xhat = (centered * inv.clone()).reshape([n, c, h, w]);
-            let y = xhat.clone() * per_channel(p[2].clone(), n) + per_channel(p[3].clone(), n);
-            (y, Some((xhat, inv.reshape([n, c, 1, 1]))))
-        } else {
-            (z, None)
+        let (y, norm) = match spec.norm {
+            Norm::Instance => {
+                let (y, parts) = instance_norm(z, &p[2], &p[3]);
+                (y, Some(parts))
+            }
+            _ => (z, None),
         };
         let fused = fused_pool(spec, &y);
         let next = match spec.pooling {
@@ -112,32 +170,15 @@ pub fn loss_and_grads_with<B: Backend>(
         a = next;
         c_in = spec.width;
     }
-    let pooled_shape = a.dims();
-    let [n, c, h, w] = pooled_shape;
-    let f = a.reshape([n, c * h * w]);
     let last = spec.depth * k;
-    let (fd, kc) = (spec.feature_dim(), spec.num_classes);
-    let logits = linear(
-        f.clone(),
-        params[last].clone(),
-        params[last + 1].clone(),
-        fd,
-        kc,
-    );
-    let logp = burn::tensor::activation::log_softmax(logits.clone(), 1);
-    let loss = (logp * onehot.clone()).sum().neg() / (n as f64);
-
     let mut grads: Vec<Option<Tensor<B, 1>>> = vec![None; params.len()];
-    let dlogits = (softmax(logits, 1) - onehot) / (n as f64);
-    let wmat = params[last].clone().reshape([kc, fd]);
-    grads[last] = Some(dlogits.clone().transpose().matmul(f).reshape([kc * fd]));
-    grads[last + 1] = Some(dlogits.clone().sum_dim(0).reshape([kc]));
-    let mut da = dlogits.matmul(wmat).reshape(pooled_shape);
+    let (loss, (dw, db), mut da) = classifier(spec, &params[last..], a, onehot);
+    (grads[last], grads[last + 1]) = (Some(dw), Some(db));
     let c_in_of = |d: usize| if d == 0 { spec.input[0] } else { spec.width };
     for d in (0..spec.depth).rev() {
         let b = blocks.pop().expect("one per block");
         let p = &params[d * k..(d + 1) * k];
-        let [n, c, h, w] = b.y.dims();
+        let [_, c, h, w] = b.y.dims();
         let dy = if fused_pool(spec, &b.y) {
             super::fast::relu_pool_backward(da, b.y)
         } else {
@@ -149,22 +190,9 @@ pub fn loss_and_grads_with<B: Backend>(
         };
         let dz = match b.norm {
             Some((xhat, inv)) => {
-                grads[d * k + 2] = Some(
-                    (dy.clone() * xhat.clone())
-                        .sum_dim(3)
-                        .sum_dim(2)
-                        .sum_dim(0)
-                        .reshape([c]),
-                );
-                grads[d * k + 3] = Some(dy.clone().sum_dim(3).sum_dim(2).sum_dim(0).reshape([c]));
-                if super::fast::applies(&dy) {
-                    super::fast::instance_norm_input_grad(dy, xhat, inv, p[2].clone())
-                } else {
-                    let dxhat = dy * per_channel(p[2].clone(), n);
-                    let m1 = dxhat.clone().mean_dim(3).mean_dim(2);
-                    let m2 = (dxhat.clone() * xhat.clone()).mean_dim(3).mean_dim(2);
-                    (dxhat - m1 - xhat * m2) * inv
-                }
+                let (dz, dgamma, dbeta) = instance_norm_backward(dy, xhat, inv, &p[2]);
+                (grads[d * k + 2], grads[d * k + 3]) = (Some(dgamma), Some(dbeta));
+                dz
             }
             None => dy,
         };

@@ -27,7 +27,7 @@ pub fn load(dirs: &[PathBuf]) -> Result<Scores> {
     let mut out = Scores::new();
     for dir in dirs {
         if !dir.is_dir() {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "{}: no such run folder",
                 dir.display()
             )));
@@ -76,7 +76,7 @@ pub fn load(dirs: &[PathBuf]) -> Result<Scores> {
                 };
                 let by_seed = out.entry((method.clone(), model.clone())).or_default();
                 if let Some(prev) = by_seed.get(&seed) {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Usage(format!(
                         "{method} on {model} at seed {seed} is in both {} and {}: give one run per seed",
                         prev.dir.display(),
                         dir.display()
@@ -174,7 +174,7 @@ pub fn report(scores: &Scores, model: &str, against: Option<&str>) -> Result<Str
         let models: std::collections::BTreeSet<&str> =
             scores.keys().map(|(_, m)| m.as_str()).collect();
         let models: Vec<&str> = models.into_iter().collect();
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "no results on model {model:?} in these runs (they have: {})",
             models.join(", ")
         )));
@@ -205,7 +205,7 @@ pub fn report(scores: &Scores, model: &str, against: Option<&str>) -> Result<Str
         .get(&(base.to_string(), model.to_string()))
         .ok_or_else(|| {
             let names: Vec<&str> = rows.iter().map(|(m, _)| m.as_str()).collect();
-            Error::Other(format!(
+            Error::Usage(format!(
                 "no {base} results on {model} in these runs (methods: {})",
                 names.join(", ")
             ))

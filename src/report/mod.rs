@@ -5,17 +5,14 @@
 pub mod compare;
 pub mod html;
 pub mod plot;
-/// The privacy audit's records, kept with the audit that makes them.
-pub use crate::audit::records as privacy;
 pub mod records;
 pub mod rows;
-pub mod settings;
 pub mod tensorboard;
 
 /// What a finished run writes for people (`[report]`): `report.html` and TensorBoard events. A
 /// failure is logged, not returned: the run's results are already safe, and
 /// `distillery report DIR` writes them again.
-pub fn at_end(dir: &std::path::Path, settings: &settings::ReportSettings) {
+pub fn at_end(dir: &std::path::Path, settings: &crate::scenario::ReportSettings) {
     // The events first, so the report lists their file.
     if settings.tensorboard {
         if let Err(e) = tensorboard::export::write_events(dir) {

@@ -91,6 +91,33 @@ const PALETTE: &[&str] = &[
     "#bcbd22", "#17becf",
 ];
 
+/// The x axis's ticks over `[x0, x1]`: every integer when the data are integers over a short
+/// span, else six evenly spaced values with as many digits as the span needs.
+fn x_ticks(series: &[(String, Vec<(f64, f64)>)], x0: f64, x1: f64) -> Vec<(f64, String)> {
+    let integral = (series.iter())
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .all(|x| x.fract() == 0.0);
+    if integral && x1 - x0 <= 20.0 {
+        return (x0 as i64..=x1 as i64)
+            .map(|k| (k as f64, k.to_string()))
+            .collect();
+    }
+    let span = x1 - x0;
+    let digits = if span >= 10.0 {
+        0
+    } else if span >= 1.0 {
+        1
+    } else {
+        3
+    };
+    (0..=5)
+        .map(|k| {
+            let x = x0 + span * k as f64 / 5.0;
+            (x, format!("{x:.digits$}"))
+        })
+        .collect()
+}
+
 /// A line chart of named series of (x, y) points, y in [0, 1], with a legend.
 pub fn lines_svg(
     title: &str,
@@ -126,31 +153,7 @@ pub fn lines_svg(
             yy + 4.0
         ));
     }
-    let xs: Vec<f64> = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.0))
-        .collect();
-    let integral = xs.iter().all(|x| x.fract() == 0.0) && x1 - x0 <= 20.0;
-    let ticks: Vec<(f64, String)> = if integral {
-        (x0 as i64..=x1 as i64)
-            .map(|k| (k as f64, k.to_string()))
-            .collect()
-    } else {
-        let span = x1 - x0;
-        let digits = if span >= 10.0 {
-            0
-        } else if span >= 1.0 {
-            1
-        } else {
-            3
-        };
-        (0..=5)
-            .map(|k| {
-                let x = x0 + span * k as f64 / 5.0;
-                (x, format!("{x:.digits$}"))
-            })
-            .collect()
-    };
+    let ticks = x_ticks(series, x0, x1);
     for (x, label) in ticks {
         s.push_str(&format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",

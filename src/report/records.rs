@@ -3,6 +3,7 @@
 //! under [`Outcome`]. Written atomically at the end of a run; read back typed by `compare`, the
 //! CLI and the tests.
 
+use crate::audit::records::PrivacyAudit;
 use crate::cl::metrics::ClMetrics;
 use crate::data::partition::Partitioning;
 use crate::data::{Normalization, Split};
@@ -12,7 +13,6 @@ use crate::distill::mtt::check::StepCheck;
 use crate::distill::Provenance;
 use crate::error::{Error, Result};
 use crate::model::ModelSpec;
-pub use crate::report::privacy::PrivacyAudit;
 use crate::scenario::{DistillSection, Protocol, StreamKind};
 use crate::train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -295,6 +295,17 @@ pub struct TaskInfo {
     pub test: usize,
 }
 
+impl From<&crate::data::stream::Task> for TaskInfo {
+    fn from(t: &crate::data::stream::Task) -> Self {
+        TaskInfo {
+            id: t.id,
+            classes: t.classes.clone(),
+            train: t.train.len(),
+            test: t.test.len(),
+        }
+    }
+}
+
 /// A memory budget.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BudgetInfo {
@@ -302,6 +313,17 @@ pub struct BudgetInfo {
     pub per_class: Option<usize>,
     /// Images in all.
     pub total: Option<usize>,
+}
+
+impl From<crate::cl::memory::Budget> for BudgetInfo {
+    fn from(b: crate::cl::memory::Budget) -> Self {
+        use crate::cl::memory::Budget;
+        let (per_class, total) = match b {
+            Budget::PerClass(n) => (Some(n), None),
+            Budget::Total(n) => (None, Some(n)),
+        };
+        BudgetInfo { per_class, total }
+    }
 }
 
 /// What one memory slot holds.

@@ -7,6 +7,7 @@
 
 pub mod distill;
 pub mod edit;
+pub mod report;
 pub mod sections;
 pub mod shortcut;
 pub mod validate;
@@ -21,6 +22,7 @@ use crate::distill::MethodConfig;
 use crate::error::{Error, Result};
 use crate::model::{ConvNetSpec, MlpSpec, ModelSpec};
 pub use distill::{DistillRun, DistillSection, MethodEntry};
+pub use report::ReportSettings;
 pub use sections::{
     Arch, ClEntry, ContinualSection, FederatedSection, ModelSection, Protocol, Schedule,
     StrategyEntry, StreamKind, TrainSection,
@@ -68,7 +70,7 @@ pub struct Scenario {
     pub audit: Option<AuditSettings>,
     /// What the run writes for people at its end: `report.html`, TensorBoard events.
     #[serde(default)]
-    pub report: crate::report::settings::ReportSettings,
+    pub report: ReportSettings,
 }
 
 /// The kinds of run.
@@ -92,6 +94,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind as a scenario names it (`federated_continual`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Train => "train",
+            Kind::Distill => "distill",
+            Kind::Experts => "experts",
+            Kind::Continual => "continual",
+            Kind::Federated => "federated",
+            Kind::FederatedContinual => "federated_continual",
+            Kind::Audit => "audit",
+        }
+    }
+
     /// True for the kinds whose sets the privacy audit examines.
     pub fn audited(self) -> bool {
         matches!(

@@ -358,7 +358,7 @@ impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
                         .all(|(b, t)| b.len() == t.dims()[0])
             };
             if sorted != order || !p.momentum.as_ref().is_none_or(fits) {
-                return Err(Error::Other(
+                return Err(Error::Checkpoint(
                     "the checkpoint's training state does not fit this data and network".into(),
                 ));
             }

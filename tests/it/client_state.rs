@@ -5,12 +5,12 @@
 
 use crate::federated::{free_port, rows, scenario_text};
 use crate::wire::{equals_in_process, finished_run, ok, s, serve, Proc};
+use distillery::audit::records::PrivacyRow;
 use distillery::data::Dataset;
 use distillery::fed::message::Payload;
 use distillery::fed::protocol::update_message;
 use distillery::fed::strategy::ClientState;
 use distillery::fed::transport::kept::Store;
-use distillery::report::privacy::PrivacyRow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};

@@ -9,9 +9,14 @@ use distillery::fed::strategy::ClientState;
 use distillery::fed::transport::kept::Store;
 use proptest::prelude::*;
 
+/// What the fuzzed checkpoint keeps of a finished strategy.
+type Done = (usize, String);
+
 /// A federated checkpoint with a strategy in progress, and a remote client's state file.
 fn state_files() -> (Vec<u8>, Vec<u8>) {
-    use distillery::experiment::federated::resume::{FedState, Ongoing, Weights};
+    use distillery::experiment::federated::resume::{FedState, Ongoing, Progress};
+    use distillery::experiment::federated::rounds::Past;
+    use distillery::model::Weights;
     let dir = tempfile::tempdir().unwrap();
     let set = Dataset {
         images: vec![0.25; 8],
@@ -19,25 +24,28 @@ fn state_files() -> (Vec<u8>, Vec<u8>) {
         shape: [1, 2, 2],
         classes: vec!["a".into(), "b".into()],
     };
-    let state = FedState {
-        done: vec![serde_json::json!({"index": 0, "label": "fedavg"})],
+    let state: FedState<Done> = FedState {
+        done: vec![(0, "fedavg".into())],
         seq: 3,
         ongoing: Some(Ongoing {
             strategy: 1,
             task: 0,
             next_round: 2,
-            rounds: Vec::new(),
-            total: 99,
-            rows: vec![vec![0.5, 0.25]],
-            bytes_after: vec![7],
+            past: Past {
+                total: 99,
+                rows: vec![vec![0.5, 0.25]],
+                bytes_after: vec![7],
+                ..Past::default()
+            },
             global: Weights {
                 params: vec![vec![0.0; 12], vec![0.0; 3]],
                 buffers: vec![vec![0.0; 2]],
             },
-            memory: None,
-            clients: vec![None],
-            rng: None,
-            sent: [(0, (1, set.clone()))].into(),
+            progress: Progress::Federated {
+                memory: None,
+                clients: vec![None],
+                sent: [(0, (1, set.clone()))].into(),
+            },
         }),
         audit: None,
     };
@@ -76,7 +84,7 @@ proptest! {
         } else {
             std::fs::write(dir.path().join("checkpoint.msgpack"), &bytes).unwrap();
             let load = || {
-                distillery::files::checkpoint::load_state::<FedState>(dir.path(), "federated")
+                distillery::files::checkpoint::load_state::<FedState<Done>>(dir.path(), "federated")
             };
             let (r, big) = largest(load);
             prop_assert!(big <= bound(bytes.len()));

@@ -4,8 +4,8 @@
 //! and the inputs it refuses.
 
 use crate::common::run_text;
+use distillery::audit::records::PrivacyRow;
 use distillery::experiment::{self as runner, RunOptions};
-use distillery::report::privacy::PrivacyRow;
 use distillery::scenario;
 use distillery::scenario::shortcut::audit::{audit_scenario, AuditArgs};
 use std::path::{Path, PathBuf};

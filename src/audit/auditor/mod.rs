@@ -117,7 +117,7 @@ impl<'a, AD: AutodiffBackend> Auditor<'a, AD> {
         device: &AD::Device,
     ) -> Result<Self> {
         if pop.members.len() < 2 || pop.nonmembers.is_empty() {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "the privacy audit needs at least 2 members and a non-member (has {} and {}); turn it off with [audit] enabled = false",
                 pop.members.len(),
                 pop.nonmembers.len()

@@ -361,7 +361,7 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
         let classes = data.class_indices();
         let sizes: Vec<usize> = classes.iter().map(Vec::len).collect();
         if self.cfg.settings.dp.is_some() && uses_batch_norm(&self.cfg.spec) {
-            return Err(Error::Other(
+            return Err(Error::Setting(
                 "dp: batch norm mixes the images of a batch, so one image's influence is not bounded by clip; use norm = \"instance\"".into(),
             ));
         }

@@ -53,12 +53,12 @@ impl Mtt {
     fn check_experts(&self) -> Result<()> {
         let need = self.cfg.settings.epochs_needed();
         if self.experts.is_empty() {
-            return Err(Error::Other(
+            return Err(Error::Setting(
                 "MTT needs at least one expert trajectory".into(),
             ));
         }
         if self.experts.epochs() < need {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "the experts have {} epochs; max_start_epoch {} and expert_epochs {} need {need}",
                 self.experts.epochs(),
                 self.cfg.settings.max_start_epoch,
@@ -194,7 +194,7 @@ fn update_mask<B: Backend>(
     device: &B::Device,
 ) -> Result<Option<Tensor<B, 4>>> {
     match trainable {
-        Some(t) if t.len() != n => Err(Error::Other(format!(
+        Some(t) if t.len() != n => Err(Error::Setting(format!(
             "{} update flags for {n} synthetic images",
             t.len()
         ))),

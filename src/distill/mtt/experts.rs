@@ -69,7 +69,7 @@ impl Trajectory {
         for (e, set) in self.params.iter().enumerate() {
             let names = epoch_tensors(spec, e);
             if set.len() != names.len() {
-                return Err(Error::Other(format!(
+                return Err(Error::Checkpoint(format!(
                     "epoch {e} has {} parameters, the network has {}",
                     set.len(),
                     names.len()
@@ -357,7 +357,7 @@ pub fn train_experts<B: AutodiffBackend>(
             ));
         }
     } else {
-        let v = serde_json::to_value(manifest).map_err(|e| Error::Other(e.to_string()))?;
+        let v = serde_json::to_value(manifest).map_err(|e| Error::Encode(e.to_string()))?;
         write_json_atomic(&mpath, &v)?;
     }
     let epochs = manifest.train.epochs;

@@ -140,7 +140,7 @@ impl SelMatch<'_> {
         let (beta, tried) = match (self.settings.beta, &self.search) {
             (Some(b), _) => (b, 0),
             (None, None) => {
-                return Err(Error::Other(
+                return Err(Error::Setting(
                     "distill.beta: SelMatch here has no held-out images to search windows on; give a fixed window start".into(),
                 ))
             }
@@ -162,7 +162,7 @@ impl SelMatch<'_> {
             seconds,
         })?;
         window_select(&data.labels, &self.scores, k, ipc, beta)
-            .map_err(|e| Error::Other(format!("SelMatch window at beta {beta}: {e}")))
+            .map_err(|e| Error::Setting(format!("SelMatch window at beta {beta}: {e}")))
     }
 }
 

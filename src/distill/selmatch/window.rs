@@ -68,7 +68,7 @@ pub fn search_beta(
             _ => Some(r),
         })
         .ok_or_else(|| {
-            Error::Other(format!(
+            Error::Setting(format!(
                 "no window of the beta grid {grid:?} fits {ipc} images per class"
             ))
         })?

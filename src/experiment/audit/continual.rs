@@ -6,6 +6,7 @@
 //! optimiser).
 
 use super::{audit_one, audit_real, nonmembers, report_lines, setup, Files};
+use crate::audit::records::PrivacyAudit;
 use crate::audit::{Auditor, Population, Protocol};
 use crate::data::augment::Dsa;
 use crate::data::stream::Task;
@@ -13,7 +14,6 @@ use crate::data::{Dataset, Split};
 use crate::distill::eval::{EvalConfig, EvalSettings};
 use crate::error::{Error, Result};
 use crate::experiment::RunContext;
-use crate::report::privacy::PrivacyAudit;
 use crate::train::TrainConfig;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
@@ -56,7 +56,7 @@ pub fn audit<B: AutodiffBackend>(
                 train: h.clone(),
                 ..ctx.split.clone()
             };
-            let held_tasks = s.stream(&view).map_err(Error::Other)?;
+            let held_tasks = s.stream(&view).map_err(Error::Setting)?;
             union(held_tasks.into_iter().map(|t| t.train), shape, classes)
         }
         None => test.clone(),

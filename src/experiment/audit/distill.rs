@@ -4,12 +4,12 @@
 //! evaluation network is (same architecture, protocol and seed; `[audit] epochs` may shorten it).
 
 use super::{audit_one, audit_real, nonmembers, report_lines, setup, Files};
+use crate::audit::records::PrivacyAudit;
 use crate::audit::{Auditor, Population, Protocol};
 use crate::distill::SyntheticSet;
 use crate::error::Result;
 use crate::experiment::distill::observer::Probe;
 use crate::experiment::distill::plan::Plan;
-use crate::report::privacy::PrivacyAudit;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
 use std::time::Instant;

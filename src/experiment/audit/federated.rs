@@ -5,6 +5,7 @@
 //! [`recording`] wraps a strategy so the server's decoded sets are kept as they are accepted.
 
 use super::{audit_real, nonmembers, setup, Files};
+use crate::audit::records::{ClientTotals, PrivacyAudit, SetAudit};
 use crate::audit::{AuditSettings, Audited, Auditor, Population, Protocol};
 use crate::data::Dataset;
 use crate::distill::eval::EvalConfig;
@@ -14,7 +15,6 @@ use crate::fed::message::{Rejection, Task, Update};
 use crate::fed::strategy::{Accepted, ClientApp, Strategy, StrategyKind};
 use crate::model::Model;
 use crate::report::mean_std;
-use crate::report::privacy::{ClientTotals, PrivacyAudit, SetAudit};
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

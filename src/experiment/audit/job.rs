@@ -4,19 +4,17 @@
 //! Checkpointed after each audit, so `--resume` continues with the next.
 
 use super::{audit_one, audit_real, report_lines, setup, Files};
+use crate::audit::records::{PrivacyAudit, SetAudit};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::device::BackendJob;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
 use crate::experiment::RunContext;
-use crate::report::privacy::{PrivacyAudit, SetAudit};
 use crate::report::records::{AuditOutcome, Outcome, Summary};
+use crate::scenario::Kind;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
 use std::time::Instant;
-
-/// The kind an audit run's checkpoints are of.
-const KIND: &str = "audit";
 
 /// An audit run's checkpoint, written after each of its audits (the set, the random selection,
 /// the real data): those done so far. The auditor itself is rebuilt on resume (seeded).
@@ -79,7 +77,7 @@ impl BackendJob for AuditJob<'_> {
             .set
             .as_ref()
             .map(|p| ctx.loaded.resolve(p))
-            .ok_or_else(|| Error::Other("[audit] set: no set file given".into()))?;
+            .ok_or_else(|| Error::Setting("[audit] set: no set file given".into()))?;
         let set = load_set(ctx, &file)?;
         let t0 = Instant::now();
         let e = s.eval_section();
@@ -111,7 +109,7 @@ impl BackendJob for AuditJob<'_> {
             s.seed,
             &device,
         )?;
-        let mut state: State = ctx.resume_state(KIND)?.unwrap_or_default();
+        let mut state: State = ctx.resume_state(Kind::Audit)?.unwrap_or_default();
         if !state.done.is_empty() {
             let names: Vec<&str> = state.done.keys().map(String::as_str).collect();
             ctx.say(&format!("resuming the audit after {}", names.join(", ")));
@@ -129,14 +127,14 @@ impl BackendJob for AuditJob<'_> {
                 let step = v.key().clone();
                 let d = audit_one(&mut a, &mut files, (&step, 0), &data, norm.clone(), random)?;
                 v.insert(d.record);
-                ctx.checkpoint(KIND, &state)?;
+                ctx.checkpoint(Kind::Audit, &state)?;
             }
         }
         if let std::collections::btree_map::Entry::Vacant(v) = state.done.entry("real_data".into())
         {
             let real = audit_real(&mut a, &mut files, (0, None))?;
             v.insert(real.record);
-            ctx.checkpoint(KIND, &state)?;
+            ctx.checkpoint(Kind::Audit, &state)?;
         }
         let out = state.done;
         let report = report_lines(&out, "test");

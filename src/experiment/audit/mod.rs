@@ -13,12 +13,12 @@ pub mod job;
 pub use job::AuditJob;
 
 use super::RunContext;
+use crate::audit::records::{AuditSetup, PrivacyRow, SetAudit};
 use crate::audit::split::membership;
 use crate::audit::{AuditSettings, Audited, Auditor};
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::files::CsvLog;
-use crate::report::privacy::{AuditSetup, PrivacyRow, SetAudit};
 use crate::scenario::Scenario;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;

@@ -200,13 +200,7 @@ pub fn set<B: AutodiffBackend>(
                 seconds: obs.spent(),
                 preparation_seconds: prepared + obs.selection,
                 stopped_by_budget: reached < method.iterations(),
-                dp: match method {
-                    MethodConfig::Dm(dm) => dm.dp.as_ref().map(|dp| {
-                        let q = crate::dp::max_rate(dm.batch_real, &plan.train.class_counts(), 1);
-                        dp.spent(q, reached)
-                    }),
-                    _ => None,
-                },
+                dp: method.dp_spent(&plan.train.class_counts(), 1, reached),
             },
         );
     }

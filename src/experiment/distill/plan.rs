@@ -3,10 +3,10 @@
 
 use crate::data::augment::STRATEGY_DIGITS;
 use crate::data::Dataset;
-use crate::distill::eval::{architecture, EvalConfig, EvalSettings};
+use crate::distill::eval::{Architecture, EvalConfig, EvalSettings};
 use crate::distill::selmatch::window::WindowSearch;
 use crate::distill::{MethodConfig, SyntheticSet};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::experiment::RunContext;
 use crate::model::{ConvNetSpec, ModelSpec};
 use crate::scenario::Kind;
@@ -51,18 +51,15 @@ impl<'a> Plan<'a> {
             norm: m.norm,
             pooling: m.pooling,
         };
-        let models = e
-            .models
-            .iter()
-            .map(|name| {
-                let spec = match name.as_str() {
-                    "convnet" => Some(base.clone()),
-                    other => architecture(&conv, other),
+        let models = (e.models.iter())
+            .map(|&a| {
+                let spec = match a {
+                    Architecture::Convnet => base.clone(),
+                    other => other.spec(&conv),
                 };
-                spec.map(|sp| (name.clone(), sp))
-                    .ok_or_else(|| Error::Other(format!("unknown architecture {name:?}")))
+                (a.name().to_string(), spec)
             })
-            .collect::<Result<_>>()?;
+            .collect();
         let (dsa_name, dsa) = ctx.dsa()?;
         let mut methods = vec![ctx.loaded.method()];
         if s.kind == Kind::Experts {

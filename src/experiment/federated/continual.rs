@@ -6,8 +6,9 @@
 //! federated run), `metrics.csv` (the accuracy after each task), each strategy's accuracy matrix
 //! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
 
-use super::resume::{FedState, Ongoing, Weights};
-use super::rounds::{record, Clients};
+use super::each::{each_strategy, write_plot, PerStrategy, Series};
+use super::resume::{Ongoing, Progress};
+use super::rounds::{record, Clients, Past};
 use super::{setup, Transport};
 use crate::cl::learner::{accuracy_row, fit, Fit};
 use crate::cl::metrics::AccuracyMatrix;
@@ -18,15 +19,12 @@ use crate::error::{Error, Result};
 use crate::experiment::continual::{seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
-use crate::files::checkpoint::STATE_FILE;
-use crate::files::{write_atomic, CsvLog, Fixed};
-use crate::report::plot::lines_svg;
-use crate::report::records::{
-    BudgetInfo, Outcome, StreamOutcome, StreamStrategy, Summary, TaskInfo,
-};
+use crate::files::{CsvLog, Fixed};
+use crate::model::Weights;
+use crate::report::records::{Outcome, StreamOutcome, StreamStrategy, Summary, TaskInfo};
 use crate::report::rows::StreamRow;
 use crate::rng::step_seed;
-use crate::scenario::Protocol;
+use crate::scenario::{FederatedSection, Kind, Protocol};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -34,13 +32,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The kind a federated continual run's checkpoints are of.
-const KIND: &str = "federated_continual";
-
 /// A strategy a federated continual run has finished, as its checkpoint keeps it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Finished {
-    index: usize,
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Finished {
     label: String,
     outcome: StreamStrategy,
     curve: Vec<(f64, f64)>,
@@ -69,7 +63,7 @@ struct Learnt {
 /// epochs per task as a FedAvg client makes: `epochs x rounds`), a fresh copy of the initial
 /// network per task under GDumb.
 fn joint<B: AutodiffBackend>(
-    clients: &mut Clients<'_>,
+    clients: &mut Clients<'_, Finished>,
     s: &Settings,
     tasks: &[Task],
     on_task: &mut OnTask<'_>,
@@ -78,7 +72,7 @@ fn joint<B: AutodiffBackend>(
     let c = s
         .continual
         .as_ref()
-        .ok_or_else(|| Error::Other("joint runs on a stream".into()))?;
+        .ok_or_else(|| Error::Setting("joint runs on a stream".into()))?;
     let mut model = s.initial::<B>(device);
     let mut rng = ChaCha12Rng::seed_from_u64(step_seed(s.seed, 0x5eed));
     let mut train = s.local.clone();
@@ -97,10 +91,13 @@ fn joint<B: AutodiffBackend>(
         o.global
             .restore(&mut model, device)
             .map_err(Error::Checkpoint)?;
-        rng = o
-            .rng
-            .ok_or_else(|| Error::Checkpoint("the checkpoint of joint keeps no RNG".into()))?;
-        rows = o.rows;
+        let Progress::Central { rng: kept } = o.progress else {
+            return Err(Error::Checkpoint(format!(
+                "the checkpoint of {} keeps no training stream",
+                s.label
+            )));
+        };
+        (rng, rows) = (kept, o.past.rows);
         clients
             .ctx
             .say(&format!("resuming {} at task {}", s.label, rows.len()));
@@ -122,15 +119,13 @@ fn joint<B: AutodiffBackend>(
             strategy: current,
             task: t + 1,
             next_round: 0,
-            rounds: Vec::new(),
-            total: 0,
-            rows: rows.clone(),
-            bytes_after: vec![0; rows.len()],
+            past: Past {
+                bytes_after: vec![0; rows.len()],
+                rows: rows.clone(),
+                ..Past::default()
+            },
             global: Weights::of(&model),
-            memory: None,
-            clients: Vec::new(),
-            rng: Some(rng.clone()),
-            sent: Default::default(),
+            progress: Progress::Central { rng: rng.clone() },
         }))?;
     }
     Ok(Learnt {
@@ -144,7 +139,7 @@ fn joint<B: AutodiffBackend>(
 /// A federated strategy over the stream: each task's rounds, then the global model tested on
 /// every task; a checkpoint after each round and each task.
 fn federated<B: AutodiffBackend>(
-    clients: &mut Clients<'_>,
+    clients: &mut Clients<'_, Finished>,
     kind: StrategyKind,
     settings: Arc<Settings>,
     tasks: &[Task],
@@ -186,7 +181,7 @@ fn check_budgets(ctx: &RunContext<'_>, tasks: &[Task], slices: &[Vec<Dataset>]) 
         (uses(StrategyKind::DistilledMemory), c.budget())
     {
         if t < slots {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "continual.memory_total = {t}: the server's memory needs at least one image for each of the stream's {slots} classes"
             )));
         }
@@ -198,7 +193,7 @@ fn check_budgets(ctx: &RunContext<'_>, tasks: &[Task], slices: &[Vec<Dataset>]) 
             .enumerate()
             .find(|&(_, n)| n > f.replay_memory_total)
         {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "federated.replay_memory_total = {}: client {id} sees {n} classes over the stream and needs at least one image for each",
                 f.replay_memory_total
             )));
@@ -219,24 +214,19 @@ impl Stream {
         let s = ctx.scenario();
         let f = s.federated_section();
         let tasks = s.stream(ctx.split).map_err(|m| {
-            Error::Other(format!(
+            Error::Setting(format!(
                 "{}: [continual] tasks: {m}",
                 ctx.loaded.path.display()
             ))
         })?;
         let slices = setup::client_streams(ctx.loaded, &tasks)?;
-        let cache = ctx.opts.results_root.clone();
-        let settings: Vec<Arc<Settings>> = f
-            .strategies
-            .iter()
-            .map(|e| setup::settings(ctx.loaded, ctx.split, cache.clone(), e).map(Arc::new))
-            .collect::<Result<_>>()?;
+        let settings = setup::all_settings(ctx, &f)?;
         for (e, st) in f.strategies.iter().zip(&settings) {
             if e.kind.distils() {
                 for t in 0..tasks.len() {
                     let data: Vec<Dataset> = slices.iter().map(|c| c[t].clone()).collect();
                     setup::check_clients(st, &data)
-                        .map_err(|e| Error::Other(format!("task {t}: {e}")))?;
+                        .map_err(|e| Error::Setting(format!("task {t}: {e}")))?;
                 }
             }
         }
@@ -249,6 +239,75 @@ impl Stream {
     }
 }
 
+/// A federated continual run's strategies: the stream, and what the finished ones come to.
+struct Strategies<'r> {
+    ctx: &'r RunContext<'r>,
+    f: FederatedSection,
+    stream: &'r Stream,
+    log: CsvLog<StreamRow>,
+    /// The initial network's accuracy on every task.
+    baseline: Vec<f64>,
+    results: BTreeMap<String, StreamStrategy>,
+    series: Vec<Series>,
+    report: Vec<String>,
+}
+
+impl<B: AutodiffBackend> PerStrategy<B> for Strategies<'_> {
+    type Done = Finished;
+
+    fn run(
+        &mut self,
+        clients: &mut Clients<'_, Finished>,
+        index: usize,
+        device: &B::Device,
+    ) -> Result<Finished> {
+        let (entry, st) = (&self.f.strategies[index], &self.stream.settings[index]);
+        let (ctx, tasks, log) = (self.ctx, &self.stream.tasks, &mut self.log);
+        let label = entry.label();
+        let t0 = Instant::now();
+        let mut on_task = |t: usize, row: &[f64], bytes: u64| -> Result<()> {
+            for (j, a) in row.iter().enumerate() {
+                log.row(&StreamRow {
+                    strategy: label.clone(),
+                    after_task: t,
+                    task: j,
+                    test_acc: Fixed(*a),
+                    cumulative_bytes: bytes,
+                    elapsed_s: Fixed(ctx.elapsed()),
+                })?;
+            }
+            let seen = row[..=t].iter().sum::<f64>() / (t + 1) as f64;
+            ctx.say(&format!(
+                "{label} after task {t}: mean accuracy on tasks seen {seen:.4}"
+            ));
+            Ok(())
+        };
+        let mut learnt = match entry.kind {
+            StrategyKind::Joint => joint::<B>(clients, st, tasks, &mut on_task, device)?,
+            kind => federated::<B>(clients, kind, st.clone(), tasks, &mut on_task, device)?,
+        };
+        let rows = std::mem::take(&mut learnt.rows);
+        let m =
+            AccuracyMatrix::from_rows(rows, Some(self.baseline.clone())).map_err(Error::Setting)?;
+        write_matrix(&ctx.dir, &ctx.scenario().name, &label, &m)?;
+        let curve = (seen_means(&m).into_iter().zip(&learnt.bytes_after))
+            .map(|((_, acc), &b)| (b as f64 / 1e6, acc))
+            .collect();
+        let outcome = strategy_outcome(learnt, &m, t0.elapsed().as_secs_f64());
+        Ok(Finished {
+            label,
+            outcome,
+            curve,
+        })
+    }
+
+    fn take(&mut self, d: &Finished) {
+        self.report.push(line(&d.label, &d.outcome));
+        self.series.push((d.label.clone(), d.curve.clone()));
+        self.results.insert(d.label.clone(), d.outcome.clone());
+    }
+}
+
 impl BackendJob for StreamJob<'_> {
     type Output = Result<Summary>;
 
@@ -256,125 +315,52 @@ impl BackendJob for StreamJob<'_> {
         let ctx = &self.ctx;
         let s = ctx.scenario();
         let (f, c) = (s.federated_section(), s.continual_section());
-        let resumed: Option<FedState> = ctx.resume_state(KIND)?;
+        let resumed = ctx.resume_state(Kind::FederatedContinual)?;
         let stream = Stream::new(ctx)?;
-        let tasks = &stream.tasks;
-        let mut clients = Clients::new(
+        let states = (stream.slices.iter().enumerate())
+            .map(|(id, sl)| ClientState::streaming(id, sl.clone()))
+            .collect();
+        let remote = self.transport.server(&f)?;
+        let kind = (Kind::FederatedContinual, "rounds.csv");
+        let mut clients = Clients::new(ctx, states, kind, remote, resumed)?;
+        let first =
+            (stream.settings.first()).ok_or_else(|| Error::Setting("no strategy".into()))?;
+        let initial = &mut first.initial::<B>(&device);
+        let mut per = Strategies {
             ctx,
-            stream
-                .slices
-                .iter()
-                .enumerate()
-                .map(|(id, sl)| ClientState::streaming(id, sl.clone()))
-                .collect(),
-            (KIND, "rounds.csv"),
-            self.transport.server(&f)?,
-        )?;
-        let mut log: CsvLog<StreamRow> = ctx.csv("metrics.csv")?;
-        let first = stream
-            .settings
-            .first()
-            .ok_or_else(|| Error::Other("no strategy".into()))?;
-        let baseline = accuracy_row(&mut first.initial::<B>(&device), tasks, false, &device);
-        let mut results = BTreeMap::new();
-        let (mut series, mut report) = (Vec::new(), vec![header()]);
-        let next = match resumed {
-            Some(st) => restore(st, &mut clients, &mut results, &mut series, &mut report)?,
-            None => 0,
+            f: f.clone(),
+            stream: &stream,
+            log: ctx.csv("metrics.csv")?,
+            baseline: accuracy_row(initial, &stream.tasks, false, &device),
+            results: BTreeMap::new(),
+            series: Vec::new(),
+            report: vec![header()],
         };
-        for (index, (entry, st)) in f.strategies.iter().zip(&stream.settings).enumerate() {
-            if index < next {
-                continue;
-            }
-            clients.current = index;
-            let label = entry.label();
-            let t0 = Instant::now();
-            let mut on_task = |t: usize, row: &[f64], bytes: u64| -> Result<()> {
-                for (j, a) in row.iter().enumerate() {
-                    log.row(&StreamRow {
-                        strategy: label.clone(),
-                        after_task: t,
-                        task: j,
-                        test_acc: Fixed(*a),
-                        cumulative_bytes: bytes,
-                        elapsed_s: Fixed(ctx.elapsed()),
-                    })?;
-                }
-                let seen = row[..=t].iter().sum::<f64>() / (t + 1) as f64;
-                ctx.say(&format!(
-                    "{label} after task {t}: mean accuracy on tasks seen {seen:.4}"
-                ));
-                Ok(())
-            };
-            let mut learnt = match entry.kind {
-                StrategyKind::Joint => joint::<B>(&mut clients, st, tasks, &mut on_task, &device)?,
-                kind => {
-                    federated::<B>(&mut clients, kind, st.clone(), tasks, &mut on_task, &device)?
-                }
-            };
-            let m =
-                AccuracyMatrix::from_rows(std::mem::take(&mut learnt.rows), Some(baseline.clone()))
-                    .map_err(Error::Other)?;
-            write_matrix(&ctx.dir, &s.name, &label, &m)?;
-            let cum: Vec<(f64, f64)> = seen_means(&m)
-                .into_iter()
-                .zip(&learnt.bytes_after)
-                .map(|((_, acc), &b)| (b as f64 / 1e6, acc))
-                .collect();
-            series.push((label.clone(), cum));
-            let outcome = strategy_outcome(learnt, &m, t0.elapsed().as_secs_f64());
-            report.push(line(&label, &outcome));
-            let done = Finished {
-                index,
-                label: label.clone(),
-                outcome: outcome.clone(),
-                curve: series.last().map(|s| s.1.clone()).unwrap_or_default(),
-            };
-            clients
-                .done
-                .push(serde_json::to_value(&done).map_err(|e| Error::Other(e.to_string()))?);
-            results.insert(label, outcome);
-            clients.save(None)?;
-        }
-        drop(clients.remote.take());
-        let svg = lines_svg(
-            &format!(
-                "{}: mean accuracy on the tasks seen against bytes exchanged",
-                s.name
-            ),
-            "cumulative MB (up + down)",
+        each_strategy::<B, _>(&mut clients, &mut per, f.strategies.len(), &device)?;
+        let what = (
+            "mean accuracy on the tasks seen",
             "mean test accuracy (tasks seen)",
-            &series,
         );
-        write_atomic(&ctx.dir.join("accuracy_vs_bytes.svg"), svg.as_bytes())?;
+        write_plot(ctx, what, &per.series)?;
+        let mut report = per.report;
         report.push(
             "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); MB: encoded protobuf messages, all clients".into(),
         );
         let outcome = StreamOutcome {
             stream: c.stream,
-            tasks: tasks
-                .iter()
-                .map(|t| TaskInfo {
-                    id: t.id,
-                    classes: t.classes.clone(),
-                    train: t.train.len(),
-                    test: t.test.len(),
-                })
-                .collect(),
+            tasks: stream.tasks.iter().map(TaskInfo::from).collect(),
             clients: f.clients,
             partition: f.partition.clone(),
-            client_sizes: stream
-                .slices
-                .iter()
+            client_sizes: (stream.slices.iter())
                 .map(|sl| sl.iter().map(Dataset::len).collect())
                 .collect(),
             protocol: c.protocol,
-            memory_budget: budget_info(c.budget()),
+            memory_budget: c.budget().into(),
             replay_memory_total: f.replay_memory_total,
             quantization: f.quantization.name().into(),
             transport: self.transport.name().into(),
-            random_init_accuracy: baseline,
-            strategies: results,
+            random_init_accuracy: per.baseline,
+            strategies: per.results,
         };
         Ok(ctx.summary(
             backend,
@@ -400,47 +386,6 @@ fn strategy_outcome(learnt: Learnt, m: &AccuracyMatrix, seconds: f64) -> StreamS
         not_accepted: rec.not_accepted,
         seconds: rec.seconds,
     }
-}
-
-/// The memory budget as the summary states it.
-fn budget_info(b: crate::cl::memory::Budget) -> BudgetInfo {
-    match b {
-        crate::cl::memory::Budget::PerClass(n) => BudgetInfo {
-            per_class: Some(n),
-            total: None,
-        },
-        crate::cl::memory::Budget::Total(n) => BudgetInfo {
-            per_class: None,
-            total: Some(n),
-        },
-    }
-}
-
-/// Puts back the strategies checkpoint `st` had finished (results, curves, report lines) and
-/// hands its strategy in progress to `clients`; the index of the first strategy left to run.
-fn restore(
-    st: FedState,
-    clients: &mut Clients<'_>,
-    results: &mut BTreeMap<String, StreamStrategy>,
-    series: &mut Vec<(String, Vec<(f64, f64)>)>,
-    report: &mut Vec<String>,
-) -> Result<usize> {
-    let mut next = 0;
-    for v in &st.done {
-        let d: Finished = serde_json::from_value(v.clone()).map_err(|e| {
-            Error::Checkpoint(format!(
-                "{}: {e}",
-                clients.ctx.dir.join(STATE_FILE).display()
-            ))
-        })?;
-        report.push(line(&d.label, &d.outcome));
-        series.push((d.label.clone(), d.curve));
-        results.insert(d.label, d.outcome);
-        next = d.index + 1;
-    }
-    next = st.ongoing.as_ref().map_or(next, |o| o.strategy);
-    (clients.done, clients.seq, clients.resumed) = (st.done, st.seq, st.ongoing);
-    Ok(next)
 }
 
 /// The report table's header.

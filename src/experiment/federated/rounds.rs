@@ -2,7 +2,7 @@
 //! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends,
 //! and what a strategy's rounds add up to.
 
-use super::resume::{FedState, Ongoing, RoundRec, Weights};
+use super::resume::{FedState, Ongoing, Progress};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::experiment::audit::federated::{snapshot, AuditKept, Sent};
@@ -16,9 +16,13 @@ use crate::fed::transport::grpc::GrpcServer;
 use crate::fed::transport::in_process::{ClientSide, InProcess, WorkerPool};
 use crate::files::checkpoint::STATE_FILE;
 use crate::files::{CsvLog, Fixed};
+use crate::model::Weights;
 use crate::report::records::{Refusal, StrategyRecord};
 use crate::report::rows::{ClientRow, CommRow, RoundRow};
+use crate::scenario::Kind;
 use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The run's three CSV files of rounds.
@@ -80,8 +84,9 @@ impl Logs {
     }
 }
 
-/// The clients of a run and the files their rounds go to.
-pub struct Clients<'a> {
+/// The clients of a run and the files their rounds go to; `D` is what the run kind keeps of a
+/// finished strategy.
+pub struct Clients<'a, D> {
     /// The run.
     pub ctx: &'a RunContext<'a>,
     /// Every client as it starts (each strategy's in-process clients start from these).
@@ -95,9 +100,9 @@ pub struct Clients<'a> {
     /// Rounds counted over all strategies (each task carries it).
     pub seq: u32,
     /// The run kind its checkpoints are of.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// What the job made of each finished strategy (kept in checkpoints).
-    pub done: Vec<serde_json::Value>,
+    pub done: Vec<D>,
     /// The index of the strategy in progress among the scenario's.
     pub current: usize,
     /// The checkpoint's strategy in progress, until it is started again.
@@ -109,7 +114,7 @@ pub struct Clients<'a> {
 }
 
 /// What a strategy's rounds have come to so far.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Past {
     /// Every round (all tasks).
     pub rounds: Vec<Round>,
@@ -133,6 +138,8 @@ pub struct Running<B: AutodiffBackend> {
     pub past: Past,
     /// Where a resumed strategy continues: (task, round).
     pub resume_at: Option<(usize, usize)>,
+    /// The sets its clients had sent by the checkpoint it resumed from (client -> (round, set)).
+    pub kept_sent: BTreeMap<usize, (usize, Dataset)>,
 }
 
 /// The checkpoint of a strategy in progress at `task`, before round `next_round`.
@@ -148,33 +155,39 @@ fn ongoing<B: AutodiffBackend>(
         strategy: current,
         task,
         next_round,
-        rounds: past.rounds.iter().map(RoundRec::from).collect(),
-        total: past.total,
-        rows: past.rows.clone(),
-        bytes_after: past.bytes_after.clone(),
+        past: past.clone(),
         global: Weights::of(strategy.global()),
-        memory: strategy.memory().cloned(),
-        clients: transport.map_or_else(Vec::new, |t| {
-            t.client_states()
-                .iter()
-                .map(|c| c.as_ref().map(Kept::of))
-                .collect()
-        }),
-        rng: None,
-        sent: sent.map(snapshot).unwrap_or_default(),
+        progress: Progress::Federated {
+            memory: strategy.memory().cloned(),
+            clients: transport.map_or_else(Vec::new, |t| {
+                t.client_states()
+                    .iter()
+                    .map(|c| c.as_ref().map(Kept::of))
+                    .collect()
+            }),
+            sent: sent.map(snapshot).unwrap_or_default(),
+        },
     }
 }
 
-impl<'a> Clients<'a> {
-    /// The clients of a run of checkpoint kind `kind` starting from `states`, their rounds
-    /// logged to `metrics` beside `comm.csv` and `clients.csv`, served by `remote` when remote.
+impl<'a, D: Clone + Serialize> Clients<'a, D> {
+    /// The clients of a run of kind `kind` starting from `states` (or from checkpoint
+    /// `resumed`), their rounds logged to `metrics` beside `comm.csv` and `clients.csv`, served
+    /// by `remote` when remote.
     pub fn new(
         ctx: &'a RunContext<'a>,
         states: Vec<ClientState>,
-        (kind, metrics): (&'static str, &str),
+        (kind, metrics): (Kind, &str),
         remote: Option<GrpcServer>,
+        resumed: Option<FedState<D>>,
     ) -> Result<Self> {
         let f = ctx.scenario().federated_section();
+        let st = resumed.unwrap_or(FedState {
+            done: Vec::new(),
+            seq: 0,
+            ongoing: None,
+            audit: None,
+        });
         Ok(Clients {
             ctx,
             states,
@@ -187,18 +200,16 @@ impl<'a> Clients<'a> {
                 f.workers.unwrap_or_else(crate::device::worker_threads),
             )),
             remote,
-            seq: 0,
+            seq: st.seq,
             kind,
-            done: Vec::new(),
+            done: st.done,
             current: 0,
-            resumed: None,
-            audit: None,
+            resumed: st.ongoing,
+            audit: st.audit,
             sent: None,
         })
     }
-}
 
-impl Clients<'_> {
     /// The run's checkpoint with `ongoing` the strategy in progress (stops the run there when
     /// Ctrl-C asked for it).
     pub fn save(&self, ongoing: Option<Ongoing>) -> Result<()> {
@@ -243,31 +254,32 @@ impl Clients<'_> {
         let mut strategy = build::<B>(kind, settings.clone(), device);
         let expect = settings.expect();
         let mut states = self.states.clone();
-        let (mut past, mut resume_at) = (Past::default(), None);
+        let (mut past, mut resume_at, mut kept_sent) = (Past::default(), None, BTreeMap::new());
         if let Some(o) = self.resumed.take_if(|o| o.strategy == self.current) {
             let bad = |e: String| {
                 Error::Checkpoint(format!("{}: {e}", self.ctx.dir.join(STATE_FILE).display()))
             };
             o.global.restore(strategy.global(), device).map_err(bad)?;
-            if let Some(m) = o.memory {
+            let Progress::Federated {
+                memory,
+                clients,
+                sent,
+            } = o.progress
+            else {
+                return Err(bad(format!(
+                    "{} kept a central learner's state",
+                    settings.label
+                )));
+            };
+            if let Some(m) = memory {
                 strategy.set_memory(m);
             }
-            for (c, k) in states.iter_mut().zip(o.clients) {
+            for (c, k) in states.iter_mut().zip(clients) {
                 if let Some(k) = k {
                     k.restore(c);
                 }
             }
-            past = Past {
-                rounds: o
-                    .rounds
-                    .iter()
-                    .map(RoundRec::round)
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(bad)?,
-                total: o.total,
-                rows: o.rows,
-                bytes_after: o.bytes_after,
-            };
+            (past, kept_sent) = (o.past, sent);
             self.ctx.say(&format!(
                 "resuming {} at task {} round {}",
                 settings.label, o.task, o.next_round
@@ -303,6 +315,7 @@ impl Clients<'_> {
             expect,
             past,
             resume_at,
+            kept_sent,
         })
     }
 

@@ -13,8 +13,9 @@ use crate::fed::strategy::{ContinualSettings, Settings};
 use crate::files::write_atomic;
 use crate::report::plot::heatmap_svg;
 use crate::rng::step_seed;
-use crate::scenario::{Loaded, StrategyEntry};
+use crate::scenario::{FederatedSection, Loaded, StrategyEntry};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The settings of strategy `entry` of a scenario (the same on server and clients).
@@ -33,7 +34,7 @@ pub fn settings(
         .dsa_strategy
         .clone()
         .unwrap_or_else(|| super::super::context::default_strategy(&split.name).to_string());
-    let dsa = crate::data::augment::Dsa::new(&dsa_name).map_err(Error::Other)?;
+    let dsa = crate::data::augment::Dsa::new(&dsa_name).map_err(Error::Setting)?;
     let mut experts = s.experts_section();
     experts.dir = experts.dir.map(|p| loaded.resolve(&p));
     let method = match &entry.method {
@@ -80,7 +81,15 @@ pub fn settings(
 fn indices(loaded: &Loaded, labels: &[usize], k: usize, seed: u64) -> Result<Vec<Vec<usize>>> {
     let f = loaded.scenario.federated_section();
     partition(labels, k, f.clients, &f.partition, seed)
-        .map_err(|m| Error::Other(format!("[federated] partition: {m}")))
+        .map_err(|m| Error::Setting(format!("[federated] partition: {m}")))
+}
+
+/// Every strategy's settings, in the scenario's order.
+pub fn all_settings(ctx: &RunContext<'_>, f: &FederatedSection) -> Result<Vec<Arc<Settings>>> {
+    let cache = ctx.opts.results_root.clone();
+    (f.strategies.iter())
+        .map(|e| settings(ctx.loaded, ctx.split, cache.clone(), e).map(Arc::new))
+        .collect()
 }
 
 /// Each client's sample indices into the training set.
@@ -107,11 +116,11 @@ pub fn client_streams(loaded: &Loaded, tasks: &[Task]) -> Result<Vec<Vec<Dataset
         let k = task.train.num_classes();
         let seed = step_seed(loaded.scenario.seed, t as u64);
         let parts = indices(loaded, &task.train.labels, k, seed)
-            .map_err(|e| Error::Other(format!("task {t}: {e}")))?;
+            .map_err(|e| Error::Setting(format!("task {t}: {e}")))?;
         let counts = class_counts(&task.train.labels, k, &parts);
         for &c in &task.classes {
             if counts.iter().all(|r| r.get(c).copied().unwrap_or(0) == 0) {
-                return Err(Error::Other(format!(
+                return Err(Error::Setting(format!(
                     "federated.partition: no client holds class {c} of task {t}"
                 )));
             }
@@ -150,7 +159,7 @@ pub fn check_clients(s: &Settings, data: &[Dataset]) -> Result<()> {
         let rich = d.class_counts().iter().filter(|&&n| n >= s.ipc).count();
         let n = rich * s.ipc;
         if rich > 0 && n < b {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "distill.batch_syn = {b}: client {id} makes {n} synthetic images (ipc {} for the {rich} classes it holds at least ipc images of), fewer than batch_syn",
                 s.ipc
             )));
@@ -212,13 +221,10 @@ pub fn client_dp(
     data: &[Dataset],
     rounds: &[crate::fed::engine::Round],
 ) -> Option<crate::dp::ClientsSpent> {
-    let crate::distill::MethodConfig::Dm(dm) = &st.method else {
-        return None;
-    };
     if !kind.distils() {
         return None;
     }
-    let dp = dm.dp.as_ref()?;
+    let (dp, batch_real) = st.method.privacy()?;
     let per = data.iter().enumerate().filter_map(|(k, d)| {
         let worked = rounds
             .iter()
@@ -228,8 +234,8 @@ pub fn client_dp(
                 })
             })
             .count();
-        let q = crate::dp::max_rate(dm.batch_real, &d.class_counts(), st.ipc);
-        (worked > 0 && q > 0.0).then_some((k, q, worked * dm.iterations))
+        let q = crate::dp::max_rate(batch_real, &d.class_counts(), st.ipc);
+        (worked > 0 && q > 0.0).then_some((k, q, worked * st.method.iterations()))
     });
     Some(dp.clients_spent(per))
 }

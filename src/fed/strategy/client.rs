@@ -77,7 +77,7 @@ impl Distilling {
             (state.id as u64) << 20 | (task.task as u64) << 40 | task.round as u64,
         );
         // A private client sends no real images: its poor classes are left out.
-        let private = matches!(&s.method, crate::distill::MethodConfig::Dm(d) if d.dp.is_some());
+        let private = s.method.privacy().is_some();
         let mut out = if private { poor.subset(&[]) } else { poor };
         if !rich.is_empty() {
             // FedDM embeds with the global model (all classes' logits); fresh nets need only
@@ -110,7 +110,7 @@ impl<B: AutodiffBackend> ClientApp<B> for Distilling {
                 rho: self.s.rho,
             }),
             (true, None) => {
-                return Err(Error::Other(
+                return Err(Error::Transport(
                     "the round task carries no global model".into(),
                 ))
             }

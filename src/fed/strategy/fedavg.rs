@@ -63,7 +63,7 @@ impl<B: AutodiffBackend> Strategy<B> for FedAvg<B> {
             Payload::Weights(w) => Ok(Accepted::Weights(w, update.num_samples)),
             Payload::Failed(e) => Err(Rejection::ClientFailed(e)),
             Payload::Set(_) => Err(Rejection::WrongPayload {
-                strategy: self.kind.name(),
+                strategy: self.kind.name().into(),
             }),
         }
     }
@@ -153,7 +153,7 @@ impl<B: AutodiffBackend> ClientApp<B> for LocalTraining {
         let w = task
             .global
             .as_ref()
-            .ok_or_else(|| Error::Other("the round task carries no global model".into()))?;
+            .ok_or_else(|| Error::Transport("the round task carries no global model".into()))?;
         let mut model =
             Model::<B::InnerBackend>::from_host(s.spec.clone(), &w.params, &w.buffers, device);
         let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(

@@ -107,14 +107,14 @@ impl<B: AutodiffBackend> Strategy<B> for DistilledMemory<B> {
             .collect();
         let new = interleave(&sets, s.shape, &s.classes);
         let c = s.continual.as_ref().ok_or_else(|| {
-            Error::Other("distilled_memory runs on a task stream ([continual])".into())
+            Error::Setting("distilled_memory runs on a task stream ([continual])".into())
         })?;
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(step_seed(s.seed ^ 0x5e7e, self.task as u64));
         let train = Training::<B>::new(&s.server, device).augmented(s.server_dsa.as_ref());
         match c.protocol {
             Protocol::Gdumb => {
-                self.memory.add(self.task, &new).map_err(Error::Other)?;
+                self.memory.add(self.task, &new).map_err(Error::Setting)?;
                 self.global = s.spec.init::<B::InnerBackend, _>(&mut rng, device);
                 train.run(&mut self.global, &self.memory.dataset(), &mut rng)
             }
@@ -134,7 +134,7 @@ impl<B: AutodiffBackend> Strategy<B> for DistilledMemory<B> {
                     &mut rng,
                     device,
                 )?;
-                self.memory.add(self.task, &new).map_err(Error::Other)
+                self.memory.add(self.task, &new).map_err(Error::Setting)
             }
         }
     }

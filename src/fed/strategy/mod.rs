@@ -279,7 +279,7 @@ pub fn accept_set(update: Update, kind: StrategyKind) -> std::result::Result<Acc
         Payload::Set(d) => Ok(Accepted::Set(d)),
         Payload::Failed(e) => Err(Rejection::ClientFailed(e)),
         Payload::Weights(_) => Err(Rejection::WrongPayload {
-            strategy: kind.name(),
+            strategy: kind.name().into(),
         }),
     }
 }

@@ -64,19 +64,19 @@ fn endpoint(c: &Connect) -> Result<Endpoint> {
     let https = url.starts_with("https://");
     match (&c.tls, https) {
         (Some(_), false) => {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "server {url:?}: --tls-ca needs an https:// URL"
             )))
         }
         (None, true) => {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "server {url:?}: an https:// server needs --tls-ca FILE (the CA that signed its certificate)"
             )))
         }
         _ => {}
     }
     let e = Endpoint::from_shared(url.to_string())
-        .map_err(|e| Error::Other(format!("server address {url:?}: {e}")))?
+        .map_err(|e| Error::Usage(format!("server address {url:?}: {e}")))?
         .connect_timeout(Duration::from_secs(10))
         // Thousands of hosted clients' small calls share this connection (see CONNECTION_WINDOW).
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -87,13 +87,13 @@ fn endpoint(c: &Connect) -> Result<Endpoint> {
     match &c.tls {
         Some(t) => e
             .tls_config(t.config()?)
-            .map_err(|e| Error::Other(format!("TLS for {url}: {}", chain(&e)))),
+            .map_err(|e| Error::Transport(format!("TLS for {url}: {}", chain(&e)))),
         None => Ok(e),
     }
 }
 
 fn untrusted(url: &str, why: &str) -> Error {
-    Error::Other(format!(
+    Error::Transport(format!(
         "{url}: TLS refused ({why}); is --tls-ca the CA that signed the server's certificate, \
          and does the certificate name this host?"
     ))
@@ -126,7 +126,7 @@ async fn connect(c: &Connect, log: &RetryLog) -> Result<Client> {
         Some(t) => Some(
             format!("Bearer {t}")
                 .parse()
-                .map_err(|_| Error::Other("the token is not valid gRPC metadata".into()))?,
+                .map_err(|_| Error::Usage("the token is not valid gRPC metadata".into()))?,
         ),
         None => None,
     };
@@ -217,19 +217,17 @@ impl<B: AutodiffBackend> Host<B> {
         match tls_failure(s) {
             Some(t) => untrusted(&self.url, &t),
             // A TLS server answers plaintext HTTP/2 with protocol errors.
-            None if s.message().contains("h2 protocol error") => self.hint(Error::Other(format!(
-                "client {id}: {}: {}",
-                self.url,
-                s.message()
-            ))),
-            None => Error::Other(format!("client {id}: {}: {}", self.url, why(s))),
+            None if s.message().contains("h2 protocol error") => self.hint(Error::Transport(
+                format!("client {id}: {}: {}", self.url, s.message()),
+            )),
+            None => Error::Transport(format!("client {id}: {}: {}", self.url, why(s))),
         }
     }
 
     /// A plaintext client's give-up error, with the likeliest cause of steady transport errors.
     fn hint(&self, e: Error) -> Error {
         if self.url.starts_with("http://") {
-            Error::Other(format!(
+            Error::Transport(format!(
                 "{e} (if the server serves TLS, connect to https:// with --tls-ca)"
             ))
         } else {
@@ -325,7 +323,7 @@ impl<B: AutodiffBackend> Host<B> {
             next = task.seq + 1;
             if let Some((seq, _)) = &last {
                 if task.seq < *seq {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Checkpoint(format!(
                         "client {id}: its --state file says it answered task {seq}, but the server is at task {}: the file is from another run of this scenario (use a fresh --state folder)",
                         task.seq
                     )));
@@ -357,10 +355,10 @@ impl<B: AutodiffBackend> Host<B> {
     ) -> Result<pb::ClientUpdate> {
         let strategy = task.strategy.clone();
         tracing::debug!("client {id}: working on task {} ({strategy})", task.seq);
-        let typed =
-            task_from(task, &self.expect).map_err(|e| Error::Other(format!("client {id}: {e}")))?;
+        let typed = task_from(task, &self.expect)
+            .map_err(|e| Error::Transport(format!("client {id}: {e}")))?;
         let Some((kind, settings)) = self.strategies.get(&strategy) else {
-            return Err(Error::Other(format!(
+            return Err(Error::Setting(format!(
                 "client {id}: the server runs strategy {strategy:?}, which this scenario does not name"
             )));
         };
@@ -403,7 +401,7 @@ pub fn run_clients<B: AutodiffBackend>(
         .values()
         .next()
         .map(|(_, s)| s.expect())
-        .ok_or_else(|| Error::Other("the scenario names no strategy".into()))?;
+        .ok_or_else(|| Error::Setting("the scenario names no strategy".into()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

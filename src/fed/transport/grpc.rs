@@ -206,7 +206,7 @@ impl GrpcServer {
         match tls {
             Some(t) => {
                 builder = builder.tls_config(t.config()?).map_err(|e| {
-                    Error::Other(format!(
+                    Error::Transport(format!(
                         "TLS with {} and {}: {}",
                         t.cert.display(),
                         t.key.display(),
@@ -247,7 +247,7 @@ impl GrpcServer {
         );
         let listener = rt
             .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|e| Error::Other(format!("cannot listen on {addr}: {e}")))?;
+            .map_err(|e| Error::Transport(format!("cannot listen on {addr}: {e}")))?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         rt.spawn(async move {
             let incoming = tonic::transport::server::TcpIncoming::from(listener);

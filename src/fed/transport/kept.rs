@@ -126,7 +126,7 @@ impl Store {
                 .collect(),
         };
         let bytes = rmp_serde::to_vec_named(&saved)
-            .map_err(|e| Error::Other(format!("client {id}'s state: {e}")))?;
+            .map_err(|e| Error::Checkpoint(format!("client {id}'s state: {e}")))?;
         write_atomic(&self.path(id), &bytes)
     }
 }

@@ -90,7 +90,7 @@ impl<'a> Streak<'a> {
         let d = self.retry.delay(self.attempts);
         let spent = self.started.elapsed();
         if spent + d > self.retry.max_wait {
-            return Err(Error::Other(format!(
+            return Err(Error::Transport(format!(
                 "{who}: {why} (gave up after {} attempts over {:.1} s; --retry-for sets how long)",
                 self.attempts + 1,
                 spent.as_secs_f64()

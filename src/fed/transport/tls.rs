@@ -28,7 +28,7 @@ pub struct ClientTls {
 fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if !bytes.windows(11).any(|w| w == b"-----BEGIN ".as_slice()) {
-        return Err(Error::Other(format!(
+        return Err(Error::Transport(format!(
             "{}: not a PEM file (the {what} must be PEM, starting -----BEGIN ...)",
             path.display()
         )));

@@ -37,14 +37,14 @@ pub struct Written {
 /// page over every run folder in `dir` (`dir/report.html`) and each run's own report.
 pub fn report(dir: &Path, opts: &IndexOptions) -> Result<Written> {
     if !dir.is_dir() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: no such folder (give a results folder, or the folder of many)",
             dir.display()
         )));
     }
     if dir.join("scenario.toml").is_file() {
         if opts.compare {
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "{}: --compare pairs many runs; give the folder that holds them",
                 dir.display()
             )));
@@ -104,7 +104,7 @@ fn folder_name(p: &Path) -> String {
 pub fn write_index(root: &Path, opts: &IndexOptions) -> Result<Written> {
     let entries = entries(root)?;
     if entries.is_empty() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: no results folders in it (folders with a scenario.toml)",
             root.display()
         )));
@@ -176,7 +176,7 @@ fn comparison(entries: &[Entry], against: Option<&str>) -> Result<String> {
         if !scores.keys().any(|(m, _)| m == a) {
             let methods: BTreeSet<&str> = scores.keys().map(|(m, _)| m.as_str()).collect();
             let methods: Vec<&str> = methods.into_iter().collect();
-            return Err(Error::Other(format!(
+            return Err(Error::Usage(format!(
                 "--against {a}: no run has that method (they have: {})",
                 methods.join(", ")
             )));

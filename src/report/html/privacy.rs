@@ -4,9 +4,9 @@
 
 use super::headline::percent;
 use super::page::{esc, png_figure, table};
-use super::run::files_ending;
+use crate::audit::records::PrivacyAudit;
 use crate::error::{Error, Result};
-use crate::report::privacy::PrivacyAudit;
+use crate::files::files_ending;
 use std::path::Path;
 
 fn opt(x: Option<f64>, f: impl Fn(f64) -> String) -> String {

@@ -7,7 +7,7 @@ use super::page::{document, esc, png_figure, svg_figure, table};
 use super::privacy;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
-use crate::files::write_atomic;
+use crate::files::{files_ending, name_of, write_atomic};
 use crate::report::records::{BudgetInfo, Outcome, Summary};
 use std::path::{Path, PathBuf};
 
@@ -146,33 +146,6 @@ fn report_lines(s: &Summary) -> String {
         "<details><summary>The lines the run printed</summary>\n<pre>\n{}</pre>\n</details>\n",
         esc(&s.report.join("\n"))
     )
-}
-
-/// The files in `dir` (not below it) whose names `keep` accepts, sorted.
-pub fn files_where(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && keep(&name_of(p)))
-        .collect();
-    out.sort();
-    Ok(out)
-}
-
-/// The files in `dir` (not below it) whose names end in `ext`, sorted.
-pub(super) fn files_ending(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
-    files_where(dir, |n| n.ends_with(ext))
-}
-
-/// The files in `dir` (not below it) whose names start with `prefix`, sorted.
-pub fn files_named(dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
-    files_where(dir, |n| n.starts_with(prefix))
-}
-
-fn name_of(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn plots(dir: &Path) -> Result<String> {

@@ -56,7 +56,7 @@ pub fn write_events(dir: &Path) -> Result<PathBuf> {
         }
     }
     images(&mut ev, dir)?;
-    for old in super::super::html::run::files_named(dir, "events.out.tfevents.")? {
+    for old in crate::files::files_named(dir, "events.out.tfevents.")? {
         std::fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
     }
     ev.finish()
@@ -167,7 +167,7 @@ fn rounds(ev: &mut EventFile, rows: &[RoundRow]) {
 /// Each set's picture (`<set>.png`) and the audit's closest pairs as image summaries.
 fn images(ev: &mut EventFile, dir: &Path) -> Result<()> {
     let mut pngs: Vec<(String, PathBuf)> = Vec::new();
-    for p in super::super::html::run::files_named(dir, "")? {
+    for p in crate::files::files_named(dir, "")? {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
         if let Some(stem) = name.as_deref().and_then(|n| n.strip_suffix(".png")) {
             if dir.join(format!("{stem}.safetensors")).is_file() {
@@ -177,7 +177,7 @@ fn images(ev: &mut EventFile, dir: &Path) -> Result<()> {
     }
     let closest = dir.join("closest");
     if closest.is_dir() {
-        for p in super::super::html::run::files_named(&closest, "")? {
+        for p in crate::files::files_named(&closest, "")? {
             let name = p.file_stem().map(|n| n.to_string_lossy().into_owned());
             if p.extension().is_some_and(|e| e == "png") {
                 pngs.push((format!("closest/{}", name.unwrap_or_default()), p));

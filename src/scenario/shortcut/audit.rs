@@ -43,7 +43,7 @@ pub struct AuditArgs {
 /// The scenario text `distillery audit` runs.
 pub fn audit_scenario(a: &AuditArgs) -> Result<String> {
     if !a.set.is_file() {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "{}: no such set file (expected a .safetensors written by distillery)",
             a.set.display()
         )));

@@ -83,7 +83,7 @@ pub(crate) fn data_table(data: &str) -> Result<Table> {
             t["source"] = value(data);
             return Ok(t);
         }
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "--data {data}: expected `digits`, a dataset name ({}) or a folder of MNIST IDX files or CIFAR binary files",
             crate::data::catalog::names().join(", ")
         )));
@@ -123,7 +123,7 @@ pub(crate) fn data_table(data: &str) -> Result<Table> {
     } else if abs.join("train.bin").is_file() {
         t["source"] = value("cifar100");
     } else {
-        return Err(Error::Other(format!(
+        return Err(Error::Usage(format!(
             "--data {data}: found neither MNIST IDX files (train-images-idx3-ubyte[.gz], ...) nor CIFAR binary files (data_batch_1.bin or train.bin)"
         )));
     }

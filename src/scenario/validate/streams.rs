@@ -156,7 +156,7 @@ pub(super) fn validate_federated(c: &mut Checker, s: &Scenario, continual: bool)
         needs_fixed_window(c, "federated", "strategies", &m);
         c.require(
             e.kind != crate::fed::strategy::StrategyKind::DistilledIterative
-                || matches!(m, MethodConfig::Dm(_)),
+                || m.distils_around_a_network(),
             "distill",
             "method",
             format!("{:?}", m.name()),
