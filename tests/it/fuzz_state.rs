@@ -14,8 +14,7 @@ type Done = (usize, String);
 
 /// A federated checkpoint with a strategy in progress, and a remote client's state file.
 fn state_files() -> (Vec<u8>, Vec<u8>) {
-    use distillery::experiment::federated::resume::{FedState, Ongoing, Progress};
-    use distillery::experiment::federated::rounds::Past;
+    use distillery::experiment::federated::resume::{FedState, Ongoing, Past, Progress};
     use distillery::model::Weights;
     let dir = tempfile::tempdir().unwrap();
     let set = Dataset {

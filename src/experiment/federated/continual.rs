@@ -7,8 +7,8 @@
 //! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
 
 use super::each::{each_strategy, write_plot, PerStrategy, Series};
-use super::resume::{Ongoing, Progress};
-use super::rounds::{record, Clients, Past};
+use super::resume::{Ongoing, Past, Progress};
+use super::rounds::{record, Clients};
 use super::{setup, Transport};
 use crate::cl::learner::{accuracy_row, fit, Fit};
 use crate::cl::metrics::AccuracyMatrix;

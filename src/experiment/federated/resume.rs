@@ -3,10 +3,10 @@
 //! its rounds so far, the global model and what its family keeps), and the privacy audit so far.
 //! Every random draw comes from (seed, round), so the round is the RNG position.
 
-use super::rounds::Past;
 use crate::cl::memory::Memory;
 use crate::data::Dataset;
 use crate::experiment::audit::federated::AuditKept;
+use crate::fed::engine::Round;
 use crate::fed::strategy::Kept;
 use crate::model::Weights;
 use serde::{Deserialize, Serialize};
@@ -60,4 +60,17 @@ pub enum Progress {
         /// The stream of its minibatch draws.
         rng: rand_chacha::ChaCha12Rng,
     },
+}
+
+/// What a strategy's rounds have come to so far.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Past {
+    /// Every round (all tasks).
+    pub rounds: Vec<Round>,
+    /// Bytes exchanged.
+    pub total: u64,
+    /// Accuracy on every task after each task done (task streams).
+    pub rows: Vec<Vec<f64>>,
+    /// Bytes exchanged by the end of each task done (task streams).
+    pub bytes_after: Vec<u64>,
 }

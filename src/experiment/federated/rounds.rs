@@ -2,7 +2,7 @@
 //! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends,
 //! and what a strategy's rounds add up to.
 
-use super::resume::{FedState, Ongoing, Progress};
+use super::resume::{FedState, Ongoing, Past, Progress};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::experiment::audit::federated::{snapshot, AuditKept, Sent};
@@ -111,19 +111,6 @@ pub struct Clients<'a, D> {
     pub audit: Option<AuditKept>,
     /// The sets the strategy in progress has accepted, when they are audited.
     pub sent: Option<Sent>,
-}
-
-/// What a strategy's rounds have come to so far.
-#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
-pub struct Past {
-    /// Every round (all tasks).
-    pub rounds: Vec<Round>,
-    /// Bytes exchanged.
-    pub total: u64,
-    /// Accuracy on every task after each task done (task streams).
-    pub rows: Vec<Vec<f64>>,
-    /// Bytes exchanged by the end of each task done (task streams).
-    pub bytes_after: Vec<u64>,
 }
 
 /// A strategy running over the clients: the server half and, in process, its clients.
