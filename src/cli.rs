@@ -145,7 +145,7 @@ pub struct RunArgs {
     /// No progress bar or per-evaluation lines.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Run on this device instead of the scenario's (`cpu`; `cuda` or `cuda-unfused` in a CUDA build).
+    /// Run on this device instead of the scenario's (`cpu`; `cuda`, `cuda-unfused` in a CUDA build; `wgpu`, `wgpu-unfused` in a wgpu build).
     #[arg(long, value_enum, conflicts_with = "resume")]
     pub device: Option<distillery::device::DeviceKind>,
     /// Run with this seed instead of the scenario's (starting images, minibatches, evaluation
@@ -246,7 +246,7 @@ pub struct ClientArgs {
 /// The flags of `distillery doctor`.
 #[derive(clap::Args)]
 pub struct DoctorArgs {
-    /// The device to check (`cpu`; `cuda` or `cuda-unfused` in a CUDA build).
+    /// The device to check (`cpu`; `cuda`, `cuda-unfused` in a CUDA build; `wgpu`, `wgpu-unfused` in a wgpu build).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: distillery::device::DeviceKind,
     /// Image shape, CxHxW.

@@ -1,5 +1,7 @@
 //! Backend choice at run time: the CPU backend always; CUDA when built with `--features cuda` and
-//! a driver is present (probed first, since burn-cuda loads libcuda lazily and panics without it).
+//! a driver is present; wgpu (Vulkan, or Mesa's software lavapipe) when built with `--features
+//! wgpu` and an adapter is present. Both GPU backends are probed first, since burn-cuda loads
+//! libcuda lazily and cubecl-wgpu asks for an adapter lazily, and both panic when there is none.
 
 use crate::error::{Error, Result};
 use burn::backend::Autodiff;
@@ -24,15 +26,21 @@ pub enum DeviceKind {
     /// The same GPU backend without burn's kernel fusion: more, smaller kernel launches, but far
     /// fewer distinct kernels to compile when a graph is long and varied (MTT's unrolled steps).
     CudaUnfused,
+    /// burn's wgpu backend on a Vulkan adapter, a GPU's or lavapipe's (needs `--features wgpu`).
+    Wgpu,
+    /// The wgpu backend without burn's kernel fusion (as `cuda-unfused` is to `cuda`).
+    WgpuUnfused,
 }
 
 impl DeviceKind {
-    /// The name a scenario file uses (`cpu`, `cuda`, `cuda-unfused`).
+    /// The name a scenario file uses (`cpu`, `cuda`, `cuda-unfused`, `wgpu`, `wgpu-unfused`).
     pub fn name(self) -> &'static str {
         match self {
             DeviceKind::Cpu => "cpu",
             DeviceKind::Cuda => "cuda",
             DeviceKind::CudaUnfused => "cuda-unfused",
+            DeviceKind::Wgpu => "wgpu",
+            DeviceKind::WgpuUnfused => "wgpu-unfused",
         }
     }
 }
@@ -54,23 +62,15 @@ pub fn check(kind: DeviceKind) -> Result<Available> {
     match kind {
         DeviceKind::Cpu => Ok(Available(kind)),
         DeviceKind::Cuda | DeviceKind::CudaUnfused => cuda_probe().map(|_| Available(kind)),
+        DeviceKind::Wgpu | DeviceKind::WgpuUnfused => wgpu_probe().map(|_| Available(kind)),
     }
 }
 
-#[cfg(not(feature = "cuda"))]
-fn cuda_probe() -> Result<()> {
-    Err(Error::Device(
-        "device = \"cuda\" (or \"cuda-unfused\") needs a build with CUDA support: cargo build --release --features cuda"
-            .into(),
-    ))
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_probe() -> Result<()> {
-    use burn::prelude::*;
+/// Runs `f`, turning a panic (possibly on a worker thread the backend spawns) into the messages
+/// it printed, which are silenced meanwhile.
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn quietly<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> std::result::Result<T, String> {
     use std::sync::{Arc, Mutex};
-    // burn-cuda loads libcuda lazily and panics, possibly on a worker thread, when it is missing:
-    // silence panics during the probe and keep their messages to explain the failure.
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let hook = std::panic::take_hook();
     let record = seen.clone();
@@ -85,26 +85,76 @@ fn cuda_probe() -> Result<()> {
             v.push(msg);
         }
     }));
-    let r = std::panic::catch_unwind(|| {
+    let r = std::panic::catch_unwind(f);
+    std::panic::set_hook(hook);
+    r.map_err(|_| seen.lock().map(|v| v.join("; ")).unwrap_or_default())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_probe() -> Result<()> {
+    Err(Error::Device(
+        "device = \"wgpu\" (or \"wgpu-unfused\") needs a build with wgpu support: cargo build --release --features wgpu"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_probe() -> Result<()> {
+    use burn::prelude::*;
+    // Once an adapter was found it stays: later probes (every run and every test asks) are free.
+    static FOUND: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        quietly(|| {
+            let dev = burn::backend::wgpu::WgpuDevice::default();
+            let t = Tensor::<burn::backend::Wgpu, 1>::from_floats([1.0, 2.0], &dev);
+            t.sum().into_scalar()
+        })
+        .map(|_| ())
+    });
+    found.clone().map_err(|msgs| {
+        Error::Device(format!(
+            "no usable wgpu adapter (a Vulkan driver: a GPU's, or Mesa's lavapipe from the \
+             mesa-vulkan-drivers package): {msgs}"
+        ))
+    })
+}
+
+/// Whether a wgpu adapter is usable here (for tests that run only where Vulkan is).
+pub fn wgpu_available() -> bool {
+    wgpu_probe().is_ok()
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_probe() -> Result<()> {
+    Err(Error::Device(
+        "device = \"cuda\" (or \"cuda-unfused\") needs a build with CUDA support: cargo build --release --features cuda"
+            .into(),
+    ))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_probe() -> Result<()> {
+    use burn::prelude::*;
+    quietly(|| {
         let dev = burn::backend::cuda::CudaDevice::default();
         let t = Tensor::<burn::backend::Cuda, 1>::from_floats([1.0, 2.0], &dev);
         t.sum().into_scalar()
-    });
-    std::panic::set_hook(hook);
-    match r {
-        Ok(_) => Ok(()),
-        Err(_) => {
-            let msgs = seen.lock().map(|v| v.join("; ")).unwrap_or_default();
-            Err(Error::Device(format!(
-                "no usable CUDA device (is an NVIDIA GPU with its driver present?): {msgs}"
-            )))
-        }
-    }
+    })
+    .map(|_| ())
+    .map_err(|msgs| {
+        Error::Device(format!(
+            "no usable CUDA device (is an NVIDIA GPU with its driver present?): {msgs}"
+        ))
+    })
 }
 
 /// burn's CUDA backend without the fusion layer (`device = "cuda-unfused"`).
 #[cfg(feature = "cuda")]
 pub type CudaUnfused = burn_cubecl::CubeBackend<cubecl::cuda::CudaRuntime, f32, i32, u8>;
+
+/// burn's wgpu backend without the fusion layer (`device = "wgpu-unfused"`).
+#[cfg(feature = "wgpu")]
+pub type WgpuUnfused = burn_cubecl::CubeBackend<cubecl::wgpu::WgpuRuntime, f32, i32, u32>;
 
 /// Runs `job` on the backend of a checked device.
 pub fn dispatch<J: BackendJob>(device: Available, job: J) -> J::Output {
@@ -123,6 +173,20 @@ pub fn dispatch<J: BackendJob>(device: Available, job: J) -> J::Output {
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda | DeviceKind::CudaUnfused => {
             unreachable!("check() refuses cuda without the feature")
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceKind::Wgpu => job.run::<Autodiff<burn::backend::Wgpu>>(
+            burn::backend::wgpu::WgpuDevice::default(),
+            "wgpu",
+        ),
+        #[cfg(feature = "wgpu")]
+        DeviceKind::WgpuUnfused => job.run::<Autodiff<WgpuUnfused>>(
+            burn::backend::wgpu::WgpuDevice::default(),
+            "wgpu-unfused",
+        ),
+        #[cfg(not(feature = "wgpu"))]
+        DeviceKind::Wgpu | DeviceKind::WgpuUnfused => {
+            unreachable!("check() refuses wgpu without the feature")
         }
     }
 }

@@ -1,10 +1,13 @@
 //! `distillery doctor`: a device's numerics against the CPU's on the building blocks of
 //! distillation, at the shapes a run uses: 3x3 convolutions and the two ways their gradients are
 //! formed (burn's autodiff kernels, and the swapped-dims conv2d / conv_transpose2d that the
-//! hand-written backward and nested autodiff use, and nine shifted matmuls), DSA and its gradient with respect to the images,
-//! the ConvNet's parameter gradient by hand and by autodiff, and one MTT step. A backend bug then
-//! shows as a named row rather than as a distillation that silently diverges.
+//! hand-written backward and nested autodiff use, and nine shifted matmuls), DSA and its gradient
+//! with respect to the images, the ConvNet's parameter gradient by hand and by autodiff, one MTT
+//! step, and each method's own blocks ([`super::blocks`]: DM, MTT's unrolled student, SelMatch's
+//! partial update, the evaluation's training steps). A backend bug then shows as a named row
+//! rather than as a distillation that silently diverges.
 
+use super::blocks;
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::device::{self, BackendJob, DeviceKind};
 pub use crate::distill::mtt::check::TOLERANCE;
@@ -117,7 +120,11 @@ pub fn probe<B: AutodiffBackend>(cfg: &DoctorConfig, device: &B::Device) -> Prob
     }
     let params = spec(cfg).init_host(&mut rng);
     let real_grad = convnet::<B>(&mut res, cfg, &params, &x, device);
-    mtt_step::<B>(&mut res, cfg, &params, &real_grad, &x, device);
+    let gx = mtt_step::<B>(&mut res, cfg, &params, &real_grad, &x, device);
+    blocks::mtt_unroll::<B>(&mut res, cfg, &params, &x, device);
+    blocks::selmatch_update::<B>(&mut res, cfg, &x, &gx, &mut rng, device);
+    blocks::dm::<B>(&mut res, cfg, &params, &x, &mut rng, device);
+    blocks::eval_steps::<B>(&mut res, cfg, &params, &x, &mut rng, device);
     res
 }
 
@@ -228,7 +235,7 @@ fn convnet<B: AutodiffBackend>(
 /// One MTT step on images `x` from `params` towards the point ten SGD steps (lr 0.01) along
 /// `real_grad` reach, as an expert's would, in every gradient form. A target off in a random
 /// direction makes the image gradient a small residue of cancelling terms, poorly resolved in
-/// f32 even on one backend.
+/// f32 even on one backend. Returns the first form's image gradient.
 fn mtt_step<B: AutodiffBackend>(
     res: &mut Probe,
     cfg: &DoctorConfig,
@@ -236,7 +243,7 @@ fn mtt_step<B: AutodiffBackend>(
     real_grad: &[Vec<f32>],
     x: &[f32],
     device: &B::Device,
-) {
+) -> Vec<f32> {
     let [c, h, w] = cfg.shape;
     let n = cfg.batch;
     let labels: Vec<usize> = (0..n).map(|i| i % 10).collect();
@@ -256,18 +263,22 @@ fn mtt_step<B: AutodiffBackend>(
     // The inner steps' rows and DSA draws, as a run's first iteration draws them.
     let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
     // Hand-written (conv), hand-written (matmul), nested autodiff.
+    let mut first = None;
     for mcfg in forms(&base) {
         let how = form_name(&mcfg);
         let images = t4::<I<B>>(x, [n, c, h, w], device);
         let (loss, gx, glr) = step::<B>(&mcfg, params, &target, &draw, images, &labels, 0.01);
+        let gx = out(gx);
         res.push((format!("MTT step loss, {how}"), vec![loss as f32]));
         res.push((format!("MTT step syn_lr grad, {how}"), vec![glr]));
-        res.push((format!("MTT step image grad, {how}"), out(gx)));
+        res.push((format!("MTT step image grad, {how}"), gx.clone()));
+        first.get_or_insert(gx);
     }
+    first.expect("at least one form")
 }
 
 /// Pairs of rows that compute the same quantity two ways on one device.
-const SAME_THING: [(&str, &str); 8] = [
+const SAME_THING: [(&str, &str); 10] = [
     (
         "conv weight grad, swapped-dims conv2d",
         "conv weight grad, autodiff",
@@ -299,6 +310,14 @@ const SAME_THING: [(&str, &str); 8] = [
     (
         "MTT step image grad, hand-written",
         "MTT step image grad, nested autodiff",
+    ),
+    (
+        "MTT unrolled student, hand-written",
+        "MTT unrolled student, nested autodiff",
+    ),
+    (
+        "SelMatch fixed images after the update",
+        "SelMatch fixed images before the update",
     ),
 ];
 

@@ -1,3 +1,4 @@
 //! Checks of a device's numerics against the CPU's ([`doctor`]).
 
+pub mod blocks;
 pub mod doctor;

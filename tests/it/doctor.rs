@@ -52,8 +52,8 @@ fn cpu_probe_is_deterministic_and_its_two_way_pairs_agree() {
         seed: 3,
     };
     let rows = doctor(DeviceKind::Cpu, &cfg).expect("the CPU runs");
-    // 38 quantities against the CPU, 16 pairs computed two ways on the device.
-    assert_eq!(rows.len(), 54);
+    // 51 quantities against the CPU, 19 pairs computed two ways on the device.
+    assert_eq!(rows.len(), 70);
     for r in &rows {
         assert!(r.norm > 0.0 && r.norm.is_finite(), "{r:?}");
         if r.against == "cpu" {

@@ -45,5 +45,7 @@ mod tensorboard;
 mod torchvision;
 mod trajectory;
 mod unroll;
+#[cfg(feature = "wgpu")]
+mod wgpu;
 mod wire;
 mod zca;

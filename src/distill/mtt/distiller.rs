@@ -149,13 +149,7 @@ impl Mtt {
                     it + 1
                 )));
             }
-            // Partial update: fixed images get no gradient, so they never move.
-            let gx = match &mask {
-                Some(m) => gx * m.clone(),
-                None => gx,
-            };
-            mom = mom * st.momentum + gx;
-            images = images - mom.clone() * st.lr_img;
+            (images, mom) = image_update(images, mom, gx, mask.as_ref(), st.momentum, st.lr_img);
             lr_mom = lr_mom * st.momentum as f32 + glr;
             syn_lr -= st.lr_lr as f32 * lr_mom;
             let snapshot = || {
@@ -187,8 +181,27 @@ impl Mtt {
     }
 }
 
+/// One momentum SGD step of the images on their gradient `gx`; returns the images and the
+/// momentum. SelMatch's partial update: where `mask` is 0 the image gets no gradient, so it never
+/// moves.
+pub fn image_update<B: Backend>(
+    images: Tensor<B, 4>,
+    mom: Tensor<B, 4>,
+    gx: Tensor<B, 4>,
+    mask: Option<&Tensor<B, 4>>,
+    momentum: f64,
+    lr_img: f64,
+) -> (Tensor<B, 4>, Tensor<B, 4>) {
+    let gx = match mask {
+        Some(m) => gx * m.clone(),
+        None => gx,
+    };
+    let mom = mom * momentum + gx;
+    (images - mom.clone() * lr_img, mom)
+}
+
 /// The partial-update mask `[n, 1, 1, 1]` (1 where an image moves), None when all move.
-fn update_mask<B: Backend>(
+pub fn update_mask<B: Backend>(
     trainable: Option<&[bool]>,
     n: usize,
     device: &B::Device,
