@@ -2,6 +2,7 @@
 //! on a synthetic set (SGD lr 0.01, momentum 0.9, weight decay 5e-4, lr x0.1 at half, batch 256,
 //! DSA with one draw per sample), test each on the real test set, report mean and std.
 
+use super::SyntheticSet;
 use crate::data::augment::{Combined, Dsa, Plain};
 use crate::data::Dataset;
 use crate::device::par_map;
@@ -9,7 +10,7 @@ use crate::error::{Problem, Problems, Result};
 use crate::model::{ConvNetSpec, MlpSpec, ModelSpec, Norm, Pooling, ResNetSpec};
 use crate::rng::step_seed;
 use crate::train::events::Progress;
-use crate::train::{evaluate, LrSchedule, TrainConfig, Training};
+use crate::train::{evaluate, LrSchedule, SoftTargets, TrainConfig, Training};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,36 @@ pub struct EvalSettings {
     pub coverage_epochs: usize,
     /// Real training samples (a seeded random subset) that set the coverage radius.
     pub coverage_sample: usize,
+    /// What the networks train on: `hard` labels (the reference), or `soft`: a set's soft labels
+    /// with the KD loss where it has them (a set without them trains on its hard labels).
+    #[serde(skip_serializing_if = "EvalLabels::is_hard")]
+    pub labels: EvalLabels,
+    /// The student's temperature in the KD loss of `labels = "soft"` (1: plain soft
+    /// cross-entropy against the stored distribution).
+    #[serde(skip_serializing_if = "is_one")]
+    pub kd_temperature: f64,
+}
+
+/// What evaluation networks train on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalLabels {
+    /// The hard labels.
+    #[default]
+    Hard,
+    /// The set's soft labels (KD loss), where it has them.
+    Soft,
+}
+
+impl EvalLabels {
+    /// True for the reference's hard labels (left out of summaries).
+    pub fn is_hard(&self) -> bool {
+        *self == EvalLabels::Hard
+    }
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 /// The evaluation's learning-rate schedule.
@@ -82,6 +113,8 @@ impl Default for EvalSettings {
             coverage: true,
             coverage_epochs: 1,
             coverage_sample: 2000,
+            labels: EvalLabels::Hard,
+            kd_temperature: 1.0,
         }
     }
 }
@@ -94,6 +127,13 @@ impl EvalSettings {
         p.positive("batch_size", self.batch_size);
         p.positive("repeats", self.repeats);
         p.sgd(self.lr, self.momentum, self.weight_decay);
+        let t = self.kd_temperature;
+        p.require(
+            t > 0.0 && t.is_finite(),
+            "kd_temperature",
+            t,
+            "a positive temperature",
+        );
         p.require(
             !self.models.is_empty(),
             "models",
@@ -129,6 +169,18 @@ impl EvalSettings {
             dsa: self.dsa.then(|| dsa.clone()),
             repeats: self.repeats,
             combined: None,
+        }
+    }
+
+    /// The soft targets `set` trains on: its soft labels at `kd_temperature` when `labels =
+    /// "soft"` and it has them; None (hard labels) otherwise.
+    pub fn soft_targets<'a>(&self, set: &'a SyntheticSet) -> Option<SoftTargets<'a>> {
+        match (self.labels, &set.soft_labels) {
+            (EvalLabels::Soft, Some(p)) => Some(SoftTargets {
+                probs: p,
+                temperature: self.kd_temperature,
+            }),
+            _ => None,
         }
     }
 
@@ -238,9 +290,25 @@ pub fn evaluate_set<B: AutodiffBackend>(
     device: &B::Device,
     progress: &Progress,
 ) -> Result<Vec<f64>> {
+    evaluate_set_soft::<B>(set, None, test, spec, cfg, seed, device, progress)
+}
+
+/// [`evaluate_set`] training on `soft` targets (the KD loss) instead of the hard labels when
+/// given ([`EvalSettings::soft_targets`]).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_set_soft<B: AutodiffBackend>(
+    set: &Dataset,
+    soft: Option<SoftTargets<'_>>,
+    test: &Dataset,
+    spec: &ModelSpec,
+    cfg: &EvalConfig,
+    seed: u64,
+    device: &B::Device,
+    progress: &Progress,
+) -> Result<Vec<f64>> {
     let run = |r: usize| -> Result<f64> {
         let net_seed = step_seed(seed ^ 0xe7a1, r as u64);
-        let mut model = train_net::<B>(set, spec, cfg, net_seed, device, progress)?;
+        let mut model = train_net_soft::<B>(set, soft, spec, cfg, net_seed, device, progress)?;
         Ok(evaluate(&mut model, test, 500, device).0)
     };
     par_map(cfg.repeats, run).into_iter().collect()
@@ -256,9 +324,24 @@ pub fn train_net<B: AutodiffBackend>(
     device: &B::Device,
     progress: &Progress,
 ) -> Result<crate::model::Model<B::InnerBackend>> {
+    train_net_soft::<B>(set, None, spec, cfg, net_seed, device, progress)
+}
+
+/// [`train_net`] on `soft` targets (the KD loss) when given.
+pub fn train_net_soft<B: AutodiffBackend>(
+    set: &Dataset,
+    soft: Option<SoftTargets<'_>>,
+    spec: &ModelSpec,
+    cfg: &EvalConfig,
+    net_seed: u64,
+    device: &B::Device,
+    progress: &Progress,
+) -> Result<crate::model::Model<B::InnerBackend>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(net_seed);
     let mut model = spec.init::<B::InnerBackend, _>(&mut rng, device);
-    let t = Training::<B>::new(&cfg.train, device).counted(progress);
+    let t = Training::<B>::new(&cfg.train, device)
+        .counted(progress)
+        .soft(soft);
     match &cfg.combined {
         Some((plain, fixed)) => {
             let aug = Combined {

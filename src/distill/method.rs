@@ -9,6 +9,7 @@ use super::frepo::FrepoSettings;
 use super::mtt::MttSettings;
 use super::select::SelectionSettings;
 use super::selmatch::SelMatchSettings;
+use super::soft::{self, SoftLabelSettings};
 use crate::error::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -139,6 +140,20 @@ impl MethodConfig {
         }
     }
 
+    /// Where its sets' soft labels come from (the keys every method takes).
+    pub fn labels(&self) -> &SoftLabelSettings {
+        match self {
+            MethodConfig::Dm(s) => &s.labels,
+            MethodConfig::Mtt(s) => &s.labels,
+            MethodConfig::Dc(s) => &s.labels,
+            MethodConfig::Frepo(s) => &s.labels,
+            MethodConfig::Selmatch(s) => &s.mtt.labels,
+            MethodConfig::Random(s) | MethodConfig::Herding(s) | MethodConfig::Kcenter(s) => {
+                &s.labels
+            }
+        }
+    }
+
     /// The real-image part of a set it makes: true for the selection baselines.
     pub fn selects(&self) -> bool {
         matches!(
@@ -149,7 +164,8 @@ impl MethodConfig {
 
     /// The settings' values that cannot work (`expert_epochs`: the experts' epochs).
     pub fn problems(&self, expert_epochs: usize) -> Vec<Problem> {
-        match self {
+        let mut p = self.labels().problems();
+        p.extend(match self {
             MethodConfig::Dm(s) => s.problems(),
             MethodConfig::Mtt(s) => s.problems(expert_epochs),
             MethodConfig::Dc(s) => s.problems(),
@@ -158,7 +174,8 @@ impl MethodConfig {
             MethodConfig::Random(s) | MethodConfig::Herding(s) | MethodConfig::Kcenter(s) => {
                 s.problems()
             }
-        }
+        });
+        p
     }
 
     /// This configuration with relative paths in it (SelMatch's `scores_csv`) resolved by `f`.
@@ -177,6 +194,8 @@ impl MethodConfig {
         if matches!(self, MethodConfig::Dm(_)) {
             keys.insert("dp".into());
         }
+        // Likewise the soft-label keys, which every method takes.
+        keys.extend(soft::KEYS.map(String::from));
         keys
     }
 

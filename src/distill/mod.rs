@@ -14,6 +14,7 @@ pub mod registry;
 pub mod select;
 pub mod selmatch;
 pub mod set;
+pub mod soft;
 pub mod tensor_file;
 
 use crate::data::{Dataset, Normalization};
@@ -231,6 +232,7 @@ pub fn initial_checkpoint<B: AutodiffBackend>(
                 settings: SelectionSettings {
                     embed_epochs: 0,
                     pool,
+                    labels: Default::default(),
                 },
             };
             data.subset(&sel.indices::<B>(data, ipc, ctx.seed, &ctx.device)?)

@@ -15,6 +15,7 @@ use super::select::Selection;
 use super::selmatch::scores;
 use super::selmatch::window::WindowSearch;
 use super::selmatch::{SelMatch, SelMatchSettings};
+use super::soft::{Relabelled, SoftLabelSource};
 use super::{Ctx, Distiller, SyntheticSet};
 use crate::data::augment::Dsa;
 use crate::data::Dataset;
@@ -72,7 +73,8 @@ impl<'a> Env<'a> {
 }
 
 /// A ready distiller for `data`: `method` with what it needs, made now (experts trained and
-/// scores computed where not cached, each reported through `ctx`).
+/// scores computed where not cached, each reported through `ctx`), relabelled by its
+/// `soft_labels` setting ([`super::soft`]).
 pub fn build<'a, B: AutodiffBackend>(
     method: &MethodConfig,
     data: &Dataset,
@@ -86,7 +88,7 @@ pub fn build<'a, B: AutodiffBackend>(
             settings,
         })
     };
-    Ok(match method {
+    let inner: Box<dyn Distiller<B> + 'a> = match method {
         MethodConfig::Dm(s) => {
             let mut cfg = DmConfig::new(s.clone(), env.spec.clone(), &env.dsa);
             cfg.around = env.around.clone();
@@ -103,6 +105,15 @@ pub fn build<'a, B: AutodiffBackend>(
         MethodConfig::Random(s) => selection(InitKind::Real, s.clone()),
         MethodConfig::Herding(s) => selection(InitKind::Herding, s.clone()),
         MethodConfig::Kcenter(s) => selection(InitKind::Kcenter, s.clone()),
+    };
+    let labels = method.labels();
+    Ok(match labels.soft_labels {
+        SoftLabelSource::Method => inner,
+        _ => Box::new(Relabelled {
+            inner,
+            settings: labels.clone(),
+            spec: env.spec.clone(),
+        }),
     })
 }
 

@@ -4,6 +4,7 @@
 use super::init::{self, InitKind};
 use super::{Ctx, Distiller, SyntheticSet};
 use crate::data::Dataset;
+use crate::distill::soft::SoftLabelSettings;
 use crate::error::{Problem, Problems, Result};
 use crate::model::ModelSpec;
 use crate::train::{TrainConfig, Training};
@@ -20,6 +21,10 @@ pub struct SelectionSettings {
     pub pool: Option<usize>,
     /// Epochs the embedding net trains on the real data first (0: random init).
     pub embed_epochs: usize,
+    /// Soft labels (`soft_labels`, `teacher_temperature`, `teacher_epochs`): the keys every
+    /// method takes ([`crate::distill::soft`]).
+    #[serde(flatten, skip_serializing_if = "SoftLabelSettings::is_default")]
+    pub labels: SoftLabelSettings,
 }
 
 impl SelectionSettings {

@@ -95,13 +95,33 @@ pub struct Task {
     pub global: Option<Weights>,
 }
 
+/// A synthetic set as it travels: images and hard labels (global), and soft labels
+/// (`len x classes`, row-major) when the client's method made them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentSet {
+    /// Images and hard labels.
+    pub data: Dataset,
+    /// The soft labels, when there are any.
+    pub soft_labels: Option<Vec<f32>>,
+}
+
+impl SentSet {
+    /// A set with hard labels only.
+    pub fn hard(data: Dataset) -> Self {
+        SentSet {
+            data,
+            soft_labels: None,
+        }
+    }
+}
+
 /// What a client sends back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Payload {
     /// Its locally trained weights.
     Weights(Weights),
     /// Its synthetic set (labels global).
-    Set(Dataset),
+    Set(SentSet),
     /// Why its work failed.
     Failed(String),
 }

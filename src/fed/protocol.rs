@@ -4,7 +4,7 @@
 //! a server applies to whatever a client sends before it touches its own state.
 
 pub use super::message::Weights;
-use super::message::{Payload, Rejection, Task, Update};
+use super::message::{Payload, Rejection, SentSet, Task, Update};
 use super::pb;
 use crate::data::Dataset;
 use prost::Message;
@@ -180,11 +180,23 @@ pub fn decode_weights(w: &pb::Weights, like: &Weights) -> Result<Weights, String
 
 /// Encodes a synthetic set (images NCHW, labels).
 pub fn encode_set(d: &Dataset, syn_lr: Option<f32>, q: Quantization) -> pb::SyntheticSet {
+    encode_soft_set(d, None, syn_lr, q)
+}
+
+/// Encodes a synthetic set with its soft labels (`[n, classes]`, in the same encoding as the
+/// images) when it has them.
+pub fn encode_soft_set(
+    d: &Dataset,
+    soft: Option<&[f32]>,
+    syn_lr: Option<f32>,
+    q: Quantization,
+) -> pb::SyntheticSet {
     let [c, h, w] = d.shape;
     pb::SyntheticSet {
         images: Some(encode_tensor(&d.images, &[d.len(), c, h, w], q)),
         labels: d.labels.iter().map(|&y| y as u32).collect(),
         syn_lr,
+        soft_labels: soft.map(|p| encode_tensor(p, &[d.len(), d.classes.len()], q)),
     }
 }
 
@@ -195,6 +207,32 @@ pub fn decode_set(
     shape: [usize; 3],
     classes: &[String],
 ) -> Result<Dataset, String> {
+    Ok(decode_soft_set(s, shape, classes)?.data)
+}
+
+/// [`decode_set`] with the soft labels, checked: `[n, classes]`, finite, none below zero.
+pub fn decode_soft_set(
+    s: &pb::SyntheticSet,
+    shape: [usize; 3],
+    classes: &[String],
+) -> Result<SentSet, String> {
+    let soft_labels = match &s.soft_labels {
+        None => None,
+        Some(t) => {
+            let (v, dims) = decode_tensor(t).map_err(|e| format!("soft labels: {e}"))?;
+            if dims != [s.labels.len(), classes.len()] {
+                return Err(format!(
+                    "soft labels of shape {dims:?}, expected [{}, {}]",
+                    s.labels.len(),
+                    classes.len()
+                ));
+            }
+            if let Some(p) = v.iter().find(|&&p| p < 0.0) {
+                return Err(format!("a soft label of {p}, below zero"));
+            }
+            Some(v)
+        }
+    };
     let t = s.images.as_ref().ok_or("a synthetic set without images")?;
     let (images, dims) = decode_tensor(t)?;
     if dims.len() != 4 || dims[1..] != shape[..] {
@@ -214,12 +252,13 @@ pub fn decode_set(
             return Err(format!("step size {lr} is not a positive number"));
         }
     }
-    Ok(Dataset {
+    let data = Dataset {
         images,
         labels: s.labels.iter().map(|&y| y as usize).collect(),
         shape,
         classes: classes.to_vec(),
-    })
+    };
+    Ok(SentSet { data, soft_labels })
 }
 
 /// The exact number of bytes a message takes on the wire (its protobuf encoding).
@@ -275,7 +314,12 @@ pub fn task_from(m: &pb::RoundTask, expect: &Expect) -> Result<Task, String> {
 pub fn update_message(update: &Update, q: Quantization) -> pb::ClientUpdate {
     let payload = match &update.payload {
         Payload::Weights(w) => pb::client_update::Payload::Weights(encode_weights(w, q)),
-        Payload::Set(d) => pb::client_update::Payload::Synthetic(encode_set(d, None, q)),
+        Payload::Set(d) => pb::client_update::Payload::Synthetic(encode_soft_set(
+            &d.data,
+            d.soft_labels.as_deref(),
+            None,
+            q,
+        )),
         Payload::Failed(why) => pb::client_update::Payload::Error(why.clone()),
     };
     pb::ClientUpdate {
@@ -318,7 +362,8 @@ pub fn decode_update(
             Payload::Weights(decode_weights(w, &expect.weights).map_err(Rejection::Invalid)?)
         }
         Some(pb::client_update::Payload::Synthetic(s)) => {
-            Payload::Set(decode_set(s, expect.shape, &expect.classes).map_err(Rejection::Invalid)?)
+            let set = decode_soft_set(s, expect.shape, &expect.classes);
+            Payload::Set(set.map_err(Rejection::Invalid)?)
         }
     };
     Ok(Update {

@@ -259,6 +259,8 @@ impl ContinualSection {
 }
 
 /// One strategy of a continual comparison.
+// A memory's method settings make it the large variant; entries are few, so no box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClEntry {
     /// No memory: train on each task in turn (the lower bound; streaming whatever the protocol).

@@ -3,15 +3,17 @@
 //! events loops report ([`events`]).
 
 pub mod events;
+pub mod kd;
 
 use crate::data::augment::{BatchAug, Dsa};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::layers::{cross_entropy, one_hot};
-use crate::model::{forward, Mode, Model};
+use crate::model::{Mode, Model};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use events::Progress;
+pub use kd::{train_step_kd, SoftTargets};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -237,30 +239,7 @@ pub fn train_step_masked<AD: AutodiffBackend>(
     mask: Option<Tensor<AD, 2>>,
     lr: f64,
 ) -> Tensor<AD::InnerBackend, 1> {
-    let params: Vec<Tensor<AD, 1>> = model
-        .params
-        .iter()
-        .map(|p| Tensor::from_inner(p.clone()).require_grad())
-        .collect();
-    let mut bufs: Vec<Tensor<AD, 1>> = model
-        .buffers
-        .iter()
-        .map(|b| Tensor::from_inner(b.clone()))
-        .collect();
-    let mut logits = forward(&model.spec, &params, &mut bufs, x, Mode::Train);
-    if let Some(m) = mask {
-        logits = logits + m;
-    }
-    let loss = cross_entropy(logits, onehot);
-    let grads = loss.backward();
-    let g: Vec<_> = params
-        .iter()
-        .zip(&model.params)
-        .map(|(p, inner)| p.grad(&grads).unwrap_or_else(|| inner.zeros_like()))
-        .collect();
-    model.buffers = bufs.into_iter().map(|b| b.inner()).collect();
-    opt.step(&mut model.params, g, lr);
-    loss.inner()
+    train_step_kd::<AD>(model, opt, x, onehot, mask, 1.0, lr)
 }
 
 /// How networks train: the optimiser and schedule, the minibatch augmentation (none, DSA with one
@@ -275,6 +254,8 @@ pub struct Training<'a, AD: AutodiffBackend, A: BatchAug = Dsa> {
     pub device: &'a AD::Device,
     /// Ticked after every step.
     pub progress: &'a Progress,
+    /// Soft targets to train on instead of the data's hard labels (None: hard labels).
+    pub soft: Option<SoftTargets<'a>>,
 }
 
 static HIDDEN: Progress = Progress::HIDDEN;
@@ -287,6 +268,7 @@ impl<'a, AD: AutodiffBackend> Training<'a, AD> {
             aug: None,
             device,
             progress: &HIDDEN,
+            soft: None,
         }
     }
 }
@@ -299,7 +281,13 @@ impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
             aug,
             device: self.device,
             progress: self.progress,
+            soft: self.soft,
         }
+    }
+
+    /// The same training against soft targets (one row per sample of the data it runs on).
+    pub fn soft(self, soft: Option<SoftTargets<'a>>) -> Self {
+        Training { soft, ..self }
     }
 
     /// The same training, ticking `progress` after every step.
@@ -345,6 +333,15 @@ impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
     ) -> Result<()> {
         let (cfg, device) = (self.cfg, self.device);
         let k = model.spec.num_classes();
+        if let Some(s) = &self.soft {
+            if s.probs.len() != data.len() * k {
+                return Err(Error::Other(format!(
+                    "{} soft-label values for {} samples of {k} classes",
+                    s.probs.len(),
+                    data.len()
+                )));
+            }
+        }
         let mut opt = Sgd::new(cfg.momentum, cfg.weight_decay);
         let mut order: Vec<usize> = (0..data.len()).collect();
         let mut first = 0;
@@ -382,9 +379,17 @@ impl<'a, AD: AutodiffBackend, A: BatchAug> Training<'a, AD, A> {
                     )),
                     None => batch_images::<AD>(data, idx, device),
                 };
-                let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
-                let y = one_hot::<AD>(&labels, k, device);
-                let l = train_step::<AD>(model, &mut opt, x, y, lr);
+                let l = match &self.soft {
+                    Some(s) => {
+                        let y = s.batch::<AD>(idx, k, device);
+                        train_step_kd::<AD>(model, &mut opt, x, y, None, s.temperature, lr)
+                    }
+                    None => {
+                        let labels: Vec<usize> = idx.iter().map(|&i| data.labels[i]).collect();
+                        let y = one_hot::<AD>(&labels, k, device);
+                        train_step::<AD>(model, &mut opt, x, y, lr)
+                    }
+                };
                 total = Some(match total {
                     Some(t) => t + l,
                     None => l,

@@ -126,7 +126,7 @@ pub fn client_set(
         .unwrap()
         .payload
     {
-        Payload::Set(set) => set,
+        Payload::Set(set) => set.data,
         _ => panic!("{}: not a set", entry.label()),
     }
 }

@@ -146,7 +146,8 @@ fn check_update(bytes: &[u8]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(w.params.iter().map(Vec::len).collect::<Vec<_>>(), [12, 3]);
                 prop_assert!(w.params.iter().flatten().all(|v| v.is_finite()));
             }
-            distillery::fed::message::Payload::Set(d) => {
+            distillery::fed::message::Payload::Set(s) => {
+                let d = s.data;
                 prop_assert_eq!(d.images.len(), d.labels.len() * 4);
                 prop_assert!(d.labels.iter().all(|&y| y < 3));
             }

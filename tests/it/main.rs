@@ -40,6 +40,7 @@ mod resume_serve;
 mod run;
 mod scenario;
 mod selmatch;
+mod soft_labels;
 mod stream;
 mod tensorboard;
 mod torchvision;

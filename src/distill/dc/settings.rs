@@ -4,6 +4,7 @@
 
 use crate::data::augment::Dsa;
 use crate::distill::init::InitKind;
+use crate::distill::soft::SoftLabelSettings;
 use crate::error::{Problem, Problems};
 use crate::model::ModelSpec;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,10 @@ pub struct DcSettings {
     /// autodiff level) where the network allows it; false: nested autodiff. Same gradient
     /// either way (tested).
     pub hand_written_backward: bool,
+    /// Soft labels (`soft_labels`, `teacher_temperature`, `teacher_epochs`): the keys every
+    /// method takes ([`crate::distill::soft`]).
+    #[serde(flatten, skip_serializing_if = "SoftLabelSettings::is_default")]
+    pub labels: SoftLabelSettings,
 }
 
 impl Default for DcSettings {
@@ -58,6 +63,7 @@ impl Default for DcSettings {
             dsa: true,
             pool: None,
             hand_written_backward: true,
+            labels: SoftLabelSettings::default(),
         }
     }
 }

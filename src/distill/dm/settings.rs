@@ -3,6 +3,7 @@
 
 use crate::data::augment::Dsa;
 use crate::distill::init::InitKind;
+use crate::distill::soft::SoftLabelSettings;
 use crate::dp::DpSettings;
 use crate::error::{Problem, Problems};
 use crate::model::ModelSpec;
@@ -30,6 +31,10 @@ pub struct DmSettings {
     /// Differential privacy: noisy, clipped real means ([`crate::dp`]); None: plain DM.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dp: Option<DpSettings>,
+    /// Soft labels (`soft_labels`, `teacher_temperature`, `teacher_epochs`): the keys every
+    /// method takes ([`crate::distill::soft`]).
+    #[serde(flatten, skip_serializing_if = "SoftLabelSettings::is_default")]
+    pub labels: SoftLabelSettings,
 }
 
 impl Default for DmSettings {
@@ -43,6 +48,7 @@ impl Default for DmSettings {
             dsa: true,
             pool: None,
             dp: None,
+            labels: SoftLabelSettings::default(),
         }
     }
 }

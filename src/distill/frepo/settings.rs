@@ -3,6 +3,7 @@
 
 use crate::data::augment::Dsa;
 use crate::distill::init::InitKind;
+use crate::distill::soft::SoftLabelSettings;
 use crate::error::{Problem, Problems};
 use crate::model::ModelSpec;
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,10 @@ pub struct FrepoSettings {
     pub init: InitKind,
     /// DSA (per sample) when the pool's networks train on the synthetic set.
     pub dsa: bool,
+    /// Soft labels (`soft_labels`, `teacher_temperature`, `teacher_epochs`): the keys every
+    /// method takes ([`crate::distill::soft`]).
+    #[serde(flatten, skip_serializing_if = "SoftLabelSettings::is_default")]
+    pub labels: SoftLabelSettings,
 }
 
 impl Default for FrepoSettings {
@@ -49,6 +54,7 @@ impl Default for FrepoSettings {
             learn_label: true,
             init: InitKind::Real,
             dsa: true,
+            labels: SoftLabelSettings::default(),
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod unroll;
 
 use crate::data::augment::Dsa;
 use crate::distill::init::InitKind;
+use crate::distill::soft::SoftLabelSettings;
 use crate::error::{Problem, Problems};
 use crate::model::backward::ConvGrads;
 use crate::model::layers::one_hot;
@@ -67,6 +68,10 @@ pub struct MttSettings {
     /// On a GPU: check the first iteration's step against the CPU's from the same inputs and go
     /// on with a gradient form that agrees (or stop with an error). Ignored on the CPU.
     pub check_device: bool,
+    /// Soft labels (`soft_labels`, `teacher_temperature`, `teacher_epochs`): the keys every
+    /// method takes ([`crate::distill::soft`]).
+    #[serde(flatten, skip_serializing_if = "SoftLabelSettings::is_default")]
+    pub labels: SoftLabelSettings,
 }
 
 impl Default for MttSettings {
@@ -86,6 +91,7 @@ impl Default for MttSettings {
             hand_written_backward: true,
             conv_grads: ConvGrads::Conv,
             check_device: true,
+            labels: SoftLabelSettings::default(),
         }
     }
 }

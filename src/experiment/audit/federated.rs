@@ -74,7 +74,7 @@ impl<B: AutodiffBackend> Strategy<B> for Recording<B> {
         let verdict = self.inner.accept(update);
         if let Ok(Accepted::Set(d)) = &verdict {
             if let Ok(mut m) = self.sent.lock() {
-                m.insert(client, (round, d.clone()));
+                m.insert(client, (round, d.data.clone()));
             }
         }
         verdict

@@ -8,7 +8,7 @@ pub mod plan;
 
 use super::RunContext;
 use crate::device::BackendJob;
-use crate::distill::eval::evaluate_set;
+use crate::distill::eval::evaluate_set_soft;
 use crate::distill::{MethodConfig, SyntheticSet};
 use crate::error::Result;
 use crate::report::mean_std;
@@ -161,8 +161,10 @@ fn evaluate<B: AutodiffBackend>(
         let data = set.to_dataset();
         for (name, spec) in &plan.models {
             let cfg = plan.eval_for(set);
-            let accs =
-                evaluate_set::<B>(&data, &plan.test, spec, &cfg, plan.seed, device, progress)?;
+            let soft = plan.eval_settings.soft_targets(set);
+            let accs = evaluate_set_soft::<B>(
+                &data, soft, &plan.test, spec, &cfg, plan.seed, device, progress,
+            )?;
             logs.eval_rows(m, name, set.provenance.iterations, &accs)?;
             let (mean, std) = mean_std(&accs);
             let line = format!(

@@ -4,7 +4,7 @@
 
 use super::plan::Plan;
 use crate::distill::coverage::{Coverage, CoverageProbe};
-use crate::distill::eval::evaluate_set;
+use crate::distill::eval::evaluate_set_soft;
 use crate::distill::mtt::check::StepCheck;
 use crate::distill::{Event, SyntheticSet};
 use crate::error::Result;
@@ -177,8 +177,9 @@ impl<B: AutodiffBackend> RunObserver<'_, '_, B> {
 
     fn evaluate(&mut self, it: usize, loss: f64, set: &SyntheticSet) -> Result<()> {
         let (model, spec) = &self.plan.models[0];
-        let accs = evaluate_set::<B>(
+        let accs = evaluate_set_soft::<B>(
             &set.to_dataset(),
+            self.plan.eval_settings.soft_targets(set),
             &self.plan.test,
             spec,
             &self.plan.eval_for(set),

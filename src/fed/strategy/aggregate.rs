@@ -2,6 +2,8 @@
 //! sample-weighted mean of client weights, and the union of client sets.
 
 use crate::data::Dataset;
+use crate::distill::soft::one_hot_rows;
+use crate::fed::message::SentSet;
 use crate::fed::protocol::Weights;
 
 /// The mean of `updates` (weights and the sample count each stands for) weighted by sample
@@ -44,4 +46,25 @@ pub fn union(sets: Vec<Dataset>) -> Option<Dataset> {
         }
     }
     all
+}
+
+/// [`union`] of sets with their soft labels: when any set has soft labels, the union has them,
+/// the rows of a set without them being its one-hot labels (the same loss as its hard labels).
+pub fn union_soft(sets: Vec<SentSet>) -> Option<SentSet> {
+    let any_soft = sets.iter().any(|s| s.soft_labels.is_some());
+    let mut soft: Vec<f32> = Vec::new();
+    let mut data = Vec::with_capacity(sets.len());
+    for s in sets {
+        if any_soft {
+            match s.soft_labels {
+                Some(p) => soft.extend_from_slice(&p),
+                None => soft.extend(one_hot_rows(&s.data.labels, s.data.classes.len())),
+            }
+        }
+        data.push(s.data);
+    }
+    Some(SentSet {
+        data: union(data)?,
+        soft_labels: any_soft.then_some(soft),
+    })
 }

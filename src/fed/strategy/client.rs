@@ -7,9 +7,10 @@ use super::{ClientApp, ClientState, Settings};
 use crate::data::{globalise, localise, Dataset};
 use crate::distill::dm::Around;
 use crate::distill::registry::{self, Env};
+use crate::distill::soft::{globalise_soft, one_hot_rows};
 use crate::distill::{Checkpoint, Ctx, Provenance, SyntheticSet};
 use crate::error::{Error, Result};
-use crate::fed::message::{Payload, Task, Update};
+use crate::fed::message::{Payload, SentSet, Task, Update};
 use crate::rng::step_seed;
 use burn::tensor::backend::AutodiffBackend;
 use std::sync::Arc;
@@ -68,7 +69,7 @@ impl Distilling {
         state: &mut ClientState,
         around: Option<Around>,
         device: &B::Device,
-    ) -> Result<Dataset> {
+    ) -> Result<SentSet> {
         let s = &self.s;
         state.enter(task.task);
         let (local, rich, poor) = rich_and_poor(&state.data, s.ipc);
@@ -79,6 +80,7 @@ impl Distilling {
         // A private client sends no real images: its poor classes are left out.
         let private = s.method.privacy().is_some();
         let mut out = if private { poor.subset(&[]) } else { poor };
+        let mut soft = None;
         if !rich.is_empty() {
             // FedDM embeds with the global model (all classes' logits); fresh nets need only
             // the local classes.
@@ -92,12 +94,22 @@ impl Distilling {
             ctx.resume = self.previous(state, &rich, seed);
             let set = registry::distil(&s.method, &local, s.ipc, &env, &mut ctx)?;
             let mut d = globalise(&set.to_dataset(), &rich, &s.classes);
+            // Soft labels over the rich classes, widened to all classes; the poor classes'
+            // real images get one-hot rows.
+            soft = set.soft_labels.as_ref().map(|p| {
+                let mut g = globalise_soft(p, &rich, s.classes.len());
+                g.extend(one_hot_rows(&out.labels, s.classes.len()));
+                g
+            });
             d.images.extend_from_slice(&out.images);
             d.labels.extend_from_slice(&out.labels);
             out = d;
         }
         state.syn = Some(out.clone());
-        Ok(out)
+        Ok(SentSet {
+            data: out,
+            soft_labels: soft,
+        })
     }
 }
 

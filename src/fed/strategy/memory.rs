@@ -101,7 +101,8 @@ impl<B: AutodiffBackend> Strategy<B> for DistilledMemory<B> {
         let sets: Vec<Dataset> = updates
             .into_iter()
             .filter_map(|u| match u {
-                Accepted::Set(d) => Some(d),
+                // The memory keeps images and hard labels (soft labels are not kept).
+                Accepted::Set(d) => Some(d.data),
                 Accepted::Weights(..) => None,
             })
             .collect();

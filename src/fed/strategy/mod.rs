@@ -15,7 +15,7 @@ pub mod memory;
 pub mod oneshot;
 
 pub use super::message::StrategyKind;
-use super::message::{Payload, Rejection, Task, Update};
+use super::message::{Payload, Rejection, SentSet, Task, Update};
 use super::protocol::{Expect, Quantization, Weights};
 use crate::cl::harness::Protocol;
 use crate::cl::memory::{Budget, Memory};
@@ -207,8 +207,8 @@ impl ClientState {
 pub enum Accepted {
     /// Model weights and the client's sample count.
     Weights(Weights, u64),
-    /// A synthetic set.
-    Set(Dataset),
+    /// A synthetic set (with its soft labels when it has them).
+    Set(SentSet),
 }
 
 /// The client half of a strategy.

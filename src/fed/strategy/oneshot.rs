@@ -1,14 +1,14 @@
 //! One-shot distilled federated learning (DOSFL-style): each client distils its data once with
 //! the scenario's method and sends the set; the server trains a fresh network on the union.
 
-use super::aggregate::union;
+use super::aggregate::union_soft;
 use super::client::Distilling;
 use super::{accept_set, Accepted, ClientApp, Settings, Strategy, StrategyKind};
 use crate::error::Result;
 use crate::fed::message::{Rejection, Task, Update};
 use crate::model::Model;
 use crate::rng::step_seed;
-use crate::train::Training;
+use crate::train::{SoftTargets, Training};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use std::sync::Arc;
@@ -38,16 +38,23 @@ pub fn train_on_sets<B: AutodiffBackend>(
             Accepted::Weights(..) => None,
         })
         .collect();
-    let Some(all) = union(sets) else {
+    let Some(all) = union_soft(sets) else {
         return Ok(());
     };
+    // Soft labels sent are soft labels used: the KD loss at temperature 1 (soft cross-entropy
+    // against the sent distributions; one-hot rows for sets sent without them).
+    let soft = all.soft_labels.as_deref().map(|probs| SoftTargets {
+        probs,
+        temperature: 1.0,
+    });
     let mut rng = rand::rngs::StdRng::seed_from_u64(step_seed(s.seed ^ 0x5e7e, round as u64));
     if fresh {
         *global = s.spec.init::<B::InnerBackend, _>(&mut rng, device);
     }
     Training::<B>::new(&s.server, device)
+        .soft(soft)
         .augmented(s.server_dsa.as_ref())
-        .run(global, &all, &mut rng)
+        .run(global, &all.data, &mut rng)
 }
 
 impl<B: AutodiffBackend> Strategy<B> for OneShot<B> {
