@@ -3,7 +3,7 @@
 //! gradient form; SelMatch's partial update; an evaluation network's training steps (SGD with
 //! momentum and weight decay, as the evaluation trains) and its eval-mode logits.
 
-use super::doctor::{spec, DoctorConfig, Probe};
+use super::config::{spec, DoctorConfig, Probe};
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::distill::dm::{dm_loss, real_means};
 use crate::distill::mtt::distiller::{image_update, update_mask};

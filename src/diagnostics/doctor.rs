@@ -8,6 +8,7 @@
 //! rather than as a distillation that silently diverges.
 
 use super::blocks;
+pub use super::config::{spec, DoctorConfig, Probe};
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::device::{self, BackendJob, DeviceKind};
 pub use crate::distill::mtt::check::TOLERANCE;
@@ -16,40 +17,12 @@ use crate::distill::mtt::{draw_iteration, step, MttConfig, MttSettings};
 use crate::error::{Error, Result};
 use crate::model::backward::ConvGrads;
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
-use crate::model::{backward, forward, host as out, ConvNetSpec, Mode, ModelSpec};
+use crate::model::{backward, forward, host as out, Mode, ModelSpec};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use rand::{Rng, SeedableRng};
-
-/// What the checks run on.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DoctorConfig {
-    /// Image shape (channels, height, width).
-    pub shape: [usize; 3],
-    /// ConvNet width (channels of every block).
-    pub width: usize,
-    /// Images per batch (the synthetic set's size in the MTT step).
-    pub batch: usize,
-    /// Inner SGD steps of the MTT step.
-    pub syn_steps: usize,
-    /// Seed of every input.
-    pub seed: u64,
-}
-
-impl Default for DoctorConfig {
-    /// CIFAR-10 at IPC 10 with the reference ConvNet-3 (width 128), two inner steps.
-    fn default() -> Self {
-        DoctorConfig {
-            shape: [3, 32, 32],
-            width: 128,
-            batch: 100,
-            syn_steps: 2,
-            seed: 0,
-        }
-    }
-}
 
 /// One compared quantity.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,23 +44,12 @@ impl Row {
     }
 }
 
-/// Named results of the probe on one backend.
-pub type Probe = Vec<(String, Vec<f32>)>;
-
 fn host(rng: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-scale..scale)).collect()
 }
 
 fn t4<B: Backend>(v: &[f32], shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
-}
-
-/// The network the checks use.
-pub fn spec(cfg: &DoctorConfig) -> ModelSpec {
-    ModelSpec::ConvNet(ConvNetSpec {
-        width: cfg.width,
-        ..ConvNetSpec::reference(cfg.shape, 10)
-    })
 }
 
 type I<B> = <B as AutodiffBackend>::InnerBackend;
