@@ -3,12 +3,12 @@
 //! gradient form; SelMatch's partial update; an evaluation network's training steps (SGD with
 //! momentum and weight decay, as the evaluation trains) and its eval-mode logits.
 
-use super::config::{spec, DoctorConfig, Probe};
+use super::config::{host, mtt_config, spec, t1, t4, DoctorConfig, Probe};
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::distill::dm::{dm_loss, real_means};
 use crate::distill::mtt::distiller::{image_update, update_mask};
+use crate::distill::mtt::draw_iteration;
 use crate::distill::mtt::unroll::{unroll, unroll_manual};
-use crate::distill::mtt::{draw_iteration, MttConfig, MttSettings};
 use crate::model::backward::ConvGrads;
 use crate::model::layers::one_hot;
 use crate::model::{embed, host as out, Mode, Model};
@@ -18,18 +18,6 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::Rng;
 
 type I<B> = <B as AutodiffBackend>::InnerBackend;
-
-fn t4<B: Backend>(v: &[f32], shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
-    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
-}
-
-fn t1<B: Backend>(v: &[f32], device: &B::Device) -> Tensor<B, 1> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), device)
-}
-
-fn host_values(rng: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-}
 
 /// DM on two classes: the first half of `x` is the real batch, the second the synthetic set, each
 /// class under its own Siamese DSA draw (as `main_DM.py`). Rows: the train-mode embedding, the
@@ -92,14 +80,7 @@ pub fn mtt_unroll<B: AutodiffBackend>(
 ) {
     let [c, h, w] = cfg.shape;
     let n = cfg.batch;
-    let settings = MttSettings {
-        syn_steps: cfg.syn_steps,
-        expert_epochs: 1,
-        max_start_epoch: 1,
-        ..MttSettings::default()
-    };
-    let dsa = Dsa::new(STRATEGY_DEFAULT).expect("the default strategy");
-    let base = MttConfig::new(settings, spec(cfg), &dsa);
+    let base = mtt_config(cfg);
     let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
     let labels: Vec<usize> = (0..n).map(|i| i % 10).collect();
     let start = || -> Vec<Tensor<I<B>, 1>> { params.iter().map(|v| t1(v, device)).collect() };
@@ -144,7 +125,7 @@ pub fn selmatch_update<B: AutodiffBackend>(
     let trainable: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
     // A run's momentum starts at zero, so a fixed image's stays zero; a moving one's is not.
     let l = c * h * w;
-    let mut mom0 = host_values(rng, x.len(), 1e-3);
+    let mut mom0 = host(rng, x.len(), 1e-3);
     for (m, _) in mom0.chunks_mut(l).zip(&trainable).filter(|(_, t)| !**t) {
         m.fill(0.0);
     }

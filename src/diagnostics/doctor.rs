@@ -8,12 +8,13 @@
 //! rather than as a distillation that silently diverges.
 
 use super::blocks;
+use super::config::{host, mtt_config, t4};
 pub use super::config::{spec, DoctorConfig, Probe};
 use crate::data::augment::{Dsa, STRATEGY_DEFAULT};
 use crate::device::{self, BackendJob, DeviceKind};
 pub use crate::distill::mtt::check::TOLERANCE;
 use crate::distill::mtt::check::{form_name, forms, rel_err};
-use crate::distill::mtt::{draw_iteration, step, MttConfig, MttSettings};
+use crate::distill::mtt::{draw_iteration, step};
 use crate::error::{Error, Result};
 use crate::model::backward::ConvGrads;
 use crate::model::layers::{conv3x3_input_grad, conv3x3_weight_grad, cross_entropy, one_hot};
@@ -42,14 +43,6 @@ impl Row {
     pub fn ok(&self) -> bool {
         self.rel_err <= TOLERANCE
     }
-}
-
-fn host(rng: &mut impl Rng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-}
-
-fn t4<B: Backend>(v: &[f32], shape: [usize; 4], device: &B::Device) -> Tensor<B, 4> {
-    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
 type I<B> = <B as AutodiffBackend>::InnerBackend;
@@ -214,14 +207,7 @@ fn mtt_step<B: AutodiffBackend>(
         .zip(real_grad)
         .map(|(p, g)| p.iter().zip(g).map(|(v, d)| v - 0.1 * d).collect())
         .collect();
-    let settings = MttSettings {
-        syn_steps: cfg.syn_steps,
-        expert_epochs: 1,
-        max_start_epoch: 1,
-        ..MttSettings::default()
-    };
-    let dsa = Dsa::new(STRATEGY_DEFAULT).expect("the default strategy");
-    let base = MttConfig::new(settings, spec(cfg), &dsa);
+    let base = mtt_config(cfg);
     // The inner steps' rows and DSA draws, as a run's first iteration draws them.
     let draw = draw_iteration(&base, 1, n, (h, w), cfg.seed, 0);
     // Hand-written (conv), hand-written (matmul), nested autodiff.

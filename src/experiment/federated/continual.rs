@@ -242,7 +242,7 @@ impl Stream {
 /// A federated continual run's strategies: the stream, and what the finished ones come to.
 struct Strategies<'r> {
     ctx: &'r RunContext<'r>,
-    f: FederatedSection,
+    f: &'r FederatedSection,
     stream: &'r Stream,
     log: CsvLog<StreamRow>,
     /// The initial network's accuracy on every task.
@@ -328,7 +328,7 @@ impl BackendJob for StreamJob<'_> {
         let initial = &mut first.initial::<B>(&device);
         let mut per = Strategies {
             ctx,
-            f: f.clone(),
+            f: &f,
             stream: &stream,
             log: ctx.csv("metrics.csv")?,
             baseline: accuracy_row(initial, &stream.tasks, false, &device),

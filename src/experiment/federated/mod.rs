@@ -79,7 +79,7 @@ fn dp_line(label: &str, r: &StrategyRecord) -> Option<String> {
 /// A federated run's strategies: what each needs, and what the finished ones come to.
 struct Strategies<'r, B: AutodiffBackend> {
     ctx: &'r RunContext<'r>,
-    f: FederatedSection,
+    f: &'r FederatedSection,
     settings: Vec<Arc<Settings>>,
     data: &'r [Dataset],
     audit: Federated<'r, B>,
@@ -178,7 +178,7 @@ impl BackendJob for FederatedJob<'_> {
         }
         let mut per = Strategies {
             ctx,
-            f: f.clone(),
+            f: &f,
             settings,
             data: &data,
             audit,
