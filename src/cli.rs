@@ -2,7 +2,7 @@
 //! values. `main.rs` dispatches on it; nothing here runs anything.
 
 use clap::{Parser, Subcommand};
-use distillery::experiment::remote;
+use distillery::fed::transport::ids;
 use distillery::scenario::shortcut::DistillArgs;
 use std::path::PathBuf;
 
@@ -109,7 +109,7 @@ pub struct Ids(pub Vec<usize>);
 
 /// `--ids` as clap reads it.
 fn parse_ids(s: &str) -> Result<Ids, String> {
-    remote::parse_ids(s).map(Ids)
+    ids::parse_ids(s).map(Ids)
 }
 
 /// `--shape CxHxW`.
@@ -217,8 +217,8 @@ pub struct ClientArgs {
     pub ids: Option<Ids>,
     /// Host the K-th (0-based) of N equal slices of the scenario's clients: a scheduler's
     /// array index picks the slice (`$JOB_COMPLETION_INDEX/4`, `$SLURM_ARRAY_TASK_ID/4`).
-    #[arg(long, value_name = "K/N", value_parser = remote::Shard::parse)]
-    pub shard: Option<remote::Shard>,
+    #[arg(long, value_name = "K/N", value_parser = ids::Shard::parse)]
+    pub shard: Option<ids::Shard>,
     /// Trust the server certificate signed by this CA (PEM; a self-signed certificate is its
     /// own CA) and speak TLS.
     #[arg(long, value_name = "FILE")]

@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod fed;
 pub mod files;
 pub mod model;
+pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod rng;

@@ -261,7 +261,7 @@ fn client(a: cli::ClientArgs) -> distillery::Result<()> {
             state,
         };
         remote::client(&file, &run, &results).map(|done| {
-            for line in remote::done_lines(&done) {
+            for line in distillery::fed::transport::ids::done_lines(&done) {
                 println!("{line}");
             }
         })

@@ -14,6 +14,7 @@ pub mod auditor;
 pub mod nearest;
 pub mod records;
 pub mod roc;
+pub mod run;
 pub mod settings;
 pub mod split;
 

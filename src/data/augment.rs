@@ -55,6 +55,26 @@ pub const STRATEGY_DEFAULT: &str = "color_crop_cutout_flip_scale_rotate";
 /// The reference strategy for digit datasets (no flip).
 pub const STRATEGY_DIGITS: &str = "color_crop_cutout_scale_rotate";
 
+/// The reference's two DSA presets: which one a dataset takes depends on whether a mirrored
+/// image keeps its label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// Natural images: every family, flips included.
+    Natural,
+    /// Digits and characters, whose mirror images are other glyphs: no flip.
+    Glyphs,
+}
+
+impl Preset {
+    /// The preset's strategy string.
+    pub fn strategy(self) -> &'static str {
+        match self {
+            Preset::Natural => STRATEGY_DEFAULT,
+            Preset::Glyphs => STRATEGY_DIGITS,
+        }
+    }
+}
+
 impl Dsa {
     /// Parses a strategy string such as `color_crop_cutout_flip_scale_rotate`.
     pub fn new(strategy: &str) -> Result<Self, String> {

@@ -60,6 +60,14 @@ pub struct Split {
 }
 
 impl Split {
+    /// The reference's DSA preset for this dataset (no flips for digits and characters).
+    pub fn dsa_preset(&self) -> augment::Preset {
+        match self.name.as_str() {
+            "mnist" | "digits" | "usps" | "kmnist" | "emnist" => augment::Preset::Glyphs,
+            _ => augment::Preset::Natural,
+        }
+    }
+
     /// ZCA-whitens both sets with the training set's statistics (after normalisation).
     pub fn whiten(&mut self, eps: f64) -> crate::error::Result<()> {
         let z = zca::Zca::fit(&self.train, eps)?;

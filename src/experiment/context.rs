@@ -4,7 +4,7 @@
 //! to the person watching.
 
 use super::RunOptions;
-use crate::data::augment::{Dsa, STRATEGY_DEFAULT, STRATEGY_DIGITS};
+use crate::data::augment::Dsa;
 use crate::data::Split;
 use crate::distill::registry::Env;
 use crate::error::{Error, Result};
@@ -35,14 +35,6 @@ pub struct RunContext<'a> {
     pub started: Instant,
     /// Training images held out of the run as the privacy audit's non-members.
     pub heldout: Option<&'a crate::data::Dataset>,
-}
-
-/// The DSA strategy the reference uses for a dataset (no flip for digits).
-pub fn default_strategy(dataset: &str) -> &'static str {
-    match dataset {
-        "mnist" | "digits" | "usps" | "kmnist" | "emnist" => STRATEGY_DIGITS,
-        _ => STRATEGY_DEFAULT,
-    }
 }
 
 /// Makes `root/<name>-<timestamp>[-k]/`.
@@ -186,28 +178,14 @@ impl<'a> RunContext<'a> {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// The DSA strategy by name (the dataset's reference default when `[distill]` names none).
+    /// The DSA strategy by name ([`crate::plan::dsa`]).
     pub fn dsa(&self) -> Result<(String, Dsa)> {
-        let name = self
-            .scenario()
-            .distill_section()
-            .run
-            .dsa_strategy
-            .unwrap_or_else(|| default_strategy(&self.split.name).to_string());
-        let dsa = Dsa::new(&name).map_err(Error::Setting)?;
-        Ok((name, dsa))
+        crate::plan::dsa(self.scenario(), self.split)
     }
 
     /// The registry's environment for this run: its network, DSA, experts and caches.
     pub fn env(&self) -> Result<Env<'a>> {
-        let mut experts = self.scenario().experts_section();
-        experts.dir = experts.dir.map(|p| self.loaded.resolve(&p));
-        Ok(Env::new(
-            self.spec(),
-            self.dsa()?.1,
-            experts,
-            self.opts.results_root.clone(),
-        ))
+        crate::plan::env(self.loaded, self.split, self.opts.results_root.clone())
     }
 
     /// The summary of this run with the kind's `outcome` and the report lines.

@@ -5,15 +5,14 @@
 
 use super::RunContext;
 use crate::cl::harness::{Harness, Learner, StreamPoint, TaskDone};
-use crate::cl::memory::Budget;
 use crate::cl::metrics::AccuracyMatrix;
-use crate::data::augment::Dsa;
-use crate::data::stream::Task;
 use crate::device::BackendJob;
 use crate::distill::registry::Env;
 use crate::error::{Error, Result};
 use crate::files::{write_atomic, CsvLog, Fixed};
-use crate::report::plot::{heatmap_svg, lines_svg};
+use crate::plan::continual::ContinualPlan;
+use crate::report::continual::{report, seen_means, write_matrix};
+use crate::report::plot::lines_svg;
 use crate::report::records::{
     ContinualOutcome, Outcome, SlotInfo, StrategyOutcome, Summary, TaskInfo,
 };
@@ -21,89 +20,15 @@ use crate::report::rows::{ContinualRow, MemoryRow};
 use crate::scenario::ClEntry;
 use crate::scenario::Kind;
 use crate::train::events::Progress;
-use crate::train::{LrSchedule, TrainConfig};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 /// A continual run.
 pub struct ContinualJob<'a> {
     /// The run.
     pub ctx: RunContext<'a>,
-}
-
-/// The accuracy matrix of `name` as CSV and heatmap, and each task's accuracy over the stream.
-pub fn write_matrix(dir: &Path, title: &str, name: &str, m: &AccuracyMatrix) -> Result<()> {
-    let tasks = m.r.first().map_or(0, Vec::len);
-    let names: Vec<String> = (0..tasks).map(|t| format!("task {t}")).collect();
-    write_atomic(
-        &dir.join(format!("accuracy_matrix_{name}.csv")),
-        m.to_csv().as_bytes(),
-    )?;
-    let svg = heatmap_svg(
-        &format!("{title} — accuracy after each task ({name})"),
-        "after training on",
-        "tested on",
-        &names,
-        &names,
-        &m.r,
-        None,
-    );
-    write_atomic(
-        &dir.join(format!("accuracy_matrix_{name}.svg")),
-        svg.as_bytes(),
-    )?;
-    let per_task: Vec<(String, Vec<(f64, f64)>)> = (0..tasks)
-        .map(|j| {
-            let pts = (j..m.r.len()).map(|i| (i as f64, m.r[i][j])).collect();
-            (format!("task {j}"), pts)
-        })
-        .collect();
-    let svg = lines_svg(
-        &format!("Each task's accuracy over the stream ({name})"),
-        "after training on task",
-        "test accuracy",
-        &per_task,
-    );
-    write_atomic(
-        &dir.join(format!("task_accuracy_{name}.svg")),
-        svg.as_bytes(),
-    )
-}
-
-/// The mean accuracy on the tasks seen so far, after each task.
-pub fn seen_means(m: &AccuracyMatrix) -> Vec<(f64, f64)> {
-    m.r.iter()
-        .enumerate()
-        .map(|(i, r)| (i as f64, r[..=i].iter().sum::<f64>() / (i + 1) as f64))
-        .collect()
-}
-
-/// The report table: one line per strategy.
-fn report(results: &[(String, &StrategyOutcome)]) -> Vec<String> {
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-    let mut lines = vec![format!(
-        "{:<10} {:>7} {:>9} {:>11} {:>9} {:>9}",
-        "strategy", "memory", "ACC", "forgetting", "BWT", "AIA"
-    )];
-    for (n, r) in results {
-        let m = &r.metrics;
-        lines.push(format!(
-            "{n:<10} {:>7} {:>9} {:>11} {:>9} {:>9}",
-            r.memory_images,
-            fmt(m.average_accuracy),
-            fmt(m.forgetting),
-            fmt(m.backward_transfer),
-            fmt(m.average_incremental_accuracy)
-        ));
-    }
-    lines.push(
-        "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); AIA: average incremental accuracy"
-            .to_string(),
-    );
-    lines
 }
 
 /// A strategy's name, results, and mean accuracy on the tasks seen after each task.
@@ -232,73 +157,15 @@ impl Streams<'_, '_> {
     }
 }
 
-/// The harness of a scenario's stream: its training, protocol, heads and budget.
-fn harness<'a>(
-    ctx: &RunContext<'_>,
-    tasks: &'a [Task],
-    cfgs: &'a (TrainConfig, TrainConfig),
-    dsa: &'a Dsa,
-) -> Harness<'a> {
-    let s = ctx.scenario();
-    let c = s.continual_section();
-    let heads = c.task_incremental.then(|| {
-        let mut h = vec![Vec::new(); ctx.split.train.num_classes()];
-        for t in tasks {
-            for &k in &t.classes {
-                h[k] = t.classes.clone();
-            }
-        }
-        h
-    });
-    Harness {
-        tasks,
-        spec: ctx.spec(),
-        train: &cfgs.0,
-        memory_train: &cfgs.1,
-        protocol: c.protocol,
-        replay_fraction: c.replay_fraction,
-        dsa: c.dsa.then_some(dsa),
-        heads,
-        budget: c.budget(),
-        seed: s.seed,
-        dataset: ctx.split.cache_name(),
-    }
-}
-
 impl BackendJob for ContinualJob<'_> {
     type Output = Result<Summary>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
         let ctx = &self.ctx;
         let s = ctx.scenario();
-        let c = s.continual_section();
-        let tasks = s.stream(ctx.split).map_err(|m| {
-            Error::Setting(format!(
-                "{}: [continual] tasks: {m}",
-                ctx.loaded.path.display()
-            ))
-        })?;
-        let train_cfg = s.train_config();
-        let memory_cfg = TrainConfig {
-            epochs: c.memory_epochs,
-            schedule: LrSchedule::Step {
-                milestones: vec![c.memory_epochs / 2 + 1],
-                gamma: 0.1,
-            },
-            ..train_cfg.clone()
-        };
-        let cfgs = (train_cfg, memory_cfg);
-        let slots: usize = tasks.iter().map(|t| t.classes.len()).sum();
-        let memories = c.strategies.iter().any(|e| matches!(e, ClEntry::Memory(_)));
-        if let (true, Budget::Total(t)) = (memories, c.budget()) {
-            if t < slots {
-                return Err(Error::Setting(format!(
-                    "continual.memory_total = {t}: the memory needs at least one image for each of the stream's {slots} classes"
-                )));
-            }
-        }
-        let (_, dsa) = ctx.dsa()?;
-        let harness = harness(ctx, &tasks, &cfgs, &dsa);
+        let plan = ContinualPlan::new(ctx.loaded, ctx.split)?;
+        let (c, tasks) = (&plan.section, &plan.tasks);
+        let harness = plan.harness();
         let env = ctx.env()?;
         let state: State = ctx.resume_state(Kind::Continual)?.unwrap_or_default();
         let mut run = Streams {
@@ -333,12 +200,12 @@ impl BackendJob for ContinualJob<'_> {
             &avg_series,
         );
         write_atomic(&ctx.dir.join("average_accuracy.svg"), svg.as_bytes())?;
-        let memory_dsa = c.dsa.then_some(&dsa);
+        let memory_dsa = c.dsa.then_some(&plan.dsa);
         let privacy = super::audit::continual::audit::<B>(
             ctx,
-            &tasks,
+            tasks,
             &run.state.memories,
-            (&cfgs.1, memory_dsa),
+            (&plan.memory_train, memory_dsa),
             &device,
         )?;
         run.progress.finish();
@@ -356,7 +223,7 @@ impl BackendJob for ContinualJob<'_> {
             memory_budget: c.budget().into(),
             memory_shares: "each slot (a class of a task) keeps floor(B / slots) images, the first B mod slots slots one more; shrinking drops the images added last".into(),
             replay_fraction: c.replay_fraction,
-            train: cfgs.0.clone(),
+            train: plan.train.clone(),
             random_init_accuracy: run.baseline.clone(),
             strategies: results.into_iter().collect::<BTreeMap<_, _>>(),
         };

@@ -102,7 +102,7 @@ pub fn load_split(loaded: &Loaded) -> Result<(crate::data::Split, Option<crate::
         .scenario
         .data
         .load(&|p| loaded.resolve(p), loaded.scenario.seed)?;
-    Ok(audit::hold_out(split, &loaded.scenario))
+    Ok(crate::plan::hold_out(split, &loaded.scenario))
 }
 
 /// Continues an interrupted run in its results folder `dir` from its last checkpoint (distill:

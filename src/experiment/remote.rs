@@ -2,8 +2,7 @@
 //! results folder; each `distillery client` process runs one or many of its clients against it.
 
 use super::federated::continual::StreamJob;
-use super::federated::setup::client_streams;
-use super::federated::{client_data, settings, FederatedJob, Transport};
+use super::federated::{FederatedJob, Transport};
 use super::{load_data, RunContext, RunOptions, RunOutput};
 use crate::device::worker_threads;
 use crate::device::{self, BackendJob};
@@ -11,15 +10,16 @@ use crate::error::{Error, Result};
 use crate::fed::strategy::{ClientState, StrategyKind};
 use crate::fed::transport::client::{run_clients, Connect};
 use crate::fed::transport::grpc::{token, Listen};
+use crate::fed::transport::ids::Shard;
 use crate::fed::transport::kept::Store;
 use crate::fed::transport::retry::Retry;
 use crate::fed::transport::tls::ClientTls;
 use crate::files::write_json_atomic;
+use crate::plan::federated::{client_data, client_streams, FedPlan};
 use crate::scenario::{self, Kind, Loaded};
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 fn federated(path: &Path, what: &str) -> Result<Loaded> {
     let loaded = scenario::load(path)?;
@@ -96,65 +96,6 @@ pub struct ClientRun {
     pub state: Option<PathBuf>,
 }
 
-/// Slice `k` of `n` equal slices of a scenario's clients (`K/N` on the command line).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shard {
-    /// Which slice (0-based).
-    pub k: usize,
-    /// How many slices.
-    pub n: usize,
-}
-
-impl Shard {
-    /// Reads `K/N` (0 <= K < N).
-    pub fn parse(s: &str) -> std::result::Result<Shard, String> {
-        let bad = || format!("{s:?}: expected K/N with 0 <= K < N, such as 2/4");
-        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
-        let (k, n) = (
-            k.trim().parse().map_err(|_| bad())?,
-            n.trim().parse().map_err(|_| bad())?,
-        );
-        match k < n {
-            true => Ok(Shard { k, n }),
-            false => Err(bad()),
-        }
-    }
-
-    /// The ids of this slice of `clients` clients: `k*clients/n .. (k+1)*clients/n`, so the
-    /// slices cover every id once and differ in size by at most one.
-    pub fn ids(&self, clients: usize) -> Vec<usize> {
-        (self.k * clients / self.n..(self.k + 1) * clients / self.n).collect()
-    }
-}
-
-/// Client ids from `3`, `0-99` or `3,5,7-9` (ranges inclusive), sorted, without repeats.
-pub fn parse_ids(s: &str) -> std::result::Result<Vec<usize>, String> {
-    let mut ids = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        let num = |t: &str| {
-            t.trim().parse::<usize>().map_err(|_| {
-                format!("{s:?}: {t:?} is not a client id (expected ids such as 0-99 or 3,5,7-9)")
-            })
-        };
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    return Err(format!("{s:?}: range {a}-{b} runs backwards"));
-                }
-                if b - a >= 1_000_000 {
-                    return Err(format!("{s:?}: range {a}-{b} is over a million clients"));
-                }
-                ids.extend(a..=b);
-            }
-            None => ids.push(num(part)?),
-        }
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(ids)
-}
-
 /// Runs the clients `run.ids` of a federated scenario in this process against the server at
 /// `run.url` until the server ends the run; returns each id with the number of tasks it did.
 /// Their caches (experts) go under `cache`.
@@ -198,30 +139,6 @@ pub fn client(path: &Path, run: &ClientRun, cache: &Path) -> Result<Vec<(usize, 
     device::dispatch(device, job)
 }
 
-/// What a client process says at the end: a line per client when it hosts a few, else a line
-/// per number of tasks done, naming its clients as ranges (thousands of lines would bury it).
-pub fn done_lines(done: &[(usize, usize)]) -> Vec<String> {
-    const END: &str = "the server ended the run";
-    if done.len() <= 10 {
-        return done
-            .iter()
-            .map(|(id, n)| format!("client {id}: {n} tasks done; {END}"))
-            .collect();
-    }
-    let mut by_count: std::collections::BTreeMap<usize, Vec<u32>> = Default::default();
-    for &(id, n) in done {
-        by_count.entry(n).or_default().push(id as u32);
-    }
-    by_count
-        .into_iter()
-        .map(|(n, ids)| {
-            let k = ids.len();
-            let ids = crate::fed::transport::wait::id_ranges(ids);
-            format!("{k} clients ({ids}): {n} tasks done each; {END}")
-        })
-        .collect()
-}
-
 /// Client `id`'s part, taken out of everyone's.
 fn take<T>(parts: &mut [Option<T>], id: usize) -> Result<T> {
     parts
@@ -242,7 +159,8 @@ impl BackendJob for ClientJob<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, _backend: &str) -> Self::Output {
         let (loaded, split, run) = (self.loaded, self.split, self.run);
-        let f = loaded.scenario.federated_section();
+        let plan = FedPlan::new(loaded, split, self.cache.to_path_buf())?;
+        let f = &plan.section;
         let states: Vec<ClientState> = match loaded.scenario.kind {
             Kind::FederatedContinual => {
                 let tasks = loaded.scenario.stream(split).map_err(Error::Usage)?;
@@ -264,11 +182,9 @@ impl BackendJob for ClientJob<'_> {
                     .collect::<Result<_>>()?
             }
         };
-        let mut strategies = HashMap::new();
-        for e in &f.strategies {
-            let s = settings(loaded, split, self.cache.to_path_buf(), e)?;
-            strategies.insert(e.label(), (e.kind, Arc::new(s)));
-        }
+        let strategies: HashMap<_, _> = (plan.strategies())
+            .map(|(e, st)| (e.label(), (e.kind, st.clone())))
+            .collect();
         let conn = Connect {
             url: run.url.clone(),
             tls: run.tls.clone(),

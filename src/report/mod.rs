@@ -2,7 +2,10 @@
 //! in every run kind), SVG plots, `compare` (methods across runs, paired by seed), the HTML
 //! report and TensorBoard event files.
 
+pub mod audit;
 pub mod compare;
+pub mod continual;
+pub mod federated;
 pub mod html;
 pub mod plot;
 pub mod records;

@@ -4,7 +4,7 @@
 //! `srun` that records each command and then runs it. Also `--shard`'s slices.
 
 use super::federated::{free_port, scenario_text};
-use distillery::experiment::remote::Shard;
+use distillery::fed::transport::ids::Shard;
 use distillery::report::records::Summary;
 use serde_yaml_ng::Value;
 use std::path::{Path, PathBuf};

@@ -174,7 +174,7 @@ fn a_private_client_sends_no_real_images_of_its_poor_classes() {
     let sent = |t: &str| {
         let l = distillery::scenario::parse(t, std::path::Path::new("t.toml")).unwrap();
         let split = runner::load_data(&l).unwrap();
-        let data = runner::federated::client_data(&l, &split).unwrap();
+        let data = distillery::plan::federated::client_data(&l, &split).unwrap();
         let entry = &l.scenario.federated_section().strategies[0];
         let state = ClientState::new(0, data[0].clone());
         let set = crate::fed_clients::client_set(&l, &split, entry, state, dir.path());
@@ -222,7 +222,7 @@ fn a_private_feddm_run_reports_each_clients_epsilon_over_the_rounds_it_worked_in
         .expect("dp record");
     let l = distillery::scenario::parse(&text, std::path::Path::new("t.toml")).unwrap();
     let split = runner::load_data(&l).unwrap();
-    let data = runner::federated::client_data(&l, &split).unwrap();
+    let data = distillery::plan::federated::client_data(&l, &split).unwrap();
     // Every client works in both rounds (fraction 1): 2 x 4 iterations each.
     assert_eq!(spent.clients.len(), data.len());
     for (c, d) in spent.clients.iter().zip(&data) {

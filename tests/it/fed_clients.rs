@@ -112,7 +112,7 @@ pub fn client_set(
 ) -> distillery::data::Dataset {
     use distillery::fed::message::{Payload, Task};
     use distillery::fed::strategy::build::client_app;
-    let s = runner::federated::settings(l, split, dir.into(), entry).unwrap();
+    let s = distillery::plan::federated::settings(l, split, dir.into(), entry).unwrap();
     let app = client_app::<Autodiff<Flex>>(entry.kind, std::sync::Arc::new(s));
     let task = Task {
         round: 0,
@@ -138,7 +138,7 @@ fn a_client_set_has_the_shape_and_labels_of_its_partition() {
     let l = scenario::parse(&trajectory_clients("shape"), Path::new("t.toml")).unwrap();
     let split = runner::load_data(&l).unwrap();
     let f = l.scenario.federated_section();
-    let data = runner::federated::client_data(&l, &split).unwrap();
+    let data = distillery::plan::federated::client_data(&l, &split).unwrap();
     for entry in &f.strategies {
         let state = ClientState::new(1, data[1].clone());
         let set = client_set(&l, &split, entry, state, dir.path());

@@ -131,7 +131,7 @@ pub fn run(text: &str, root: &Path) -> runner::RunOutput {
 fn s_params(l: &scenario::Loaded) -> usize {
     let split = runner::load_data(l).unwrap();
     let fedavg = distillery::scenario::StrategyEntry::of(StrategyKind::Fedavg);
-    runner::federated::settings(l, &split, "results".into(), &fedavg)
+    distillery::plan::federated::settings(l, &split, "results".into(), &fedavg)
         .unwrap()
         .spec
         .num_params()
@@ -169,7 +169,7 @@ quantization = "u8""#,
     .unwrap();
     let split = runner::load_data(&l).unwrap();
     let entry = distillery::scenario::StrategyEntry::of(StrategyKind::Fedavg);
-    let s = runner::federated::settings(&l, &split, "results".into(), &entry).unwrap();
+    let s = distillery::plan::federated::settings(&l, &split, "results".into(), &entry).unwrap();
     let s = std::sync::Arc::new(s);
     let device = Default::default();
     let mut fedavg =

@@ -345,7 +345,7 @@ fn serving_plaintext_beyond_loopback_warns() {
 
 #[test]
 fn client_ids_parse_as_lists_and_ranges() {
-    use distillery::experiment::remote::parse_ids;
+    use distillery::fed::transport::ids::parse_ids;
     assert_eq!(parse_ids("3").unwrap(), [3]);
     assert_eq!(parse_ids("0-4").unwrap(), [0, 1, 2, 3, 4]);
     assert_eq!(parse_ids("9,3,5,7-8, 5").unwrap(), [3, 5, 7, 8, 9]);

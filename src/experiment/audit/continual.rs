@@ -5,8 +5,9 @@
 //! attacked network trains on it as GDumb's fresh network does (`memory_epochs`, `[train]`'s
 //! optimiser).
 
-use super::{audit_one, audit_real, nonmembers, report_lines, setup, Files};
+use super::{files, nonmembers};
 use crate::audit::records::PrivacyAudit;
+use crate::audit::run::{audit_one, audit_real, setup};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::data::augment::Dsa;
 use crate::data::stream::Task;
@@ -14,6 +15,8 @@ use crate::data::{Dataset, Split};
 use crate::distill::eval::{EvalConfig, EvalSettings};
 use crate::error::{Error, Result};
 use crate::experiment::RunContext;
+use crate::plan::continual::memory_train;
+use crate::report::audit::report_lines;
 use crate::train::TrainConfig;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
@@ -62,14 +65,7 @@ pub fn audit<B: AutodiffBackend>(
         None => test.clone(),
     };
     let epochs = settings.epochs.unwrap_or(memory.epochs);
-    let with_epochs = |n: usize| TrainConfig {
-        epochs: n,
-        schedule: crate::train::LrSchedule::Step {
-            milestones: vec![n / 2 + 1],
-            gamma: 0.1,
-        },
-        ..memory.clone()
-    };
+    let with_epochs = |n: usize| memory_train(memory, n);
     let proto = Protocol {
         spec: ctx.spec(),
         sets: EvalConfig {
@@ -103,7 +99,7 @@ pub fn audit<B: AutodiffBackend>(
         s.seed,
         device,
     )?;
-    let mut files = Files::new(ctx)?;
+    let mut files = files(ctx)?;
     let norm = ctx.split.pixel_normalization();
     let mut out = BTreeMap::new();
     for (name, m) in memories {

@@ -3,13 +3,15 @@
 //! selection of the same size. The attacked network of a set is trained as the run's first
 //! evaluation network is (same architecture, protocol and seed; `[audit] epochs` may shorten it).
 
-use super::{audit_one, audit_real, nonmembers, report_lines, setup, Files};
+use super::{files, nonmembers};
 use crate::audit::records::PrivacyAudit;
+use crate::audit::run::{audit_one, audit_real, setup};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::distill::SyntheticSet;
 use crate::error::Result;
 use crate::experiment::distill::observer::Probe;
 use crate::experiment::distill::plan::Plan;
+use crate::report::audit::report_lines;
 use burn::tensor::backend::AutodiffBackend;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -57,7 +59,7 @@ pub fn audit<B: AutodiffBackend>(
         plan.seed,
         device,
     )?;
-    let mut files = Files::new(ctx)?;
+    let mut files = files(ctx)?;
     let mut out = BTreeMap::new();
     for (m, set) in sets {
         // The set's own evaluation (learned step size, combined augmentation), shortened.

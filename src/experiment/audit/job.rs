@@ -3,13 +3,15 @@
 //! of them the distiller saw is not known) and the test set's images are the non-members.
 //! Checkpointed after each audit, so `--resume` continues with the next.
 
-use super::{audit_one, audit_real, report_lines, setup, Files};
+use super::files;
 use crate::audit::records::{PrivacyAudit, SetAudit};
+use crate::audit::run::{audit_one, audit_real, setup};
 use crate::audit::{Auditor, Population, Protocol};
 use crate::device::BackendJob;
 use crate::distill::SyntheticSet;
 use crate::error::{Error, Result};
 use crate::experiment::RunContext;
+use crate::report::audit::report_lines;
 use crate::report::records::{AuditOutcome, Outcome, Summary};
 use crate::scenario::Kind;
 use burn::tensor::backend::AutodiffBackend;
@@ -114,7 +116,7 @@ impl BackendJob for AuditJob<'_> {
             let names: Vec<&str> = state.done.keys().map(String::as_str).collect();
             ctx.say(&format!("resuming the audit after {}", names.join(", ")));
         }
-        let mut files = Files::new(ctx)?;
+        let mut files = files(ctx)?;
         let name = set.provenance.method.clone();
         let norm = ctx.split.pixel_normalization();
         let data = set.to_dataset();

@@ -72,7 +72,7 @@ fn observer<'a, 'p, B: AutodiffBackend>(
     progress: &'a Progress,
     device: &B::Device,
 ) -> RunObserver<'a, 'p, B> {
-    let d = plan.ctx.scenario().distill_section();
+    let d = &plan.distill;
     let iterations = plan
         .methods
         .iter()
@@ -187,7 +187,7 @@ pub fn set<B: AutodiffBackend>(
     obs.started = Instant::now();
     let set = distiller.distill(
         plan.train,
-        run.scenario().distill_section().run.ipc,
+        plan.distill.run.ipc,
         &mut context(plan, &mut obs, resume),
     )?;
     if method.optimises() {

@@ -94,7 +94,7 @@ impl BackendJob for DistillJob<'_> {
         let headline = results.get(primary).and_then(|r| r.get(&plan.models[0].0));
         let timed = made.distilled.get(primary);
         let outcome = DistillOutcome {
-            distill: ctx.scenario().distill_section(),
+            distill: plan.distill.clone(),
             dsa_strategy: plan.dsa_name.clone(),
             eval: plan.eval_settings.clone(),
             syn_lr: made
@@ -122,8 +122,7 @@ impl BackendJob for DistillJob<'_> {
 
 /// Steps the progress bar counts: experts, iterations, evaluation networks.
 fn total_steps(plan: &Plan<'_>) -> usize {
-    let s = plan.ctx.scenario();
-    let d = s.distill_section();
+    let d = &plan.distill;
     let e = &plan.eval_settings;
     let n_syn = plan.train.num_classes() * d.run.ipc;
     let per_net = e.epochs * n_syn.div_ceil(e.batch_size.max(1));
@@ -133,7 +132,7 @@ fn total_steps(plan: &Plan<'_>) -> usize {
         .iter()
         .any(|m| m.trajectory_matching().is_some())
     {
-        true => s.experts_section().steps(plan.train.len()),
+        true => plan.experts.steps(plan.train.len()),
         false => 0,
     };
     let mid = plan.methods[0]
@@ -195,9 +194,7 @@ fn experts_only<B: AutodiffBackend>(
     device: B::Device,
     backend: &str,
 ) -> Result<Summary> {
-    let ctx = plan.ctx;
-    let s = ctx.scenario();
-    let x = s.experts_section();
+    let (ctx, x) = (plan.ctx, &plan.experts);
     let progress = ctx.progress(x.steps(plan.train.len()) as u64);
     let mut logs = Logs {
         metrics: ctx.csv::<DistillRow>("metrics.csv")?,
@@ -208,7 +205,7 @@ fn experts_only<B: AutodiffBackend>(
     };
     let env = ctx.env()?;
     let dataset = ctx.split.cache_name();
-    let experts_plan = env.expert_plan(plan.train, &dataset, s.seed);
+    let experts_plan = env.expert_plan(plan.train, &dataset, plan.seed);
     progress.say(&format!("experts: {}", experts_plan.dir.display()));
     let t0 = Instant::now();
     make::with_observer::<B, _>(

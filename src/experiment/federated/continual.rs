@@ -6,25 +6,30 @@
 //! federated run), `metrics.csv` (the accuracy after each task), each strategy's accuracy matrix
 //! (CSV and heatmap), `accuracy_vs_bytes.svg` and the forgetting metrics.
 
-use super::each::{each_strategy, write_plot, PerStrategy, Series};
-use super::resume::{Ongoing, Past, Progress};
-use super::rounds::{record, Clients};
-use super::{setup, Transport};
+use super::each::{each_strategy, PerStrategy};
+use super::resume::{Journal, Ongoing, Past, Progress};
+use super::rounds::Clients;
+use super::Transport;
 use crate::cl::learner::{accuracy_row, fit, Fit};
 use crate::cl::metrics::AccuracyMatrix;
 use crate::data::stream::Task;
 use crate::data::Dataset;
 use crate::device::BackendJob;
 use crate::error::{Error, Result};
-use crate::experiment::continual::{seen_means, write_matrix};
 use crate::experiment::RunContext;
 use crate::fed::strategy::{ClientState, Settings, StrategyKind};
 use crate::files::{CsvLog, Fixed};
 use crate::model::Weights;
+use crate::plan::continual::{check_budget, tasks};
+use crate::plan::federated::{client_streams, FedPlan};
+use crate::report::continual::{
+    seen_means, stream_header, stream_line, stream_outcome, write_matrix,
+};
+use crate::report::federated::{write_plot, Series};
 use crate::report::records::{Outcome, StreamOutcome, StreamStrategy, Summary, TaskInfo};
 use crate::report::rows::StreamRow;
 use crate::rng::step_seed;
-use crate::scenario::{FederatedSection, Kind, Protocol};
+use crate::scenario::{ContinualSection, Kind, Protocol};
 use burn::tensor::backend::AutodiffBackend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -63,7 +68,7 @@ struct Learnt {
 /// epochs per task as a FedAvg client makes: `epochs x rounds`), a fresh copy of the initial
 /// network per task under GDumb.
 fn joint<B: AutodiffBackend>(
-    clients: &mut Clients<'_, Finished>,
+    (ctx, journal): (&RunContext<'_>, &mut Journal<Finished>),
     s: &Settings,
     tasks: &[Task],
     on_task: &mut OnTask<'_>,
@@ -86,8 +91,8 @@ fn joint<B: AutodiffBackend>(
     let mut seen = Dataset::empty(s.shape);
     seen.classes = s.classes.clone();
     let mut rows = Vec::new();
-    let current = clients.current;
-    if let Some(o) = clients.resumed.take_if(|o| o.strategy == current) {
+    let current = journal.current;
+    if let Some(o) = journal.resumed.take_if(|o| o.strategy == current) {
         o.global
             .restore(&mut model, device)
             .map_err(Error::Checkpoint)?;
@@ -98,9 +103,7 @@ fn joint<B: AutodiffBackend>(
             )));
         };
         (rng, rows) = (kept, o.past.rows);
-        clients
-            .ctx
-            .say(&format!("resuming {} at task {}", s.label, rows.len()));
+        ctx.say(&format!("resuming {} at task {}", s.label, rows.len()));
     }
     for (t, task) in tasks.iter().enumerate() {
         seen.images.extend_from_slice(&task.train.images);
@@ -115,18 +118,21 @@ fn joint<B: AutodiffBackend>(
         let row = accuracy_row(&mut model, tasks, false, device);
         on_task(t, &row, 0)?;
         rows.push(row);
-        clients.save(Some(Ongoing {
-            strategy: current,
-            task: t + 1,
-            next_round: 0,
-            past: Past {
-                bytes_after: vec![0; rows.len()],
-                rows: rows.clone(),
-                ..Past::default()
-            },
-            global: Weights::of(&model),
-            progress: Progress::Central { rng: rng.clone() },
-        }))?;
+        journal.save(
+            ctx,
+            Some(Ongoing {
+                strategy: current,
+                task: t + 1,
+                next_round: 0,
+                past: Past {
+                    bytes_after: vec![0; rows.len()],
+                    rows: rows.clone(),
+                    ..Past::default()
+                },
+                global: Weights::of(&model),
+                progress: Progress::Central { rng: rng.clone() },
+            }),
+        )?;
     }
     Ok(Learnt {
         bytes_after: vec![0; tasks.len()],
@@ -139,23 +145,23 @@ fn joint<B: AutodiffBackend>(
 /// A federated strategy over the stream: each task's rounds, then the global model tested on
 /// every task; a checkpoint after each round and each task.
 fn federated<B: AutodiffBackend>(
-    clients: &mut Clients<'_, Finished>,
+    (clients, journal): (&mut Clients<'_>, &mut Journal<Finished>),
     kind: StrategyKind,
     settings: Arc<Settings>,
     tasks: &[Task],
     on_task: &mut OnTask<'_>,
     device: &B::Device,
 ) -> Result<Learnt> {
-    let mut run = clients.start::<B>(kind, settings, device)?;
+    let mut run = clients.start::<B, _>(journal, kind, settings, device)?;
     let first = run.resume_at.map_or(0, |(t, _)| t);
     for (t, task) in tasks.iter().enumerate().skip(first) {
-        clients.rounds::<B>(&mut run, (t, &task.test), None, device)?;
+        clients.rounds::<B, _>(journal, &mut run, (t, &task.test), None, device)?;
         let row = accuracy_row(run.strategy.global(), tasks, false, device);
         let total = run.past.total;
         on_task(t, &row, total)?;
         run.past.bytes_after.push(total);
         run.past.rows.push(row);
-        clients.save_running(&mut run, (t + 1, 0))?;
+        clients.save_running(journal, &mut run, (t + 1, 0))?;
     }
     Ok(Learnt {
         memory_images: run.strategy.memory_images(),
@@ -165,84 +171,59 @@ fn federated<B: AutodiffBackend>(
     })
 }
 
+/// The run's shared pieces, made once: the stream and each client's slice of every task.
+struct Stream {
+    tasks: Vec<Task>,
+    slices: Vec<Vec<Dataset>>,
+}
+
+impl Stream {
+    /// The stream of `plan`'s run, refused when a client's data or a memory cannot work.
+    fn new(ctx: &RunContext<'_>, plan: &FedPlan, c: &ContinualSection) -> Result<Self> {
+        let tasks = tasks(ctx.loaded, ctx.split)?;
+        let slices = client_streams(ctx.loaded, &tasks)?;
+        for t in 0..tasks.len() {
+            let data: Vec<Dataset> = slices.iter().map(|c| c[t].clone()).collect();
+            plan.check_clients(&data, Some(t))?;
+        }
+        check_memories(plan, c, &tasks, &slices)?;
+        Ok(Stream { tasks, slices })
+    }
+}
+
 /// Memories that could not hold one image per class seen: the server's (distilled_memory, all
 /// the stream's slots) and each client's (fedavg_replay, the slots of the classes it holds).
-fn check_budgets(ctx: &RunContext<'_>, tasks: &[Task], slices: &[Vec<Dataset>]) -> Result<()> {
-    let s = ctx.scenario();
-    let (f, c) = (s.federated_section(), s.continual_section());
+fn check_memories(
+    plan: &FedPlan,
+    c: &ContinualSection,
+    tasks: &[Task],
+    slices: &[Vec<Dataset>],
+) -> Result<()> {
+    let f = &plan.section;
     let uses = |k: StrategyKind| f.strategies.iter().any(|e| e.kind == k);
-    let slots: usize = tasks.iter().map(|t| t.classes.len()).sum();
+    if uses(StrategyKind::DistilledMemory) {
+        check_budget(c.budget(), tasks, "the server's memory")?;
+    }
     let held = |sl: &[Dataset]| -> usize {
         sl.iter()
             .map(|d| d.class_counts().iter().filter(|&&n| n > 0).count())
             .sum()
     };
-    if let (true, crate::cl::memory::Budget::Total(t)) =
-        (uses(StrategyKind::DistilledMemory), c.budget())
-    {
-        if t < slots {
-            return Err(Error::Setting(format!(
-                "continual.memory_total = {t}: the server's memory needs at least one image for each of the stream's {slots} classes"
-            )));
-        }
-    }
-    if uses(StrategyKind::FedavgReplay) {
-        if let Some((id, n)) = slices
-            .iter()
-            .map(|sl| held(sl))
-            .enumerate()
-            .find(|&(_, n)| n > f.replay_memory_total)
-        {
-            return Err(Error::Setting(format!(
-                "federated.replay_memory_total = {}: client {id} sees {n} classes over the stream and needs at least one image for each",
-                f.replay_memory_total
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The run's shared pieces, made once.
-struct Stream {
-    tasks: Vec<Task>,
-    slices: Vec<Vec<Dataset>>,
-    settings: Vec<Arc<Settings>>,
-}
-
-impl Stream {
-    fn new(ctx: &RunContext<'_>) -> Result<Self> {
-        let s = ctx.scenario();
-        let f = s.federated_section();
-        let tasks = s.stream(ctx.split).map_err(|m| {
-            Error::Setting(format!(
-                "{}: [continual] tasks: {m}",
-                ctx.loaded.path.display()
-            ))
-        })?;
-        let slices = setup::client_streams(ctx.loaded, &tasks)?;
-        let settings = setup::all_settings(ctx, &f)?;
-        for (e, st) in f.strategies.iter().zip(&settings) {
-            if e.kind.distils() {
-                for t in 0..tasks.len() {
-                    let data: Vec<Dataset> = slices.iter().map(|c| c[t].clone()).collect();
-                    setup::check_clients(st, &data)
-                        .map_err(|e| Error::Setting(format!("task {t}: {e}")))?;
-                }
-            }
-        }
-        check_budgets(ctx, &tasks, &slices)?;
-        Ok(Stream {
-            tasks,
-            slices,
-            settings,
-        })
+    let over =
+        (slices.iter().map(|sl| held(sl)).enumerate()).find(|&(_, n)| n > f.replay_memory_total);
+    match (uses(StrategyKind::FedavgReplay), over) {
+        (true, Some((id, n))) => Err(Error::Setting(format!(
+            "federated.replay_memory_total = {}: client {id} sees {n} classes over the stream and needs at least one image for each",
+            f.replay_memory_total
+        ))),
+        _ => Ok(()),
     }
 }
 
 /// A federated continual run's strategies: the stream, and what the finished ones come to.
 struct Strategies<'r> {
     ctx: &'r RunContext<'r>,
-    f: &'r FederatedSection,
+    plan: &'r FedPlan,
     stream: &'r Stream,
     log: CsvLog<StreamRow>,
     /// The initial network's accuracy on every task.
@@ -257,11 +238,15 @@ impl<B: AutodiffBackend> PerStrategy<B> for Strategies<'_> {
 
     fn run(
         &mut self,
-        clients: &mut Clients<'_, Finished>,
+        clients: &mut Clients<'_>,
+        journal: &mut Journal<Finished>,
         index: usize,
         device: &B::Device,
     ) -> Result<Finished> {
-        let (entry, st) = (&self.f.strategies[index], &self.stream.settings[index]);
+        let (entry, st) = (
+            &self.plan.section.strategies[index],
+            &self.plan.settings[index],
+        );
         let (ctx, tasks, log) = (self.ctx, &self.stream.tasks, &mut self.log);
         let label = entry.label();
         let t0 = Instant::now();
@@ -282,18 +267,21 @@ impl<B: AutodiffBackend> PerStrategy<B> for Strategies<'_> {
             ));
             Ok(())
         };
-        let mut learnt = match entry.kind {
-            StrategyKind::Joint => joint::<B>(clients, st, tasks, &mut on_task, device)?,
-            kind => federated::<B>(clients, kind, st.clone(), tasks, &mut on_task, device)?,
+        let learnt = match entry.kind {
+            StrategyKind::Joint => joint::<B>((ctx, journal), st, tasks, &mut on_task, device)?,
+            kind => {
+                let fed = (clients, journal);
+                federated::<B>(fed, kind, st.clone(), tasks, &mut on_task, device)?
+            }
         };
-        let rows = std::mem::take(&mut learnt.rows);
-        let m =
-            AccuracyMatrix::from_rows(rows, Some(self.baseline.clone())).map_err(Error::Setting)?;
+        let baseline = Some(self.baseline.clone());
+        let m = AccuracyMatrix::from_rows(learnt.rows, baseline).map_err(Error::Setting)?;
         write_matrix(&ctx.dir, &ctx.scenario().name, &label, &m)?;
         let curve = (seen_means(&m).into_iter().zip(&learnt.bytes_after))
             .map(|((_, acc), &b)| (b as f64 / 1e6, acc))
             .collect();
-        let outcome = strategy_outcome(learnt, &m, t0.elapsed().as_secs_f64());
+        let kept = (learnt.bytes_after, learnt.memory_images);
+        let outcome = stream_outcome(&m, &learnt.rounds, kept, t0.elapsed().as_secs_f64());
         Ok(Finished {
             label,
             outcome,
@@ -302,7 +290,7 @@ impl<B: AutodiffBackend> PerStrategy<B> for Strategies<'_> {
     }
 
     fn take(&mut self, d: &Finished) {
-        self.report.push(line(&d.label, &d.outcome));
+        self.report.push(stream_line(&d.label, &d.outcome));
         self.series.push((d.label.clone(), d.curve.clone()));
         self.results.insert(d.label.clone(), d.outcome.clone());
     }
@@ -313,35 +301,36 @@ impl BackendJob for StreamJob<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
         let ctx = &self.ctx;
-        let s = ctx.scenario();
-        let (f, c) = (s.federated_section(), s.continual_section());
+        let c = ctx.scenario().continual_section();
+        let plan = FedPlan::new(ctx.loaded, ctx.split, ctx.opts.results_root.clone())?;
+        let f = &plan.section;
         let resumed = ctx.resume_state(Kind::FederatedContinual)?;
-        let stream = Stream::new(ctx)?;
+        let stream = Stream::new(ctx, &plan, &c)?;
         let states = (stream.slices.iter().enumerate())
             .map(|(id, sl)| ClientState::streaming(id, sl.clone()))
             .collect();
-        let remote = self.transport.server(&f)?;
-        let kind = (Kind::FederatedContinual, "rounds.csv");
-        let mut clients = Clients::new(ctx, states, kind, remote, resumed)?;
-        let first =
-            (stream.settings.first()).ok_or_else(|| Error::Setting("no strategy".into()))?;
+        let remote = self.transport.server(f)?;
+        let mut journal = Journal::new(Kind::FederatedContinual, resumed);
+        let mut clients = Clients::new((ctx, &plan), states, "rounds.csv", remote)?;
+        let first = (plan.settings.first()).ok_or_else(|| Error::Setting("no strategy".into()))?;
         let initial = &mut first.initial::<B>(&device);
         let mut per = Strategies {
             ctx,
-            f: &f,
+            plan: &plan,
             stream: &stream,
             log: ctx.csv("metrics.csv")?,
             baseline: accuracy_row(initial, &stream.tasks, false, &device),
             results: BTreeMap::new(),
             series: Vec::new(),
-            report: vec![header()],
+            report: vec![stream_header()],
         };
-        each_strategy::<B, _>(&mut clients, &mut per, f.strategies.len(), &device)?;
+        let count = f.strategies.len();
+        each_strategy::<B, _>(&mut clients, &mut journal, &mut per, count, &device)?;
         let what = (
             "mean accuracy on the tasks seen",
             "mean test accuracy (tasks seen)",
         );
-        write_plot(ctx, what, &per.series)?;
+        write_plot((&ctx.dir, &ctx.scenario().name), what, &per.series)?;
         let mut report = per.report;
         report.push(
             "ACC: mean of the last row; forgetting: Chaudhry max-minus-last; BWT: GEM paper (T-1); MB: encoded protobuf messages, all clients".into(),
@@ -368,44 +357,4 @@ impl BackendJob for StreamJob<'_> {
             Outcome::FederatedContinual(Box::new(outcome)),
         ))
     }
-}
-
-/// What a strategy's stream comes to: `learnt` with its accuracy matrix `m`.
-fn strategy_outcome(learnt: Learnt, m: &AccuracyMatrix, seconds: f64) -> StreamStrategy {
-    let rec = record(&learnt.rounds, None, seconds);
-    StreamStrategy {
-        metrics: m.summary(),
-        accuracy_matrix: m.r.clone(),
-        rounds: rec.rounds,
-        bytes_up: rec.bytes_up,
-        bytes_down: rec.bytes_down,
-        bytes_total: rec.bytes_total,
-        bytes_after_task: learnt.bytes_after,
-        client_compute_seconds: rec.client_compute_seconds,
-        memory_images: learnt.memory_images,
-        not_accepted: rec.not_accepted,
-        seconds: rec.seconds,
-    }
-}
-
-/// The report table's header.
-fn header() -> String {
-    format!(
-        "{:<22} {:>8} {:>11} {:>9} {:>12} {:>10}",
-        "strategy", "ACC", "forgetting", "BWT", "MB total", "client s"
-    )
-}
-
-/// One strategy's line of the report table.
-fn line(name: &str, r: &StreamStrategy) -> String {
-    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-    let m = &r.metrics;
-    format!(
-        "{name:<22} {:>8} {:>11} {:>9} {:>12.3} {:>10.1}",
-        fmt(m.average_accuracy),
-        fmt(m.forgetting),
-        fmt(m.backward_transfer),
-        r.bytes_total as f64 / 1e6,
-        r.client_compute_seconds
-    )
 }

@@ -1,12 +1,9 @@
 //! The loop both federated run kinds share: every strategy of the scenario in turn, those a
-//! checkpoint had finished taken back instead of run again, a checkpoint after each, and the
-//! accuracy-against-bytes plot at the end.
+//! checkpoint had finished taken back instead of run again, a checkpoint after each.
 
+use super::resume::Journal;
 use super::rounds::Clients;
 use crate::error::Result;
-use crate::experiment::RunContext;
-use crate::files::write_atomic;
-use crate::report::plot::lines_svg;
 use burn::tensor::backend::AutodiffBackend;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -19,7 +16,8 @@ pub trait PerStrategy<B: AutodiffBackend> {
     /// Runs strategy `index` of the scenario over `clients`.
     fn run(
         &mut self,
-        clients: &mut Clients<'_, Self::Done>,
+        clients: &mut Clients<'_>,
+        journal: &mut Journal<Self::Done>,
         index: usize,
         device: &B::Device,
     ) -> Result<Self::Done>;
@@ -28,43 +26,25 @@ pub trait PerStrategy<B: AutodiffBackend> {
     fn take(&mut self, done: &Self::Done);
 }
 
-/// Runs `count` strategies through `per` from where `clients`' checkpoint left them, then lets
-/// the remote clients go.
+/// Runs `count` strategies through `per` from where `journal` left them, then lets the remote
+/// clients go.
 pub fn each_strategy<B: AutodiffBackend, P: PerStrategy<B>>(
-    clients: &mut Clients<'_, P::Done>,
+    clients: &mut Clients<'_>,
+    journal: &mut Journal<P::Done>,
     per: &mut P,
     count: usize,
     device: &B::Device,
 ) -> Result<()> {
-    for d in &clients.done {
+    for d in &journal.done {
         per.take(d);
     }
-    for index in clients.done.len()..count {
-        clients.current = index;
-        let d = per.run(clients, index, device)?;
+    for index in journal.done.len()..count {
+        journal.current = index;
+        let d = per.run(clients, journal, index, device)?;
         per.take(&d);
-        clients.done.push(d);
-        clients.save(None)?;
+        journal.done.push(d);
+        journal.save(clients.ctx, None)?;
     }
     drop(clients.remote.take());
     Ok(())
-}
-
-/// A strategy's curve: its label and (cumulative MB, accuracy) points.
-pub type Series = (String, Vec<(f64, f64)>);
-
-/// `accuracy_vs_bytes.svg`: each strategy's curve of `what` (the title's words), on an axis
-/// named `axis`.
-pub fn write_plot(
-    ctx: &RunContext<'_>,
-    (what, axis): (&str, &str),
-    series: &[Series],
-) -> Result<()> {
-    let svg = lines_svg(
-        &format!("{}: {what} against bytes exchanged", ctx.scenario().name),
-        "cumulative MB (up + down)",
-        axis,
-        series,
-    );
-    write_atomic(&ctx.dir.join("accuracy_vs_bytes.svg"), svg.as_bytes())
 }

@@ -8,23 +8,26 @@ pub mod continual;
 pub mod each;
 pub mod resume;
 pub mod rounds;
-pub mod setup;
 
-use super::audit::federated::{recording, Federated};
+use super::audit::federated::Federated;
 use super::RunContext;
 use crate::data::Dataset;
 use crate::device::BackendJob;
 use crate::error::Result;
-use crate::fed::strategy::{ClientState, Settings, StrategyKind};
+use crate::fed::strategy::recording::recording;
+use crate::fed::strategy::{ClientState, StrategyKind};
 use crate::fed::transport::grpc::{token, GrpcServer, Listen};
+use crate::plan::federated::{client_dp, client_indices, FedPlan};
+use crate::report::federated::{
+    curve, dp_line, record, report_header, report_line, write_partition, write_plot, Series,
+};
 use crate::report::records::{FederatedOutcome, Outcome, StrategyRecord, Summary};
 use crate::scenario::{FederatedSection, Kind};
 use burn::tensor::backend::AutodiffBackend;
-use each::{each_strategy, write_plot, PerStrategy, Series};
-use rounds::{curve, record, report_header, report_line, Clients};
-pub use setup::{client_data, settings, write_partition};
+use each::{each_strategy, PerStrategy};
+use resume::Journal;
+use rounds::Clients;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Where the clients run.
@@ -45,7 +48,7 @@ impl Transport {
     }
 
     /// The gRPC server this transport needs (None in process).
-    pub fn server(&self, f: &crate::scenario::FederatedSection) -> Result<Option<GrpcServer>> {
+    pub fn server(&self, f: &FederatedSection) -> Result<Option<GrpcServer>> {
         match self {
             Transport::InProcess => Ok(None),
             Transport::Grpc(l) => {
@@ -64,23 +67,10 @@ pub struct Finished {
     oneshot: bool,
 }
 
-/// The report's line of what strategy `label`'s private clients spent, when they are private.
-fn dp_line(label: &str, r: &StrategyRecord) -> Option<String> {
-    r.dp.as_ref().map(|d| {
-        format!(
-            "{label}: differentially private clients: epsilon at most {:.3} at delta {:e} ({} clients; per client in the summary)",
-            d.epsilon_max,
-            d.settings.delta,
-            d.clients.len()
-        )
-    })
-}
-
 /// A federated run's strategies: what each needs, and what the finished ones come to.
 struct Strategies<'r, B: AutodiffBackend> {
     ctx: &'r RunContext<'r>,
-    f: &'r FederatedSection,
-    settings: Vec<Arc<Settings>>,
+    plan: &'r FedPlan,
     data: &'r [Dataset],
     audit: Federated<'r, B>,
     /// The one-shot accuracy FedAvg may stop at.
@@ -95,19 +85,24 @@ impl<B: AutodiffBackend> PerStrategy<B> for Strategies<'_, B> {
 
     fn run(
         &mut self,
-        clients: &mut Clients<'_, Finished>,
+        clients: &mut Clients<'_>,
+        journal: &mut Journal<Finished>,
         index: usize,
         device: &B::Device,
     ) -> Result<Finished> {
-        let (entry, st) = (&self.f.strategies[index], self.settings[index].clone());
+        let (entry, st) = (
+            &self.plan.section.strategies[index],
+            self.plan.settings[index].clone(),
+        );
         let label = entry.label();
         let t0 = Instant::now();
-        let stop_at = (entry.kind == StrategyKind::Fedavg && self.f.fedavg_until_oneshot)
+        let stop_at = (entry.kind == StrategyKind::Fedavg
+            && self.plan.section.fedavg_until_oneshot)
             .then_some(self.oneshot_acc)
             .flatten();
-        let mut run = clients.start::<B>(entry.kind, st.clone(), device)?;
+        let mut run = clients.start::<B, _>(journal, entry.kind, st.clone(), device)?;
         // The server's decoded sets, kept for the privacy audit (and in checkpoints).
-        clients.sent = match self.audit.wants(entry.kind) {
+        journal.sent = match self.audit.wants(entry.kind) {
             true => {
                 let (kept, sent) = recording(run.strategy, std::mem::take(&mut run.kept_sent));
                 run.strategy = kept;
@@ -115,13 +110,14 @@ impl<B: AutodiffBackend> PerStrategy<B> for Strategies<'_, B> {
             }
             false => None,
         };
-        clients.rounds::<B>(&mut run, (0, &self.ctx.split.test), stop_at, device)?;
+        let test = (0, &self.ctx.split.test);
+        clients.rounds::<B, _>(journal, &mut run, test, stop_at, device)?;
         let rounds = &run.past.rounds;
         let mut rec = record(rounds, stop_at, t0.elapsed().as_secs_f64());
-        rec.dp = setup::client_dp(entry.kind, &st, self.data, rounds);
-        if let Some(sent) = clients.sent.take() {
+        rec.dp = client_dp(entry.kind, &st, self.data, rounds);
+        if let Some(sent) = journal.sent.take() {
             self.audit.strategy(&label, &sent, device)?;
-            clients.audit = Some(self.audit.kept());
+            journal.audit = Some(self.audit.kept());
         }
         Ok(Finished {
             label,
@@ -155,31 +151,26 @@ impl BackendJob for FederatedJob<'_> {
 
     fn run<B: AutodiffBackend>(self, device: B::Device, backend: &str) -> Self::Output {
         let ctx = &self.ctx;
-        let f = ctx.scenario().federated_section();
+        let plan = FedPlan::new(ctx.loaded, ctx.split, ctx.opts.results_root.clone())?;
+        let f = &plan.section;
         let resumed = ctx.resume_state(Kind::Federated)?;
-        let parts = setup::client_indices(ctx.loaded, ctx.split)?;
-        write_partition(ctx, &parts)?;
+        let parts = client_indices(ctx.loaded, ctx.split)?;
+        write_partition((&ctx.dir, &ctx.scenario().name), ctx.split, &parts)?;
         let data: Vec<Dataset> = parts.iter().map(|p| ctx.split.train.subset(p)).collect();
-        let settings = setup::all_settings(ctx, &f)?;
-        for (e, st) in f.strategies.iter().zip(&settings) {
-            if e.kind.distils() {
-                setup::check_clients(st, &data)?;
-            }
-        }
+        plan.check_clients(&data, None)?;
         let states = (data.iter().enumerate())
             .map(|(id, d)| ClientState::new(id, d.clone()))
             .collect();
-        let remote = self.transport.server(&f)?;
-        let kind = (Kind::Federated, "metrics.csv");
-        let mut clients = Clients::new(ctx, states, kind, remote, resumed)?;
+        let remote = self.transport.server(f)?;
+        let mut journal = Journal::new(Kind::Federated, resumed);
+        let mut clients = Clients::new((ctx, &plan), states, "metrics.csv", remote)?;
         let mut audit = Federated::<B>::new(ctx, &parts);
-        if let Some(kept) = clients.audit.clone() {
+        if let Some(kept) = journal.audit.clone() {
             audit.restore(kept);
         }
         let mut per = Strategies {
             ctx,
-            f: &f,
-            settings,
+            plan: &plan,
             data: &data,
             audit,
             oneshot_acc: None,
@@ -187,9 +178,10 @@ impl BackendJob for FederatedJob<'_> {
             series: Vec::new(),
             report: vec![report_header()],
         };
-        each_strategy::<B, _>(&mut clients, &mut per, f.strategies.len(), &device)?;
+        let count = f.strategies.len();
+        each_strategy::<B, _>(&mut clients, &mut journal, &mut per, count, &device)?;
         let what = ("global test accuracy", "test accuracy");
-        write_plot(ctx, what, &per.series)?;
+        write_plot((&ctx.dir, &ctx.scenario().name), what, &per.series)?;
         let mut report = per.report;
         report.push(format!(
             "bytes: encoded protobuf message lengths (tensors as {}), up and down, all clients; client s: seconds of compute the clients reported",

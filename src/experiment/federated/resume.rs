@@ -5,12 +5,68 @@
 
 use crate::cl::memory::Memory;
 use crate::data::Dataset;
+use crate::error::Result;
 use crate::experiment::audit::federated::AuditKept;
+use crate::experiment::RunContext;
 use crate::fed::engine::Round;
+use crate::fed::strategy::recording::Sent;
 use crate::fed::strategy::Kept;
 use crate::model::Weights;
+use crate::scenario::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// Where a federated run stands, as its checkpoints record it; `D` is what the run kind keeps of
+/// a finished strategy.
+pub struct Journal<D> {
+    /// The run kind its checkpoints are of.
+    pub kind: Kind,
+    /// The finished strategies, in order.
+    pub done: Vec<D>,
+    /// Rounds counted over all strategies (each task carries it).
+    pub seq: u32,
+    /// The index of the strategy in progress among the scenario's.
+    pub current: usize,
+    /// The checkpoint's strategy in progress, until it is started again.
+    pub resumed: Option<Ongoing>,
+    /// The privacy audit of the strategies finished.
+    pub audit: Option<AuditKept>,
+    /// The sets the strategy in progress has accepted, when they are audited.
+    pub sent: Option<Sent>,
+}
+
+impl<D: Clone + Serialize> Journal<D> {
+    /// The journal of a run of kind `kind`, continuing checkpoint `resumed` when there is one.
+    pub fn new(kind: Kind, resumed: Option<FedState<D>>) -> Self {
+        let st = resumed.unwrap_or(FedState {
+            done: Vec::new(),
+            seq: 0,
+            ongoing: None,
+            audit: None,
+        });
+        Journal {
+            kind,
+            done: st.done,
+            seq: st.seq,
+            current: 0,
+            resumed: st.ongoing,
+            audit: st.audit,
+            sent: None,
+        }
+    }
+
+    /// Writes the run's checkpoint with `ongoing` the strategy in progress (and stops the run
+    /// there when Ctrl-C asked for it).
+    pub fn save(&self, ctx: &RunContext<'_>, ongoing: Option<Ongoing>) -> Result<()> {
+        let state = FedState {
+            done: self.done.clone(),
+            seq: self.seq,
+            ongoing,
+            audit: self.audit.clone(),
+        };
+        ctx.checkpoint(self.kind, &state)
+    }
+}
 
 /// A run's checkpoint; `D` is what the run kind keeps of a finished strategy.
 #[derive(Clone, Serialize, Deserialize)]

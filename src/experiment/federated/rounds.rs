@@ -1,94 +1,35 @@
 //! Running strategies over the clients (in this process or over gRPC): one strategy's rounds
-//! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends,
-//! and what a strategy's rounds add up to.
+//! for one task, every round written to `comm.csv`, `clients.csv` and `metrics.csv` as it ends
+//! ([`crate::report::federated`]) and checkpointed.
 
-use super::resume::{FedState, Ongoing, Past, Progress};
+use super::resume::{FedState, Journal, Ongoing, Past, Progress};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::experiment::audit::federated::{snapshot, AuditKept, Sent};
 use crate::experiment::RunContext;
 use crate::fed::engine::{run_rounds, Federation, Round};
 use crate::fed::message::ClientOutcome;
 use crate::fed::protocol::Expect;
 use crate::fed::strategy::build::build;
+use crate::fed::strategy::recording::{snapshot, Sent};
 use crate::fed::strategy::{ClientState, Kept, Settings, Strategy, StrategyKind};
 use crate::fed::transport::grpc::GrpcServer;
-use crate::fed::transport::in_process::{ClientSide, InProcess, WorkerPool};
+use crate::fed::transport::in_process::{InProcess, WorkerPool};
 use crate::files::checkpoint::STATE_FILE;
-use crate::files::{CsvLog, Fixed};
 use crate::model::Weights;
-use crate::report::records::{Refusal, StrategyRecord};
-use crate::report::rows::{ClientRow, CommRow, RoundRow};
-use crate::scenario::Kind;
+use crate::plan::federated::FedPlan;
+use crate::report::federated::Logs;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The run's three CSV files of rounds.
-pub struct Logs {
-    /// Every message's bytes.
-    pub comm: CsvLog<CommRow>,
-    /// What each selected client did.
-    pub clients: CsvLog<ClientRow>,
-    /// Accuracy and bytes per round.
-    pub metrics: CsvLog<RoundRow>,
-}
-
-impl Logs {
-    /// The rows of one round of `strategy` in `task`, `total` bytes exchanged before it.
-    fn round(&mut self, strategy: &str, task: usize, r: &Round, total: &mut u64) -> Result<()> {
-        for c in &r.clients {
-            let mut comm = |direction: &str, bytes: usize| {
-                self.comm.row(&CommRow {
-                    strategy: strategy.into(),
-                    task,
-                    round: r.round,
-                    client: c.client,
-                    direction: direction.into(),
-                    bytes,
-                })
-            };
-            if c.outcome != ClientOutcome::Unreachable {
-                comm("down", c.down)?;
-            }
-            if let Some(up) = c.up {
-                comm("up", up)?;
-            }
-            self.clients.row(&ClientRow {
-                strategy: strategy.into(),
-                task,
-                round: r.round,
-                client: c.client,
-                outcome: c.outcome.name().into(),
-                reason: c.outcome.reason(),
-                bytes_down: c.down,
-                bytes_up: c.up.unwrap_or(0),
-                compute_seconds: Fixed(c.compute_seconds),
-            })?;
-        }
-        let (up, down) = r.bytes();
-        *total += up + down;
-        self.metrics.row(&RoundRow {
-            strategy: strategy.into(),
-            task,
-            round: r.round,
-            test_acc: Fixed(r.accuracy),
-            bytes_up: up,
-            bytes_down: down,
-            cumulative_bytes: *total,
-            selected: r.clients.len(),
-            accepted: r.accepted,
-            elapsed_s: Fixed(r.elapsed),
-        })
-    }
-}
-
-/// The clients of a run and the files their rounds go to; `D` is what the run kind keeps of a
-/// finished strategy.
-pub struct Clients<'a, D> {
+/// The federation of a run: its clients, the worker pool or gRPC server they run on, and the
+/// files their rounds go to.
+pub struct Clients<'a> {
     /// The run.
     pub ctx: &'a RunContext<'a>,
+    /// Its plan.
+    pub plan: &'a FedPlan,
     /// Every client as it starts (each strategy's in-process clients start from these).
     pub states: Vec<ClientState>,
     /// The CSV files.
@@ -97,20 +38,6 @@ pub struct Clients<'a, D> {
     pub pool: Arc<WorkerPool>,
     /// The gRPC server, when clients are remote processes.
     pub remote: Option<GrpcServer>,
-    /// Rounds counted over all strategies (each task carries it).
-    pub seq: u32,
-    /// The run kind its checkpoints are of.
-    pub kind: Kind,
-    /// What the job made of each finished strategy (kept in checkpoints).
-    pub done: Vec<D>,
-    /// The index of the strategy in progress among the scenario's.
-    pub current: usize,
-    /// The checkpoint's strategy in progress, until it is started again.
-    pub resumed: Option<Ongoing>,
-    /// The privacy audit of the strategies finished (kept in checkpoints).
-    pub audit: Option<AuditKept>,
-    /// The sets the strategy in progress has accepted, when they are audited.
-    pub sent: Option<Sent>,
 }
 
 /// A strategy running over the clients: the server half and, in process, its clients.
@@ -157,26 +84,18 @@ fn ongoing<B: AutodiffBackend>(
     }
 }
 
-impl<'a, D: Clone + Serialize> Clients<'a, D> {
-    /// The clients of a run of kind `kind` starting from `states` (or from checkpoint
-    /// `resumed`), their rounds logged to `metrics` beside `comm.csv` and `clients.csv`, served
-    /// by `remote` when remote.
+impl<'a> Clients<'a> {
+    /// The clients of a run starting from `states`, their rounds logged to `metrics` beside
+    /// `comm.csv` and `clients.csv`, served by `remote` when remote.
     pub fn new(
-        ctx: &'a RunContext<'a>,
+        (ctx, plan): (&'a RunContext<'a>, &'a FedPlan),
         states: Vec<ClientState>,
-        (kind, metrics): (Kind, &str),
+        metrics: &str,
         remote: Option<GrpcServer>,
-        resumed: Option<FedState<D>>,
     ) -> Result<Self> {
-        let f = ctx.scenario().federated_section();
-        let st = resumed.unwrap_or(FedState {
-            done: Vec::new(),
-            seq: 0,
-            ongoing: None,
-            audit: None,
-        });
         Ok(Clients {
             ctx,
+            plan,
             states,
             logs: Logs {
                 comm: ctx.csv("comm.csv")?,
@@ -184,34 +103,16 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
                 metrics: ctx.csv(metrics)?,
             },
             pool: Arc::new(WorkerPool::new(
-                f.workers.unwrap_or_else(crate::device::worker_threads),
+                (plan.section.workers).unwrap_or_else(crate::device::worker_threads),
             )),
             remote,
-            seq: st.seq,
-            kind,
-            done: st.done,
-            current: 0,
-            resumed: st.ongoing,
-            audit: st.audit,
-            sent: None,
         })
     }
 
-    /// The run's checkpoint with `ongoing` the strategy in progress (stops the run there when
-    /// Ctrl-C asked for it).
-    pub fn save(&self, ongoing: Option<Ongoing>) -> Result<()> {
-        let state = FedState {
-            done: self.done.clone(),
-            seq: self.seq,
-            ongoing,
-            audit: self.audit.clone(),
-        };
-        self.ctx.checkpoint(self.kind, &state)
-    }
-
     /// The checkpoint of `run` at `task` before round `next_round`, written.
-    pub fn save_running<B: AutodiffBackend>(
+    pub fn save_running<B: AutodiffBackend, D: Clone + Serialize>(
         &self,
+        journal: &Journal<D>,
         run: &mut Running<B>,
         at: (usize, usize),
     ) -> Result<()> {
@@ -220,20 +121,21 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
             .as_ref()
             .map(|p| p as &dyn crate::fed::transport::Transport);
         let o = ongoing::<B>(
-            self.current,
+            journal.current,
             at,
             &run.past,
             run.strategy.as_mut(),
             transport,
-            self.sent.as_ref(),
+            journal.sent.as_ref(),
         );
-        self.save(Some(o))
+        journal.save(self.ctx, Some(o))
     }
 
     /// Starts strategy `kind` with `settings` (and, in process, its clients), from the
     /// checkpoint when it was in progress there.
-    pub fn start<B: AutodiffBackend>(
+    pub fn start<B: AutodiffBackend, D>(
         &mut self,
+        journal: &mut Journal<D>,
         kind: StrategyKind,
         settings: Arc<Settings>,
         device: &B::Device,
@@ -242,7 +144,8 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
         let expect = settings.expect();
         let mut states = self.states.clone();
         let (mut past, mut resume_at, mut kept_sent) = (Past::default(), None, BTreeMap::new());
-        if let Some(o) = self.resumed.take_if(|o| o.strategy == self.current) {
+        let current = journal.current;
+        if let Some(o) = journal.resumed.take_if(|o| o.strategy == current) {
             let bad = |e: String| {
                 Error::Checkpoint(format!("{}: {e}", self.ctx.dir.join(STATE_FILE).display()))
             };
@@ -276,15 +179,7 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
         let in_process = match self.remote {
             Some(_) => None,
             None => {
-                let s = self.ctx.scenario();
-                let f = s.federated_section();
-                let side = ClientSide {
-                    expect: expect.clone(),
-                    quantization: f.quantization,
-                    faults: f.faults.clone(),
-                    dropout: f.dropout,
-                    seed: s.seed,
-                };
+                let side = self.plan.client_side(expect.clone());
                 let app = strategy.client();
                 Some(InProcess::start::<B>(
                     states,
@@ -308,8 +203,9 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
 
     /// Runs `run`'s rounds of `task` (from where a checkpoint left it), the global model tested
     /// on `test` after each, stopping at accuracy `stop_at` when given; a checkpoint after each.
-    pub fn rounds<B: AutodiffBackend>(
+    pub fn rounds<B: AutodiffBackend, D: Clone + Serialize>(
         &mut self,
+        journal: &mut Journal<D>,
         run: &mut Running<B>,
         (task, test): (usize, &Dataset),
         stop_at: Option<f64>,
@@ -317,7 +213,7 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
     ) -> Result<()> {
         let ctx = self.ctx;
         let label = run.settings.label.clone();
-        let mut cfg = super::setup::engine_config(ctx.loaded);
+        let mut cfg = self.plan.engine.clone();
         cfg.stop_at_accuracy = stop_at;
         let first_round = match run.resume_at.take() {
             Some((t, r)) if t == task => r,
@@ -341,14 +237,22 @@ impl<'a, D: Clone + Serialize> Clients<'a, D> {
             first_round,
         };
         let (logs, past) = (&mut self.logs, &mut run.past);
-        let (kind, current, done, seq0) = (self.kind, self.current, &self.done, self.seq);
-        let (audit, sent) = (&self.audit, self.sent.as_ref());
+        let Journal {
+            kind,
+            done,
+            seq,
+            current,
+            audit,
+            sent,
+            ..
+        } = journal;
+        let (kind, current, seq0, sent) = (*kind, *current, *seq, sent.as_ref());
         run.strategy.begin_task(task);
         run_rounds::<B>(
             run.strategy.as_mut(),
             transport,
             &fed,
-            &mut self.seq,
+            seq,
             device,
             |r, strategy, transport| {
                 logs.round(&label, task, r, &mut past.total)?;
@@ -402,79 +306,4 @@ fn say_round(ctx: &RunContext<'_>, label: &str, task: usize, r: &Round, total: u
         r.clients.len(),
         total as f64 / 1e6
     ));
-}
-
-/// What a strategy's rounds add up to.
-pub fn record(rounds: &[Round], stopped_at: Option<f64>, seconds: f64) -> StrategyRecord {
-    let (up, down) = rounds.iter().fold((0, 0), |(u, d), r| {
-        let (ru, rd) = r.bytes();
-        (u + ru, d + rd)
-    });
-    let mut refused = Vec::new();
-    for r in rounds {
-        for c in r
-            .clients
-            .iter()
-            .filter(|c| c.outcome != ClientOutcome::Accepted)
-        {
-            refused.push(Refusal {
-                round: r.round,
-                client: c.client,
-                outcome: c.outcome.name().into(),
-                reason: c.outcome.reason(),
-            });
-        }
-    }
-    StrategyRecord {
-        final_accuracy: rounds.last().map(|r| r.accuracy),
-        accuracy_per_round: rounds.iter().map(|r| r.accuracy).collect(),
-        rounds: rounds.len(),
-        bytes_up: up,
-        bytes_down: down,
-        bytes_total: up + down,
-        accepted_updates: rounds.iter().map(|r| r.accepted).sum(),
-        not_accepted: refused,
-        stopped_at_accuracy: stopped_at,
-        client_compute_seconds: rounds
-            .iter()
-            .flat_map(|r| &r.clients)
-            .fold(0.0, |a, c| a + c.compute_seconds),
-        seconds,
-        dp: None,
-    }
-}
-
-/// One line of the report table.
-pub fn report_line(name: &str, r: &StrategyRecord) -> String {
-    format!(
-        "{:<24} {:>7} {:>9} {:>12.3} {:>12.3} {:>12.3} {:>12.1}",
-        name,
-        r.rounds,
-        r.final_accuracy.map_or("-".into(), |a| format!("{a:.4}")),
-        r.bytes_up as f64 / 1e6,
-        r.bytes_down as f64 / 1e6,
-        r.bytes_total as f64 / 1e6,
-        r.client_compute_seconds
-    )
-}
-
-/// The report table's header.
-pub fn report_header() -> String {
-    format!(
-        "{:<24} {:>7} {:>9} {:>12} {:>12} {:>12} {:>12}",
-        "strategy", "rounds", "accuracy", "MB up", "MB down", "MB total", "client s"
-    )
-}
-
-/// Accuracy against cumulative MB after each round.
-pub fn curve(rounds: &[Round]) -> Vec<(f64, f64)> {
-    let mut cum = 0u64;
-    rounds
-        .iter()
-        .map(|r| {
-            let (u, d) = r.bytes();
-            cum += u + d;
-            (cum as f64 / 1e6, r.accuracy)
-        })
-        .collect()
 }

@@ -6,7 +6,7 @@
 use super::{ClientApp, ClientState, Settings};
 use crate::data::{globalise, localise, Dataset};
 use crate::distill::dm::Around;
-use crate::distill::registry::{self, Env};
+use crate::distill::registry;
 use crate::distill::soft::{globalise_soft, one_hot_rows};
 use crate::distill::{Checkpoint, Ctx, Provenance, SyntheticSet};
 use crate::error::{Error, Result};
@@ -43,13 +43,13 @@ impl Distilling {
         let s = &self.s;
         let prev = state.syn.as_ref().filter(|_| self.around)?;
         let local = localise(prev, rich);
-        (local.len() == rich.len() * s.ipc).then(|| Checkpoint {
+        (local.len() == rich.len() * s.distil.ipc).then(|| Checkpoint {
             momentum: vec![0.0; local.images.len()],
             set: SyntheticSet::from_dataset(
                 &local,
                 Provenance {
-                    method: s.method.name().into(),
-                    ipc: s.ipc,
+                    method: s.distil.method.name().into(),
+                    ipc: s.distil.ipc,
                     dataset: s.dataset.clone(),
                     seed,
                     iterations: 0,
@@ -72,13 +72,13 @@ impl Distilling {
     ) -> Result<SentSet> {
         let s = &self.s;
         state.enter(task.task);
-        let (local, rich, poor) = rich_and_poor(&state.data, s.ipc);
+        let (local, rich, poor) = rich_and_poor(&state.data, s.distil.ipc);
         let seed = step_seed(
             s.seed,
             (state.id as u64) << 20 | (task.task as u64) << 40 | task.round as u64,
         );
         // A private client sends no real images: its poor classes are left out.
-        let private = s.method.privacy().is_some();
+        let private = s.distil.method.privacy().is_some();
         let mut out = if private { poor.subset(&[]) } else { poor };
         let mut soft = None;
         if !rich.is_empty() {
@@ -88,11 +88,11 @@ impl Distilling {
                 Some(_) => s.spec.clone(),
                 None => s.spec.with_classes(rich.len()),
             };
-            let mut env = Env::new(spec, s.dsa.clone(), s.experts.clone(), s.cache.clone());
+            let mut env = s.distil.env(spec);
             env.around = around;
             let mut ctx = Ctx::<B>::quiet(device.clone(), seed, &s.dataset);
             ctx.resume = self.previous(state, &rich, seed);
-            let set = registry::distil(&s.method, &local, s.ipc, &env, &mut ctx)?;
+            let set = registry::distil(&s.distil.method, &local, s.distil.ipc, &env, &mut ctx)?;
             let mut d = globalise(&set.to_dataset(), &rich, &s.classes);
             // Soft labels over the rich classes, widened to all classes; the poor classes'
             // real images get one-hot rows.
@@ -119,7 +119,7 @@ impl<B: AutodiffBackend> ClientApp<B> for Distilling {
             (false, _) => None,
             (true, Some(w)) => Some(Around {
                 params: w.params.clone(),
-                rho: self.s.rho,
+                rho: self.s.distil.rho,
             }),
             (true, None) => {
                 return Err(Error::Transport(

@@ -11,7 +11,6 @@ use super::{
 use crate::cl::harness::{remember, Chooser};
 use crate::cl::learner::{fit, Fit};
 use crate::cl::memory::Memory;
-use crate::distill::registry::Env;
 use crate::error::{Error, Result};
 use crate::fed::message::{Payload, Rejection, Task, Update};
 use crate::model::Model;
@@ -116,12 +115,7 @@ impl LocalTraining {
         let memory = state
             .memory
             .get_or_insert_with(|| Memory::new(c.client_budget, s.shape, s.classes.clone()));
-        let env = Env::new(
-            s.spec.clone(),
-            s.dsa.clone(),
-            s.experts.clone(),
-            s.cache.clone(),
-        );
+        let env = s.distil.env(s.spec.clone());
         for (t, slice) in passed {
             let classes: Vec<usize> = slice
                 .class_counts()

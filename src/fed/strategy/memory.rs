@@ -112,7 +112,7 @@ impl<B: AutodiffBackend> Strategy<B> for DistilledMemory<B> {
         })?;
         let mut rng =
             rand::rngs::StdRng::seed_from_u64(step_seed(s.seed ^ 0x5e7e, self.task as u64));
-        let train = Training::<B>::new(&s.server, device).augmented(s.server_dsa.as_ref());
+        let train = Training::<B>::new(&s.server.train, device).augmented(s.server.dsa.as_ref());
         match c.protocol {
             Protocol::Gdumb => {
                 self.memory.add(self.task, &new).map_err(Error::Setting)?;
@@ -122,9 +122,9 @@ impl<B: AutodiffBackend> Strategy<B> for DistilledMemory<B> {
             Protocol::Streaming => {
                 let replay = self.memory.dataset();
                 let cfg = Fit {
-                    train: &s.server,
+                    train: &s.server.train,
                     replay_fraction: c.replay_fraction,
-                    dsa: s.server_dsa.as_ref(),
+                    dsa: s.server.dsa.as_ref(),
                     heads: None,
                 };
                 fit::<B, _>(

@@ -13,6 +13,7 @@ pub mod fedavg;
 pub mod feddm;
 pub mod memory;
 pub mod oneshot;
+pub mod recording;
 
 pub use super::message::StrategyKind;
 use super::message::{Payload, Rejection, SentSet, Task, Update};
@@ -22,6 +23,7 @@ use crate::cl::memory::{Budget, Memory};
 use crate::data::augment::Dsa;
 use crate::data::Dataset;
 use crate::distill::mtt::experts::ExpertSettings;
+use crate::distill::registry::Env;
 use crate::distill::MethodConfig;
 use crate::error::Result;
 use crate::model::{Model, ModelSpec};
@@ -32,7 +34,10 @@ use rand::SeedableRng;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Everything the strategies need besides data (the same on server and clients).
+/// Everything the strategies need besides data (the same on server and clients): the run's
+/// network, seed, rounds, encoding and data shape, then one group per part of a federation
+/// (clients' local training, clients' distillation, the server's training on sets, the memories
+/// of a task stream), each read only by the strategies that have that part.
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// The network.
@@ -43,24 +48,6 @@ pub struct Settings {
     pub rounds: usize,
     /// How tensors travel.
     pub quantization: Quantization,
-    /// FedAvg's local training (epochs per round, batch, optimiser).
-    pub local: TrainConfig,
-    /// The server's training on the union of synthetic sets.
-    pub server: TrainConfig,
-    /// DSA for the server's training on synthetic sets.
-    pub server_dsa: Option<Dsa>,
-    /// The DSA strategy the clients' method uses.
-    pub dsa: Dsa,
-    /// Images per class each client sends.
-    pub ipc: usize,
-    /// How clients make their sets.
-    pub method: MethodConfig,
-    /// Expert trajectories of trajectory-matching clients.
-    pub experts: ExpertSettings,
-    /// Where clients cache experts and difficulty scores.
-    pub cache: PathBuf,
-    /// FedDM's perturbation radius.
-    pub rho: f32,
     /// The dataset's name (provenance, cache keys).
     pub dataset: String,
     /// Class names.
@@ -69,8 +56,52 @@ pub struct Settings {
     pub shape: [usize; 3],
     /// The strategy's label in files and messages.
     pub label: String,
+    /// FedAvg's local training (epochs per round, batch, optimiser).
+    pub local: TrainConfig,
+    /// How clients make their sets (distilling strategies; fedavg_replay's memories).
+    pub distil: DistilSettings,
+    /// The server's training on the union of synthetic sets.
+    pub server: ServerTraining,
     /// Federated continual runs: how memories work.
     pub continual: Option<ContinualSettings>,
+}
+
+/// How clients make their sets.
+#[derive(Clone, Debug)]
+pub struct DistilSettings {
+    /// The method.
+    pub method: MethodConfig,
+    /// Images per class each client sends.
+    pub ipc: usize,
+    /// The DSA strategy the method uses.
+    pub dsa: Dsa,
+    /// Expert trajectories of trajectory-matching clients.
+    pub experts: ExpertSettings,
+    /// Where clients cache experts and difficulty scores.
+    pub cache: PathBuf,
+    /// FedDM's perturbation radius.
+    pub rho: f32,
+}
+
+impl DistilSettings {
+    /// The registry's environment for a client distilling with network `spec`.
+    pub fn env<'a>(&self, spec: ModelSpec) -> Env<'a> {
+        Env::new(
+            spec,
+            self.dsa.clone(),
+            self.experts.clone(),
+            self.cache.clone(),
+        )
+    }
+}
+
+/// The server's training on synthetic sets.
+#[derive(Clone, Debug)]
+pub struct ServerTraining {
+    /// Epochs, batch and optimiser.
+    pub train: TrainConfig,
+    /// DSA while it trains, if any.
+    pub dsa: Option<Dsa>,
 }
 
 /// How the memories of a federated continual run work.

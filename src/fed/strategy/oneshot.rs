@@ -51,9 +51,9 @@ pub fn train_on_sets<B: AutodiffBackend>(
     if fresh {
         *global = s.spec.init::<B::InnerBackend, _>(&mut rng, device);
     }
-    Training::<B>::new(&s.server, device)
+    Training::<B>::new(&s.server.train, device)
         .soft(soft)
-        .augmented(s.server_dsa.as_ref())
+        .augmented(s.server.dsa.as_ref())
         .run(global, &all.data, &mut rng)
 }
 

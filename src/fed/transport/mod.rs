@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod grpc;
+pub mod ids;
 pub mod in_process;
 pub mod kept;
 pub mod retry;

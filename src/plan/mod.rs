@@ -1,0 +1,54 @@
+//! A scenario resolved once, before its run starts: each kind's plan holds its sections with
+//! their defaults applied, names turned into types, and the settings that cannot work refused,
+//! so that the runners in [`crate::experiment`] read plans instead of re-reading sections.
+//! [`distill`], [`federated`] (both federated kinds) and [`continual`] are the per-kind plans;
+//! this module holds what they share (the DSA strategy, the registry's environment, the audit's
+//! member split).
+
+pub mod continual;
+pub mod distill;
+pub mod federated;
+
+use crate::audit::split::membership;
+use crate::data::augment::Dsa;
+use crate::data::{Dataset, Split};
+use crate::distill::registry::Env;
+use crate::error::{Error, Result};
+use crate::scenario::{Loaded, Scenario};
+use std::path::PathBuf;
+
+/// The DSA strategy of a run on `split`, with its name: `[distill] dsa_strategy` when given,
+/// else the dataset's reference preset.
+pub fn dsa(s: &Scenario, split: &Split) -> Result<(String, Dsa)> {
+    let name = (s.distill.as_ref())
+        .and_then(|d| d.run.dsa_strategy.clone())
+        .unwrap_or_else(|| split.dsa_preset().strategy().to_string());
+    let dsa = Dsa::new(&name).map_err(Error::Setting)?;
+    Ok((name, dsa))
+}
+
+/// The registry's environment of a run: its network, DSA, experts (their folder resolved
+/// against the scenario's) and the caches under `cache`.
+pub fn env<'a>(loaded: &Loaded, split: &Split, cache: PathBuf) -> Result<Env<'a>> {
+    let s = &loaded.scenario;
+    let mut experts = s.experts_section();
+    experts.dir = experts.dir.map(|p| loaded.resolve(&p));
+    Ok(Env::new(
+        s.model_spec(split),
+        dsa(s, split)?.1,
+        experts,
+        cache,
+    ))
+}
+
+/// `split` with its training set cut to the audit's members when `[audit]` asks for a member
+/// split (seeded by the run's seed), and the held-out rest; `split` as it is otherwise.
+pub fn hold_out(mut split: Split, s: &Scenario) -> (Split, Option<Dataset>) {
+    let Some(rule) = s.audit_if_on().and_then(|a| a.member_rule()) else {
+        return (split, None);
+    };
+    let (members, rest) = membership(&split.train.labels, rule, s.seed);
+    let held = split.train.subset(&rest);
+    split.train = split.train.subset(&members);
+    (split, Some(held))
+}
