@@ -96,6 +96,23 @@ pub enum Cmd {
         #[arg(long)]
         tensorboard: bool,
     },
+    /// Write the fidelity table: each distill scenario of DIR (such as scenarios/paper) beside
+    /// the published figure its [published] table names, from the last finished run of exactly
+    /// that scenario under --results; --run first runs the scenarios that have none.
+    Fidelity {
+        /// The folder of scenarios, one per row.
+        dir: PathBuf,
+        /// Where their runs are (and go, with --run).
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// The Markdown file to write.
+        #[arg(long, default_value = "docs/fidelity.md")]
+        out: PathBuf,
+        /// Run each scenario that has no finished run first (it may take hours: each row's
+        /// budget is in its file).
+        #[arg(long)]
+        run: bool,
+    },
     /// Parse and validate a scenario without running it.
     Check {
         /// The scenario (TOML).

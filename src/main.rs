@@ -140,6 +140,19 @@ fn dispatch(cmd: Cmd) -> distillery::Result<()> {
             against,
             tensorboard,
         } => report(&dir, compare, against, tensorboard),
+        Cmd::Fidelity {
+            dir,
+            results,
+            out,
+            run,
+        } => {
+            let opts = RunOptions {
+                results_root: results,
+                quiet: false,
+            };
+            runner::fidelity::write_table(&dir, &opts, &out, run)
+                .map(|(m, n)| println!("wrote {} ({m} of {n} rows measured)", out.display()))
+        }
         Cmd::Check { file } => distillery::scenario::load(&file).map(|l| {
             let kind = serde_json::to_value(l.scenario.kind).unwrap_or_default();
             println!(

@@ -8,6 +8,7 @@ pub mod context;
 pub mod continual;
 pub mod distill;
 pub mod federated;
+pub mod fidelity;
 pub mod remote;
 pub mod train;
 

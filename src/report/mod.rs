@@ -6,6 +6,7 @@ pub mod audit;
 pub mod compare;
 pub mod continual;
 pub mod federated;
+pub mod fidelity;
 pub mod html;
 pub mod plot;
 pub mod records;

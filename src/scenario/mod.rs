@@ -24,7 +24,7 @@ use crate::model::{ConvNetSpec, MlpSpec, ModelSpec};
 pub use distill::{DistillRun, DistillSection, MethodEntry};
 pub use report::ReportSettings;
 pub use sections::{
-    Arch, ClEntry, ContinualSection, FederatedSection, ModelSection, Protocol, Schedule,
+    Arch, ClEntry, ContinualSection, FederatedSection, ModelSection, Protocol, Published, Schedule,
     StrategyEntry, StreamKind, TrainSection,
 };
 use serde::{Deserialize, Serialize};
@@ -71,6 +71,8 @@ pub struct Scenario {
     /// What the run writes for people at its end: `report.html`, TensorBoard events.
     #[serde(default)]
     pub report: ReportSettings,
+    /// The published figure this scenario reproduces (read by `distillery fidelity`).
+    pub published: Option<Published>,
 }
 
 /// The kinds of run.

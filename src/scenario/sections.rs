@@ -461,3 +461,20 @@ impl<'de> Deserialize<'de> for StrategyEntry {
         }
     }
 }
+
+/// A published figure to set a run's result beside (`[published]`; the fidelity table reads it,
+/// runs ignore it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// Test accuracy in percent.
+    pub accuracy: f64,
+    /// Its spread in percent, as published.
+    #[serde(default)]
+    pub std: Option<f64>,
+    /// Where it is published (paper and table).
+    pub source: String,
+    /// What differs between the published setting and this scenario's, in words.
+    #[serde(default)]
+    pub note: String,
+}

@@ -22,6 +22,7 @@ mod fcl;
 mod fed_clients;
 mod federated;
 mod fetch;
+mod fidelity;
 mod fleet;
 mod frepo;
 mod fuzz;

@@ -163,7 +163,10 @@ fn all_problems_are_reported_at_once() {
 #[test]
 fn shipped_scenarios_are_valid() {
     let mut n = 0;
-    for entry in std::fs::read_dir("scenarios").unwrap() {
+    let dirs = std::fs::read_dir("scenarios")
+        .into_iter()
+        .chain(std::fs::read_dir("scenarios/paper"));
+    for entry in dirs.flatten() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "toml") {
             scenario::load(&p).unwrap_or_else(|e| panic!("{e}"));
@@ -171,7 +174,7 @@ fn shipped_scenarios_are_valid() {
         }
     }
     assert!(
-        n >= 2,
-        "expected the quickstart and MNIST scenarios, found {n}"
+        n >= 30,
+        "expected the quickstart, MNIST and paper scenarios, found {n}"
     );
 }

@@ -109,6 +109,12 @@ pub fn validate(s: &Scenario, text: &str) -> Result<(), String> {
         format!("{:?}", s.name),
         "a non-empty name of letters, digits, '-', '_' or '.' (it names the results folder)",
     );
+    if let Some(p) = &s.published {
+        let ok = (0.0..=100.0).contains(&p.accuracy);
+        c.require(ok, "published", "accuracy", p.accuracy, "a percentage");
+        let src = !p.source.trim().is_empty();
+        c.require(src, "published", "source", "\"\"", "the paper and table");
+    }
     c.problems("data", s.data.problems());
     c.problems("model", s.model.problems());
     c.problems("train", s.train.problems());

@@ -1,0 +1,191 @@
+//! The fidelity table (`distillery fidelity DIR`): one row per distill scenario of a folder (such
+//! as `scenarios/paper/`), each with our set's accuracy from the last finished run of exactly
+//! that scenario, the baselines of the same run, the published figure the scenario names in its
+//! `[published]` table, the budget it ran at and its wall time; rows not yet run say so with
+//! their budget.
+
+use super::html::index::finished_runs;
+use super::records::{Accuracy, Outcome, Summary};
+use crate::error::{Error, Result};
+use crate::scenario::{self, Kind, Loaded, Published};
+use std::path::{Path, PathBuf};
+
+/// One scenario's row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The scenario file.
+    pub file: PathBuf,
+    /// The scenario.
+    pub loaded: Loaded,
+    /// Its last finished run (None: not run yet).
+    pub run: Option<PathBuf>,
+    /// That run's summary.
+    pub summary: Option<Summary>,
+}
+
+/// The distill scenarios of `dir` (every `*.toml`, by name), each checked; an error names the
+/// file that is not a valid distill scenario.
+pub fn scenarios(dir: &Path) -> Result<Vec<(PathBuf, Loaded)>> {
+    let files = crate::files::files_ending(dir, ".toml")?;
+    if files.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no scenario files (*.toml) in it",
+            dir.display()
+        )));
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let loaded = scenario::load(&f)?;
+        if loaded.scenario.kind != Kind::Distill {
+            return Err(Error::Usage(format!(
+                "{}: the fidelity table takes kind = \"distill\" scenarios, not {:?}",
+                f.display(),
+                loaded.scenario.kind.name()
+            )));
+        }
+        out.push((f, loaded));
+    }
+    Ok(out)
+}
+
+/// The last finished run under `root` of exactly `loaded`'s text (a run of an edited scenario,
+/// or one started with `--seed`, is another row's).
+pub fn last_run(root: &Path, loaded: &Loaded) -> Result<Option<PathBuf>> {
+    if !root.is_dir() {
+        return Ok(None);
+    }
+    let mut runs: Vec<PathBuf> = finished_runs(root)?
+        .into_iter()
+        .filter(|d| {
+            std::fs::read_to_string(d.join("scenario.toml")).is_ok_and(|t| t == loaded.text)
+        })
+        .collect();
+    // Folder names end in the start time, so the last in name order is the newest.
+    runs.sort();
+    Ok(runs.pop())
+}
+
+/// The rows of `dir`'s scenarios from the runs under `root`.
+pub fn rows(dir: &Path, root: &Path) -> Result<Vec<Row>> {
+    scenarios(dir)?
+        .into_iter()
+        .map(|(file, loaded)| {
+            let run = last_run(root, &loaded)?;
+            let summary = run.as_deref().map(Summary::load).transpose()?;
+            Ok(Row {
+                file,
+                loaded,
+                run,
+                summary,
+            })
+        })
+        .collect()
+}
+
+/// `mean ± std (n)` in percent.
+fn percent(a: &Accuracy) -> String {
+    format!(
+        "{:.2} ± {:.2} ({})",
+        100.0 * a.mean,
+        100.0 * a.std,
+        a.test_acc.len()
+    )
+}
+
+/// The budget a scenario runs at, in words.
+pub fn budget(loaded: &Loaded) -> String {
+    let s = &loaded.scenario;
+    let m = loaded.method();
+    let d = s.distill_section();
+    let mut parts = vec![format!("{} iterations", m.iterations())];
+    if let Some(t) = d.run.max_seconds {
+        parts.push(format!("at most {t:.0} s"));
+    }
+    if m.trajectory_matching().is_some() {
+        let x = s.experts_section();
+        parts.push(format!("{} experts x {} epochs", x.count, x.epochs));
+    }
+    let e = s.eval_section();
+    parts.push(format!("eval {} epochs x {} nets", e.epochs, e.repeats));
+    parts.push(format!("width {} depth {}", s.model.width, s.model.depth));
+    parts.join(", ")
+}
+
+/// The published column: the figure with its spread.
+fn published(p: Option<&Published>) -> (String, String) {
+    match p {
+        Some(p) => {
+            let fig = match p.std {
+                Some(sd) => format!("{:.1} ± {sd:.1}", p.accuracy),
+                None => format!("{:.1}", p.accuracy),
+            };
+            let note = match p.note.trim() {
+                "" => p.source.clone(),
+                n => format!("{}; {n}", p.source),
+            };
+            (fig, note)
+        }
+        None => ("-".into(), "-".into()),
+    }
+}
+
+/// The accuracies of `method` on the run's first evaluation model.
+fn accuracy_of<'a>(s: &'a Summary, method: &str) -> Option<&'a Accuracy> {
+    let Outcome::Distill(d) = &s.outcome else {
+        return None;
+    };
+    let first = d.eval.models.first()?.name();
+    d.results.get(method)?.get(first)
+}
+
+/// One row of the table.
+fn line(r: &Row) -> String {
+    let s = &r.loaded.scenario;
+    let method = r.loaded.method();
+    let name = method.name();
+    let ipc = s.distill_section().run.ipc;
+    let (pub_fig, source) = published(s.published.as_ref());
+    let (data, ours, random, herding, wall) = match &r.summary {
+        Some(sum) => {
+            let cell = |m: &str| accuracy_of(sum, m).map_or("-".into(), percent);
+            (
+                sum.dataset.name.clone(),
+                cell(name),
+                cell("random"),
+                cell("herding"),
+                format!("{:.0} s", sum.wall_seconds),
+            )
+        }
+        None => {
+            let not = "not run".to_string();
+            let data = s.data.name().to_string();
+            (data, not.clone(), not.clone(), not, "-".into())
+        }
+    };
+    format!(
+        "| {} | {name} | {data} | {ipc} | {ours} | {random} | {herding} | {pub_fig} | {source} | {} | {wall} |",
+        crate::files::name_of(&r.file),
+        budget(&r.loaded)
+    )
+}
+
+/// The table as Markdown: a header naming where it came from, then one row per scenario.
+pub fn markdown(rows: &[Row], (dir, root): (&Path, &Path)) -> String {
+    let measured = rows.iter().filter(|r| r.summary.is_some()).count();
+    let mut out = vec![
+        "# Fidelity: our distilled sets beside the published figures".to_string(),
+        String::new(),
+        format!(
+            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are test accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet.",
+            dir.display(),
+            root.display(),
+            rows.len()
+        ),
+        String::new(),
+        "| scenario | method | data | IPC | ours | random | herding | published | source | budget | wall |".into(),
+        "|---|---|---|---|---|---|---|---|---|---|---|".into(),
+    ];
+    out.extend(rows.iter().map(line));
+    out.push(String::new());
+    out.join("\n")
+}
