@@ -220,10 +220,6 @@ fn frepo_moves_images_learns_labels_and_resumes_exactly() {
         .unwrap();
     let start = frepo(0).distill(&d, 2, &mut quiet_ctx(3)).unwrap();
     assert_ne!(fullset.images, start.images, "the images never moved");
-    assert_ne!(
-        fullset.soft_labels, start.soft_labels,
-        "the labels never moved"
-    );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("ck.safetensors");
     // Stopped at 4: past a pool member's reset (max_online_updates 2), so the pool is mid-life.
@@ -238,12 +234,49 @@ fn frepo_moves_images_learns_labels_and_resumes_exactly() {
         .distill(&d, 2, &mut ctx(3, &mut stop, None))
         .is_err());
     let ck = Checkpoint::load(&p).unwrap();
+    // The checkpoint keeps the raw regression targets, which have moved off the centred one-hot.
+    let k = ck.set.num_classes();
+    let initial =
+        distillery::distill::frepo::centred_one_hot(&ck.set.labels, k, (k as f64 / 10.0).sqrt());
+    assert_ne!(
+        ck.set.soft_labels.as_ref(),
+        Some(&initial),
+        "the labels never moved"
+    );
     let mut none2 = iterations(|_, _, _| Ok(Flow::Continue));
     let resumed = frepo(6)
         .distill(&d, 2, &mut ctx(3, &mut none2, Some(ck)))
         .unwrap();
     assert_eq!(resumed.images, fullset.images);
     assert_eq!(resumed.soft_labels, fullset.soft_labels);
+    // The set's soft labels are distributions (the wire refuses anything else), and an
+    // unlearned set's are its hard labels' one-hot rows.
+    let k = fullset.num_classes();
+    for set in [&fullset, &start] {
+        let soft = set.soft_labels.as_ref().expect("FRePo's learned labels");
+        for row in soft.chunks(k) {
+            assert!(row.iter().all(|&p| p >= 0.0), "{row:?}");
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+        }
+    }
+    let one_hot = distillery::distill::soft::one_hot_rows(&start.labels, k);
+    assert_eq!(start.soft_labels.as_ref(), Some(&one_hot));
+}
+
+#[test]
+fn frepo_targets_become_distributions_by_their_positive_part() {
+    use distillery::distill::frepo::{as_distributions, centred_one_hot};
+    let c = centred_one_hot(&[2, 0], 3, 1.0);
+    assert_eq!(
+        as_distributions(&c, &[2, 0], 3),
+        [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    );
+    let learned = [0.6, -0.2, 0.2, -0.1, -0.3, -0.5];
+    let p = as_distributions(&learned, &[0, 1], 3);
+    let want = [0.75, 0.0, 0.25, 0.0, 1.0, 0.0];
+    for (a, b) in p.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6, "{p:?}");
+    }
 }
 
 const DISTILL: &str = r#"

@@ -46,6 +46,26 @@ pub fn centred_one_hot(labels: &[usize], k: usize, scale: f64) -> Vec<f32> {
     v
 }
 
+/// FRePo's regression targets as the soft labels a set carries (distributions, as the KD loss
+/// and the wire expect): each row's positive part, normalised; a row with none is its hard
+/// label's one-hot. The centred one-hot rows FRePo starts from become exactly one-hot, so an
+/// unlearned set's soft labels say no more than its hard labels.
+pub fn as_distributions(targets: &[f32], labels: &[usize], k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; targets.len()];
+    for (i, row) in targets.chunks(k).enumerate() {
+        let mass: f32 = row.iter().map(|&y| y.max(0.0)).sum();
+        let dst = &mut out[i * k..(i + 1) * k];
+        match mass > 0.0 {
+            true => dst
+                .iter_mut()
+                .zip(row)
+                .for_each(|(p, &y)| *p = y.max(0.0) / mass),
+            false => dst[labels[i]] = 1.0,
+        }
+    }
+    out
+}
+
 /// Everything a FRePo run carries from one iteration to the next.
 struct State {
     images: Vec<f32>,
@@ -281,6 +301,9 @@ impl<B: AutodiffBackend> Distiller<B> for Frepo {
         }
         let mut set = st.checkpoint(&start.set, reached).set;
         set.provenance.iterations = reached;
+        // The checkpoints keep the raw targets (to resume from); the set, distributions.
+        let k = set.num_classes();
+        set.soft_labels = (set.soft_labels.as_ref()).map(|y| as_distributions(y, &set.labels, k));
         finished(set, reached)
     }
 }
