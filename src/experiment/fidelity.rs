@@ -4,7 +4,7 @@
 use super::{run, RunOptions};
 use crate::error::Result;
 use crate::files::write_atomic;
-use crate::report::fidelity::{last_run, markdown, rows, scenarios};
+use crate::report::fidelity::{markdown, rows, scenarios, Runs};
 use std::path::Path;
 
 /// Writes the table of `dir`'s scenarios to `out` from the runs under `opts.results_root`,
@@ -17,17 +17,24 @@ pub fn write_table(
     run_missing: bool,
 ) -> Result<(usize, usize)> {
     let root = &opts.results_root;
+    let list = scenarios(dir)?;
+    let mut runs = Runs::scan(root)?;
     if run_missing {
-        for (file, loaded) in scenarios(dir)? {
-            if last_run(root, &loaded)?.is_none() {
-                if !opts.quiet {
-                    eprintln!("fidelity: running {}", file.display());
-                }
-                run(&loaded, opts)?;
+        let missing: Vec<_> = list
+            .iter()
+            .filter(|(_, l)| runs.last(l).is_none())
+            .collect();
+        for (file, loaded) in &missing {
+            if !opts.quiet {
+                eprintln!("fidelity: running {}", file.display());
             }
+            run(loaded, opts)?;
+        }
+        if !missing.is_empty() {
+            runs = Runs::scan(root)?;
         }
     }
-    let rows = rows(dir, root)?;
+    let rows = rows(list, &runs)?;
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| crate::error::Error::io(parent, e))?;
     }

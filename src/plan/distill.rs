@@ -78,7 +78,7 @@ impl<'a> DistillPlan<'a> {
         }
         Ok(DistillPlan {
             distill,
-            experts: s.experts_section(),
+            experts: super::experts(loaded),
             base,
             models,
             eval: e.config(&dsa),

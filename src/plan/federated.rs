@@ -98,8 +98,6 @@ fn template(
     let s = &loaded.scenario;
     let e = s.eval_section();
     let (_, dsa) = super::dsa(s, split)?;
-    let mut experts = s.experts_section();
-    experts.dir = experts.dir.map(|p| loaded.resolve(&p));
     Ok(Template(Settings {
         spec: s.model_spec(split),
         seed: s.seed,
@@ -118,7 +116,7 @@ fn template(
             method: loaded.method(),
             ipc: s.distill_section().run.ipc,
             dsa,
-            experts,
+            experts: super::experts(loaded),
             cache,
             rho: f.rho as f32,
         },

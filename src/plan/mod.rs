@@ -12,6 +12,7 @@ pub mod federated;
 use crate::audit::split::membership;
 use crate::data::augment::Dsa;
 use crate::data::{Dataset, Split};
+use crate::distill::mtt::experts::ExpertSettings;
 use crate::distill::registry::Env;
 use crate::error::{Error, Result};
 use crate::scenario::{Loaded, Scenario};
@@ -31,14 +32,19 @@ pub fn dsa(s: &Scenario, split: &Split) -> Result<(String, Dsa)> {
 /// against the scenario's) and the caches under `cache`.
 pub fn env<'a>(loaded: &Loaded, split: &Split, cache: PathBuf) -> Result<Env<'a>> {
     let s = &loaded.scenario;
-    let mut experts = s.experts_section();
-    experts.dir = experts.dir.map(|p| loaded.resolve(&p));
     Ok(Env::new(
         s.model_spec(split),
         dsa(s, split)?.1,
-        experts,
+        experts(loaded),
         cache,
     ))
+}
+
+/// The `[experts]` section with defaults, its folder resolved against the scenario's.
+pub fn experts(loaded: &Loaded) -> ExpertSettings {
+    let mut x = loaded.scenario.experts_section();
+    x.dir = x.dir.map(|p| loaded.resolve(&p));
+    x
 }
 
 /// `split` with its training set cut to the audit's members when `[audit]` asks for a member

@@ -4,7 +4,7 @@
 //! `[published]` table, the budget it ran at and its wall time; rows not yet run say so with
 //! their budget.
 
-use super::html::index::finished_runs;
+use super::html::headline;
 use super::records::{Accuracy, Outcome, Summary};
 use crate::error::{Error, Result};
 use crate::scenario::{self, Kind, Loaded, Published};
@@ -17,10 +17,43 @@ pub struct Row {
     pub file: PathBuf,
     /// The scenario.
     pub loaded: Loaded,
-    /// Its last finished run (None: not run yet).
-    pub run: Option<PathBuf>,
-    /// That run's summary.
+    /// The summary of its last finished run (None: not run yet).
     pub summary: Option<Summary>,
+}
+
+/// The finished runs under a results folder, each with its scenario's text, read once (and no
+/// summary but the rows' own: another run's broken summary is not the table's concern).
+pub struct Runs(Vec<(PathBuf, String)>);
+
+impl Runs {
+    /// The run folders of `root` that hold a `summary.json`, in name order (none when `root`
+    /// does not exist yet).
+    pub fn scan(root: &Path) -> Result<Runs> {
+        if !root.is_dir() {
+            return Ok(Runs(Vec::new()));
+        }
+        let mut runs = Vec::new();
+        for d in std::fs::read_dir(root).map_err(|e| Error::io(root, e))? {
+            let d = d.map_err(|e| Error::io(root, e))?.path();
+            if !d.join("summary.json").is_file() {
+                continue;
+            }
+            if let Ok(text) = std::fs::read_to_string(d.join("scenario.toml")) {
+                runs.push((d, text));
+            }
+        }
+        runs.sort();
+        Ok(Runs(runs))
+    }
+
+    /// The last run of exactly `loaded`'s text (a run of an edited scenario, or one started
+    /// with `--seed`, is another row's). Folder names end in the start time, so the last in
+    /// name order is the newest.
+    pub fn last(&self, loaded: &Loaded) -> Option<&Path> {
+        (self.0.iter().rev())
+            .find(|(_, text)| *text == loaded.text)
+            .map(|(d, _)| d.as_path())
+    }
 }
 
 /// The distill scenarios of `dir` (every `*.toml`, by name), each checked; an error names the
@@ -48,34 +81,19 @@ pub fn scenarios(dir: &Path) -> Result<Vec<(PathBuf, Loaded)>> {
     Ok(out)
 }
 
-/// The last finished run under `root` of exactly `loaded`'s text (a run of an edited scenario,
-/// or one started with `--seed`, is another row's).
+/// The last finished run under `root` of exactly `loaded`'s text ([`Runs::last`]).
 pub fn last_run(root: &Path, loaded: &Loaded) -> Result<Option<PathBuf>> {
-    if !root.is_dir() {
-        return Ok(None);
-    }
-    let mut runs: Vec<PathBuf> = finished_runs(root)?
-        .into_iter()
-        .filter(|d| {
-            std::fs::read_to_string(d.join("scenario.toml")).is_ok_and(|t| t == loaded.text)
-        })
-        .collect();
-    // Folder names end in the start time, so the last in name order is the newest.
-    runs.sort();
-    Ok(runs.pop())
+    Ok(Runs::scan(root)?.last(loaded).map(Path::to_path_buf))
 }
 
-/// The rows of `dir`'s scenarios from the runs under `root`.
-pub fn rows(dir: &Path, root: &Path) -> Result<Vec<Row>> {
-    scenarios(dir)?
-        .into_iter()
+/// The rows of `scenarios` from `runs`.
+pub fn rows(scenarios: Vec<(PathBuf, Loaded)>, runs: &Runs) -> Result<Vec<Row>> {
+    (scenarios.into_iter())
         .map(|(file, loaded)| {
-            let run = last_run(root, &loaded)?;
-            let summary = run.as_deref().map(Summary::load).transpose()?;
+            let summary = runs.last(&loaded).map(Summary::load).transpose()?;
             Ok(Row {
                 file,
                 loaded,
-                run,
                 summary,
             })
         })
@@ -85,9 +103,8 @@ pub fn rows(dir: &Path, root: &Path) -> Result<Vec<Row>> {
 /// `mean ± std (n)` in percent.
 fn percent(a: &Accuracy) -> String {
     format!(
-        "{:.2} ± {:.2} ({})",
-        100.0 * a.mean,
-        100.0 * a.std,
+        "{} ({})",
+        headline::percent(a.mean, Some(a.std)),
         a.test_acc.len()
     )
 }

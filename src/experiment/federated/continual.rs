@@ -204,19 +204,20 @@ fn check_memories(
     if uses(StrategyKind::DistilledMemory) {
         check_budget(c.budget(), tasks, "the server's memory")?;
     }
+    if !uses(StrategyKind::FedavgReplay) {
+        return Ok(());
+    }
     let held = |sl: &[Dataset]| -> usize {
         sl.iter()
             .map(|d| d.class_counts().iter().filter(|&&n| n > 0).count())
             .sum()
     };
-    let over =
-        (slices.iter().map(|sl| held(sl)).enumerate()).find(|&(_, n)| n > f.replay_memory_total);
-    match (uses(StrategyKind::FedavgReplay), over) {
-        (true, Some((id, n))) => Err(Error::Setting(format!(
+    match (slices.iter().map(|sl| held(sl)).enumerate()).find(|&(_, n)| n > f.replay_memory_total) {
+        Some((id, n)) => Err(Error::Setting(format!(
             "federated.replay_memory_total = {}: client {id} sees {n} classes over the stream and needs at least one image for each",
             f.replay_memory_total
         ))),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 
