@@ -60,6 +60,11 @@ pub struct EvalSettings {
     /// cross-entropy against the stored distribution).
     #[serde(skip_serializing_if = "is_one")]
     pub kd_temperature: f64,
+    /// Tune without the test set: hold out this fraction of each class's training images
+    /// (seeded by the run's seed), distil from the rest and report accuracy on the held-out
+    /// images in the test set's place. None: the test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<f64>,
 }
 
 /// What evaluation networks train on.
@@ -115,6 +120,7 @@ impl Default for EvalSettings {
             coverage_sample: 2000,
             labels: EvalLabels::Hard,
             kd_temperature: 1.0,
+            validation: None,
         }
     }
 }
@@ -134,6 +140,14 @@ impl EvalSettings {
             t,
             "a positive temperature",
         );
+        if let Some(v) = self.validation {
+            p.require(
+                v > 0.0 && v < 1.0,
+                "validation",
+                v,
+                "a fraction of the training images, between 0 and 1",
+            );
+        }
         p.require(
             !self.models.is_empty(),
             "models",

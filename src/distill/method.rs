@@ -140,6 +140,25 @@ impl MethodConfig {
         }
     }
 
+    /// Parts per side of each stored image (IDM's partition and expansion; 1 for plain images).
+    pub fn expand(&self) -> usize {
+        match self {
+            MethodConfig::Dm(d) => d.expand,
+            _ => 1,
+        }
+    }
+
+    /// Refuses a partitioned set where `whose` sets are sent or kept as plain images (the wire
+    /// and the continual memories carry no partition factor yet).
+    pub fn refuse_partitioned(&self, whose: &str) -> crate::error::Result<()> {
+        match self.expand() {
+            1 => Ok(()),
+            f => Err(crate::error::Error::Setting(format!(
+                "expand = {f}: {whose} sets are plain images (partitioned sets are for distill runs)"
+            ))),
+        }
+    }
+
     /// Where its sets' soft labels come from (the keys every method takes).
     pub fn labels(&self) -> &SoftLabelSettings {
         match self {
@@ -191,8 +210,9 @@ impl MethodConfig {
         let mut keys = keys_of(self);
         // `dp` is left out of a default's serialisation (so summaries of plain DM do not grow a
         // null field), but it is a key DM takes.
+        // IDM's keys are left out when off for the same reason.
         if matches!(self, MethodConfig::Dm(_)) {
-            keys.insert("dp".into());
+            keys.extend(["dp", "model_pool", "ce_weight", "expand"].map(String::from));
         }
         // Likewise the soft-label keys, which every method takes.
         keys.extend(soft::KEYS.map(String::from));

@@ -6,6 +6,7 @@ pub mod coverage;
 pub mod dc;
 pub mod dm;
 pub mod eval;
+pub mod expand;
 pub mod frepo;
 pub mod init;
 pub mod method;
@@ -139,6 +140,7 @@ impl<'a, B: AutodiffBackend> Ctx<'a, B> {
             iterations,
             classes: data.classes.clone(),
             normalization: self.normalization.clone(),
+            expand: 1,
         }
     }
 }

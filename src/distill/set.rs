@@ -33,6 +33,18 @@ pub struct Provenance {
     pub classes: Vec<String>,
     /// The normalisation the images live in (used to render them).
     pub normalization: Option<Normalization>,
+    /// Each stored image holds `expand x expand` smaller images that training enlarges back to
+    /// full size (IDM's partition and expansion, [`super::expand`]); 1: plain images.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub expand: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 /// A distilled (or selected) training set.
@@ -87,14 +99,43 @@ impl SyntheticSet {
         self.provenance.classes.len()
     }
 
-    /// The set as a [`Dataset`] for training.
+    /// The set as a [`Dataset`] for training (its images decoded when they are partitioned).
     pub fn to_dataset(&self) -> Dataset {
+        let set = self.decoded();
         Dataset {
-            images: self.images.clone(),
-            labels: self.labels.clone(),
+            images: set.images,
+            labels: set.labels,
             shape: self.shape,
             classes: self.provenance.classes.clone(),
         }
+    }
+
+    /// The set as training sees it: a partitioned set's parts enlarged into images of their own
+    /// (labels, soft labels and flags repeated with them, `expand` 1); a plain set as it is.
+    pub fn decoded(&self) -> SyntheticSet {
+        let f = self.provenance.expand.max(1);
+        if f == 1 {
+            return self.clone();
+        }
+        let k = self.num_classes();
+        let soft_rows = self
+            .soft_labels
+            .as_ref()
+            .map(|p| p.chunks(k.max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>());
+        let mut set = SyntheticSet {
+            images: super::expand::expand_host(&self.images, self.shape, f),
+            shape: self.shape,
+            labels: super::expand::repeat_blocks(&self.labels, f),
+            soft_labels: soft_rows.map(|r| super::expand::repeat_blocks(&r, f).concat()),
+            syn_lr: self.syn_lr,
+            fixed: self
+                .fixed
+                .as_ref()
+                .map(|x| super::expand::repeat_blocks(x, f)),
+            provenance: self.provenance.clone(),
+        };
+        set.provenance.expand = 1;
+        set
     }
 
     /// The encoded safetensors bytes (with optional extra tensors).
@@ -191,6 +232,13 @@ impl SyntheticSet {
             return Err(format!(
                 "`images` holds a non-finite value at index {i}: {}",
                 images[i]
+            ));
+        }
+        let f = provenance.expand;
+        if f == 0 || ishape[2] % f != 0 || ishape[3] % f != 0 {
+            return Err(format!(
+                "`expand` = {f} does not divide the {}x{} images into equal parts",
+                ishape[2], ishape[3]
             ));
         }
         let n = ishape[0];

@@ -103,6 +103,7 @@ pub fn load_split(loaded: &Loaded) -> Result<(crate::data::Split, Option<crate::
         .scenario
         .data
         .load(&|p| loaded.resolve(p), loaded.scenario.seed)?;
+    let split = crate::plan::validation(split, &loaded.scenario);
     Ok(crate::plan::hold_out(split, &loaded.scenario))
 }
 

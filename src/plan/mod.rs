@@ -16,6 +16,8 @@ use crate::distill::mtt::experts::ExpertSettings;
 use crate::distill::registry::Env;
 use crate::error::{Error, Result};
 use crate::scenario::{Loaded, Scenario};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use std::path::PathBuf;
 
 /// The DSA strategy of a run on `split`, with its name: `[distill] dsa_strategy` when given,
@@ -45,6 +47,29 @@ pub fn experts(loaded: &Loaded) -> ExpertSettings {
     let mut x = loaded.scenario.experts_section();
     x.dir = x.dir.map(|p| loaded.resolve(&p));
     x
+}
+
+/// `split` with `[eval] validation`'s fraction of each class's training images (the lowest
+/// count rounded, at least one, and one left to train on) as its test set and the rest as its
+/// training set, drawn by the run's seed; `split` as it is without it.
+pub fn validation(mut split: Split, s: &Scenario) -> Split {
+    let Some(frac) = s.eval_section().validation else {
+        return split;
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(crate::rng::step_seed(s.seed, 0x7a11d));
+    let (mut train, mut held) = (Vec::new(), Vec::new());
+    for mut idx in split.train.class_indices() {
+        idx.shuffle(&mut rng);
+        let n = idx.len();
+        let v = ((frac * n as f64).round() as usize).clamp(1, n.saturating_sub(1));
+        held.extend_from_slice(&idx[..v.min(n)]);
+        train.extend_from_slice(&idx[v.min(n)..]);
+    }
+    train.sort_unstable();
+    held.sort_unstable();
+    split.test = split.train.subset(&held);
+    split.train = split.train.subset(&train);
+    split
 }
 
 /// `split` with its training set cut to the audit's members when `[audit]` asks for a member

@@ -122,8 +122,28 @@ pub fn budget(loaded: &Loaded) -> String {
         let x = s.experts_section();
         parts.push(format!("{} experts x {} epochs", x.count, x.epochs));
     }
+    if let crate::distill::MethodConfig::Dm(dm) = &m {
+        if dm.expand > 1 {
+            parts.push(format!("expand {}", dm.expand));
+        }
+        if let Some(p) = &dm.model_pool {
+            parts.push(format!(
+                "model pool ({} nets x {} steps of {} per iteration)",
+                p.train_nets, p.train_steps, p.batch
+            ));
+        }
+        if dm.ce_weight > 0.0 {
+            parts.push(format!("ce_weight {}", dm.ce_weight));
+        }
+    }
     let e = s.eval_section();
     parts.push(format!("eval {} epochs x {} nets", e.epochs, e.repeats));
+    if let Some(v) = e.validation {
+        parts.push(format!(
+            "scored on {:.0}% of the training images held out, not the test set",
+            100.0 * v
+        ));
+    }
     parts.push(format!("width {} depth {}", s.model.width, s.model.depth));
     parts.join(", ")
 }
@@ -193,7 +213,7 @@ pub fn markdown(rows: &[Row], (dir, root): (&Path, &Path)) -> String {
         "# Fidelity: our distilled sets beside the published figures".to_string(),
         String::new(),
         format!(
-            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are test accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet.",
+            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are test accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet. A row whose budget says it was scored on held-out training images (`[eval] validation`, the scenarios of `scenarios/tune/`) reports validation accuracy: that is where settings are chosen, before a row of `scenarios/paper/` measures them once on the test set.",
             dir.display(),
             root.display(),
             rows.len()

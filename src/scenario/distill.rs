@@ -14,7 +14,7 @@ pub enum MethodEntry {
     /// `"herding"`: the settings of [`DistillSection::config_for`].
     Named(String),
     /// `{ method = "herding", pool = 2000 }`: its own settings over the defaults.
-    Inline(MethodConfig),
+    Inline(Box<MethodConfig>),
 }
 
 impl MethodEntry {
@@ -41,7 +41,7 @@ impl<'de> Deserialize<'de> for MethodEntry {
         match Value::deserialize(d)? {
             Value::String(s) => Ok(MethodEntry::Named(s)),
             Value::Object(m) => MethodConfig::from_map(&m)
-                .map(MethodEntry::Inline)
+                .map(|c| MethodEntry::Inline(Box::new(c)))
                 .map_err(D::Error::custom),
             other => Err(D::Error::custom(format!(
                 "{other}: expected a method name or a table with `method` and its settings"
@@ -149,7 +149,7 @@ impl DistillSection {
     /// updates), else the method's reference defaults.
     pub fn config_for(&self, entry: &MethodEntry) -> Result<MethodConfig, String> {
         match entry {
-            MethodEntry::Inline(c) => Ok(c.clone()),
+            MethodEntry::Inline(c) => Ok((**c).clone()),
             MethodEntry::Named(n) if n == self.method.name() => Ok(self.method.clone()),
             MethodEntry::Named(n) => match (&self.method, n.as_str()) {
                 (MethodConfig::Selmatch(s), "mtt") => Ok(MethodConfig::Mtt(s.mtt.clone())),

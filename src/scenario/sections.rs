@@ -446,9 +446,9 @@ impl<'de> Deserialize<'de> for StrategyEntry {
                 };
                 let method = match t.is_empty() {
                     true => None,
-                    false => Some(MethodEntry::Inline(
+                    false => Some(MethodEntry::Inline(Box::new(
                         crate::distill::MethodConfig::from_map(&t).map_err(D::Error::custom)?,
-                    )),
+                    ))),
                 };
                 Ok(StrategyEntry {
                     kind: kind(&name)?,

@@ -280,6 +280,7 @@ fn sample_set() -> SyntheticSet {
                 mean: vec![0.5, 0.4],
                 std: vec![0.2, 0.3],
             }),
+            expand: 1,
         },
     }
 }

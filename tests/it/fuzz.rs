@@ -174,6 +174,7 @@ fn set_bytes(extras: bool) -> Vec<u8> {
             iterations: 7,
             classes: vec!["a".into(), "b".into(), "c".into()],
             normalization: None,
+            expand: 1,
         },
     };
     let extra = if extras {

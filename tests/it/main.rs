@@ -27,6 +27,7 @@ mod fleet;
 mod frepo;
 mod fuzz;
 mod fuzz_state;
+mod idm;
 mod loopback;
 mod manual;
 mod model;

@@ -165,7 +165,8 @@ fn shipped_scenarios_are_valid() {
     let mut n = 0;
     let dirs = std::fs::read_dir("scenarios")
         .into_iter()
-        .chain(std::fs::read_dir("scenarios/paper"));
+        .chain(std::fs::read_dir("scenarios/paper"))
+        .chain(std::fs::read_dir("scenarios/tune"));
     for entry in dirs.flatten() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "toml") {

@@ -51,6 +51,7 @@ fn tiny_set(n: usize, k: usize) -> SyntheticSet {
             iterations: 0,
             classes: (0..k).map(|c| c.to_string()).collect(),
             normalization: None,
+            expand: 1,
         },
     }
 }

@@ -429,6 +429,7 @@ fn closest_pairs(
             iterations: 0,
             classes: vec!["synthetic".into(), "nearest real".into()],
             normalization: norm,
+            expand: 1,
         },
     }
 }

@@ -5,25 +5,28 @@
 //! moves the synthetic images. With `dp` the real means are private ([`crate::dp`]): Poisson
 //! batches, clipped embeddings, Gaussian noise on the sums.
 
+pub mod loss;
+pub mod pool;
 pub mod settings;
 
-pub use settings::{Around, DmConfig, DmSettings};
+pub use loss::{dm_loss, idm_loss, real_means, Idm};
+pub use settings::{Around, DmConfig, DmSettings, ModelPoolSettings};
 
 use super::{
-    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Event,
+    finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Event, InitKind,
     SyntheticSet,
 };
 use crate::data::augment::Draw;
 use crate::data::Dataset;
 use crate::device::par_map;
-use crate::dp::{noisy_mean, DpSettings};
 use crate::error::{Error, Result};
-use crate::model::{embed, Mode, ModelSpec, Norm};
 use crate::rng::step_seed;
 use crate::train::batch_images;
 use crate::train::events::Flow;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use loss::{dm_loss_clipped, private_means, uses_batch_norm};
+use pool::Pool;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 
@@ -32,151 +35,6 @@ use rand::{Rng, SeedableRng};
 pub struct Dm {
     /// Its settings.
     pub cfg: DmConfig,
-}
-
-fn uses_batch_norm(spec: &ModelSpec) -> bool {
-    matches!(spec, ModelSpec::ConvNet(s) if s.norm == Norm::Batch)
-}
-
-fn augmented<B: Backend>(xs: Vec<Tensor<B, 4>>, draws: &[Option<Draw>]) -> Vec<Tensor<B, 4>> {
-    xs.into_iter()
-        .zip(draws)
-        .map(|(x, d)| match d {
-            Some(d) => d.apply(x),
-            None => x,
-        })
-        .collect()
-}
-
-/// Per-class embeddings (train mode). With batch norm all classes go through one forward pass,
-/// as the reference does; otherwise each class separately (identical for instance norm).
-fn embed_classes<B: Backend>(
-    spec: &ModelSpec,
-    params: &[Tensor<B, 1>],
-    xs: Vec<Tensor<B, 4>>,
-    logits: bool,
-) -> Vec<Tensor<B, 2>> {
-    let es = embed_plain(spec, params, xs);
-    if !logits {
-        return es;
-    }
-    // [features, logits]: the squared distance of the means is the features' plus the logits'.
-    let k = spec.num_classes();
-    let w = params[params.len() - 2].clone();
-    let f = w.dims()[0] / k;
-    let w = w.reshape([k, f]).transpose();
-    let b = params[params.len() - 1].clone().reshape([1, k]);
-    es.into_iter()
-        .map(|e| {
-            let l = e.clone().matmul(w.clone()) + b.clone();
-            Tensor::cat(vec![e, l], 1)
-        })
-        .collect()
-}
-
-fn embed_plain<B: Backend>(
-    spec: &ModelSpec,
-    params: &[Tensor<B, 1>],
-    xs: Vec<Tensor<B, 4>>,
-) -> Vec<Tensor<B, 2>> {
-    let device = params[0].device();
-    let mut bufs = spec.buffer_tensors::<B>(&device);
-    if uses_batch_norm(spec) {
-        let sizes: Vec<usize> = xs.iter().map(|x| x.dims()[0]).collect();
-        let e = embed(spec, params, &mut bufs, Tensor::cat(xs, 0), Mode::Train);
-        let mut start = 0;
-        sizes
-            .into_iter()
-            .map(|n| {
-                let part = e.clone().narrow(0, start, n);
-                start += n;
-                part
-            })
-            .collect()
-    } else {
-        xs.into_iter()
-            .map(|x| embed(spec, params, &mut bufs, x, Mode::Train))
-            .collect()
-    }
-}
-
-/// Mean embedding `[1, F]` of each class's real batch after its DSA draw.
-pub fn real_means<B: Backend>(
-    spec: &ModelSpec,
-    params: &[Tensor<B, 1>],
-    real: Vec<Tensor<B, 4>>,
-    draws: &[Option<Draw>],
-    logits: bool,
-) -> Vec<Tensor<B, 2>> {
-    embed_classes(spec, params, augmented(real, draws), logits)
-        .into_iter()
-        .map(|e| e.mean_dim(0))
-        .collect()
-}
-
-/// Private DM's mean embedding `[1, F]` of each of `classes`' Poisson batches (classes of
-/// `sizes[c]` images): clipped, summed, noised, over the expected batch size ([`crate::dp`]).
-fn private_means<B: Backend>(
-    cfg: &DmConfig,
-    (data, sizes): (&Dataset, &[usize]),
-    d: &IterationDraw<B>,
-    classes: &[usize],
-    dp: &DpSettings,
-    device: &B::Device,
-) -> Vec<Tensor<B, 2>> {
-    let logits = cfg.around.is_some();
-    let k = cfg.spec.num_classes();
-    let dim = d.params[d.params.len() - 2].dims()[0] / k + if logits { k } else { 0 };
-    classes
-        .iter()
-        .map(|&c| {
-            let idx = &d.real[c];
-            let e = (!idx.is_empty()).then(|| {
-                let x = batch_images::<B>(data, idx, device);
-                let x = augmented(vec![x], &d.draws[c..=c]);
-                embed_classes(&cfg.spec, &d.params, x, logits).remove(0)
-            });
-            let expected = cfg.settings.batch_real.min(sizes[c]) as f64;
-            noisy_mean(e, dim, dp, expected, d.noise[c], device)
-        })
-        .collect()
-}
-
-/// The DM loss: sum over classes of `||mean_real_c - mean(embed(dsa(syn_c)))||^2`.
-pub fn dm_loss<B: Backend>(
-    spec: &ModelSpec,
-    params: &[Tensor<B, 1>],
-    means: Vec<Tensor<B, 2>>,
-    syn: Vec<Tensor<B, 4>>,
-    draws: &[Option<Draw>],
-    logits: bool,
-) -> Tensor<B, 1> {
-    dm_loss_clipped(spec, params, means, syn, draws, logits, None)
-}
-
-/// [`dm_loss`] with each synthetic embedding scaled to norm at most `clip`, as private DM's real
-/// means are, so both sides are matched in the same clipped space.
-fn dm_loss_clipped<B: Backend>(
-    spec: &ModelSpec,
-    params: &[Tensor<B, 1>],
-    means: Vec<Tensor<B, 2>>,
-    syn: Vec<Tensor<B, 4>>,
-    draws: &[Option<Draw>],
-    logits: bool,
-    clip: Option<f64>,
-) -> Tensor<B, 1> {
-    let es = embed_classes(spec, params, augmented(syn, draws), logits);
-    es.into_iter()
-        .zip(means)
-        .map(|(e, m)| {
-            let e = match clip {
-                Some(c) => crate::dp::clipped(e, c),
-                None => e,
-            };
-            (m - e.mean_dim(0)).powf_scalar(2.0).sum()
-        })
-        .reduce(|a, b| a + b)
-        .expect("at least one class")
 }
 
 /// What one iteration draws: the network, the real indices and DSA draw of each class.
@@ -298,6 +156,7 @@ fn step<B: AutodiffBackend>(
     (data, sizes): (&Dataset, &[usize]),
     d: &IterationDraw<B::InnerBackend>,
     syn: &[Tensor<B::InnerBackend, 4>],
+    ce: f64,
     device: &B::Device,
 ) -> (Vec<f64>, Vec<Tensor<B::InnerBackend, 4>>) {
     let run = |classes: &[usize]| -> (f64, Vec<Tensor<B::InnerBackend, 4>>) {
@@ -322,7 +181,12 @@ fn step<B: AutodiffBackend>(
         let means = means.into_iter().map(Tensor::from_inner).collect();
         let clip = cfg.settings.dp.as_ref().map(|dp| dp.clip);
         let inputs = leaves.clone();
-        let loss = dm_loss_clipped(&cfg.spec, &params, means, inputs, &draws, logits, clip);
+        let idm = Idm {
+            expand: cfg.settings.expand,
+            ce,
+            classes,
+        };
+        let loss = dm_loss_clipped(&cfg.spec, &params, means, inputs, &draws, logits, clip, idm);
         let grads = loss.backward();
         let g = leaves
             .iter()
@@ -343,6 +207,83 @@ fn step<B: AutodiffBackend>(
         .unzip()
 }
 
+/// The seed stream of the model pool's draws, apart from the iteration's own (so DM without a
+/// pool draws exactly what it drew before pools existed).
+const POOL_STREAM: u64 = 0x1d3_9e37_79b9_7f4a;
+
+impl Dm {
+    /// The starting checkpoint (a partitioned one packs `expand²` real images into each) and the
+    /// model pool, fresh or as the checkpoint left it.
+    fn start<B: AutodiffBackend>(
+        &self,
+        data: &Dataset,
+        ipc: usize,
+        ctx: &mut Ctx<'_, B>,
+    ) -> Result<(Checkpoint, Option<Pool<B::InnerBackend>>)> {
+        let st = &self.cfg.settings;
+        let f = st.expand;
+        let [_, h, w] = data.shape;
+        if h % f != 0 || w % f != 0 {
+            return Err(Error::Setting(format!(
+                "expand = {f} does not divide the {h}x{w} images into equal parts"
+            )));
+        }
+        let start = starting_checkpoint(data, ipc, ctx, |ctx| {
+            let n = if st.init == InitKind::Noise {
+                ipc
+            } else {
+                ipc * f * f
+            };
+            let ck = initial_checkpoint(data, n, st.init, &self.cfg.spec, st.pool, "dm", ctx)?;
+            Ok(partitioned(ck, ipc, f))
+        })?;
+        if start.set.provenance.expand != f {
+            return Err(Error::Setting(format!(
+                "the checkpoint's images are partitioned by {}; this run asks for expand = {f}",
+                start.set.provenance.expand
+            )));
+        }
+        let device = ctx.device.clone();
+        let pool = match &st.model_pool {
+            None => None,
+            Some(ps) if start.set.provenance.iterations > 0 => Some(Pool::from_extras(
+                &start.extras,
+                ps,
+                &self.cfg.spec,
+                &device,
+            )?),
+            Some(ps) => {
+                let seed = step_seed(ctx.seed ^ POOL_STREAM, u64::MAX);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+                Some(Pool::new(ps, &self.cfg.spec, &mut rng, &device))
+            }
+        };
+        Ok((start, pool))
+    }
+}
+
+/// `ck` (`f² ipc` images per class, or `ipc` noise images) as `ipc` images per class that each
+/// hold `f x f` of them shrunk ([`crate::distill::expand::pack`]), marked partitioned.
+fn partitioned(mut ck: Checkpoint, ipc: usize, f: usize) -> Checkpoint {
+    ck.set.provenance.expand = f;
+    let per = ck.set.labels.len() / ck.set.num_classes().max(1);
+    if f == 1 || per == ipc {
+        return ck;
+    }
+    let l = ck.set.images.len() / ck.set.labels.len().max(1);
+    let k = ck.set.num_classes();
+    ck.set.images = ck
+        .set
+        .images
+        .chunks(per * l)
+        .flat_map(|class| crate::distill::expand::pack(class, ck.set.shape, f))
+        .collect();
+    ck.set.labels = (0..k).flat_map(|c| std::iter::repeat_n(c, ipc)).collect();
+    ck.set.provenance.ipc = ipc;
+    ck.momentum = vec![0.0; ck.set.images.len()];
+    ck
+}
+
 impl<B: AutodiffBackend> Distiller<B> for Dm {
     fn name(&self) -> &'static str {
         "dm"
@@ -354,10 +295,7 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
         ipc: usize,
         ctx: &mut Ctx<'_, B>,
     ) -> Result<SyntheticSet> {
-        let start = starting_checkpoint(data, ipc, ctx, |ctx| {
-            let st = &self.cfg.settings;
-            initial_checkpoint(data, ipc, st.init, &self.cfg.spec, st.pool, "dm", ctx)
-        })?;
+        let (start, mut pool) = self.start(data, ipc, ctx)?;
         let classes = data.class_indices();
         let sizes: Vec<usize> = classes.iter().map(Vec::len).collect();
         if self.cfg.settings.dp.is_some() && uses_batch_norm(&self.cfg.spec) {
@@ -375,8 +313,17 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
         let st = &cfg.settings;
         let mut reached = st.iterations.max(done);
         for it in done..st.iterations {
-            let d = draw_iteration::<B::InnerBackend>(cfg, &classes, shape, ctx.seed, it, &device);
-            let (values, grads) = step::<B>(cfg, (data, &sizes), &d, &syn, &device);
+            let mut d =
+                draw_iteration::<B::InnerBackend>(cfg, &classes, shape, ctx.seed, it, &device);
+            let mut prng =
+                rand::rngs::StdRng::seed_from_u64(step_seed(ctx.seed ^ POOL_STREAM, it as u64));
+            let mut ce = 0.0;
+            if let Some(p) = pool.as_mut() {
+                let i = p.choose(it, &mut prng, &device);
+                d.params = p.nets[i].model.params.clone();
+                ce = st.ce_weight * p.nets[i].accuracy;
+            }
+            let (values, grads) = step::<B>(cfg, (data, &sizes), &d, &syn, ce, &device);
             let value: f64 = values.iter().sum();
             if !value.is_finite() {
                 return Err(Error::Numerics(format!(
@@ -388,6 +335,9 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
                 mom[c] = mom[c].clone() * st.momentum + g;
                 syn[c] = syn[c].clone() - mom[c].clone() * st.lr_img;
             }
+            if let Some(p) = pool.as_mut() {
+                p.train::<B, _>(data, &mut prng, &device)?;
+            }
             let snapshot = || {
                 let mut set = start.set.clone();
                 set.images = to_host(&syn);
@@ -396,7 +346,7 @@ impl<B: AutodiffBackend> Distiller<B> for Dm {
                     set,
                     momentum: to_host(&mom),
                     lr_momentum: 0.0,
-                    extras: Vec::new(),
+                    extras: pool.as_ref().map(Pool::to_extras).unwrap_or_default(),
                 }
             };
             let event = Event::Iteration {

@@ -157,6 +157,8 @@ fn evaluate<B: AutodiffBackend>(
     let mut report = Vec::new();
     for (m, set) in sets {
         let mut per_model = BTreeMap::new();
+        // A partitioned set trains as its enlarged parts, labels and flags repeated with them.
+        let set = &set.decoded();
         let data = set.to_dataset();
         for (name, spec) in &plan.models {
             let cfg = plan.eval_for(set);

@@ -177,6 +177,7 @@ impl<B: AutodiffBackend> RunObserver<'_, '_, B> {
 
     fn evaluate(&mut self, it: usize, loss: f64, set: &SyntheticSet) -> Result<()> {
         let (model, spec) = &self.plan.models[0];
+        let set = &set.decoded();
         let accs = evaluate_set_soft::<B>(
             &set.to_dataset(),
             self.plan.eval_settings.soft_targets(set),

@@ -55,6 +55,7 @@ impl Distilling {
                     iterations: 0,
                     classes: local.classes.clone(),
                     normalization: None,
+                    expand: 1,
                 },
             ),
             lr_momentum: 0.0,
