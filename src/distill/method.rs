@@ -214,6 +214,9 @@ impl MethodConfig {
         if matches!(self, MethodConfig::Dm(_)) {
             keys.extend(["dp", "model_pool", "ce_weight", "expand"].map(String::from));
         }
+        if matches!(self, MethodConfig::Mtt(_) | MethodConfig::Selmatch(_)) {
+            keys.insert("lr_labels".into());
+        }
         // Likewise the soft-label keys, which every method takes.
         keys.extend(soft::KEYS.map(String::from));
         keys

@@ -329,3 +329,129 @@ fn a_time_budget_stops_distillation_and_is_reported() {
         assert!(e.contains("max_seconds"), "{e}");
     }
 }
+
+fn labelled(iterations: usize) -> MttConfig {
+    let mut c = cfg(iterations);
+    c.settings.lr_labels = Some(5.0);
+    c
+}
+
+#[test]
+fn the_label_logit_gradient_matches_central_differences() {
+    use burn::tensor::{Tensor, TensorData};
+    use distillery::distill::mtt::{step_with, Targets};
+    let (d, experts) = setup();
+    let c = labelled(1);
+    let dev = Default::default();
+    let n = 6;
+    let draw = draw_iteration(&c, experts.len(), n, (8, 8), 4, 0);
+    let e = &experts[draw.expert].params;
+    let pair = (&e[draw.start][..], &e[draw.start + 2][..]);
+    let x = Tensor::<Flex, 4>::from_data(
+        TensorData::new(d.images[..n * 64].to_vec(), [n, 1, 8, 8]),
+        &dev,
+    );
+    let z0: Vec<f32> = (0..n * 3)
+        .map(|i| ((i * 7) % 5) as f32 * 0.3 - 0.6)
+        .collect();
+    let loss = |z: &[f32]| {
+        let z = Tensor::<Flex, 2>::from_data(TensorData::new(z.to_vec(), [n, 3]), &dev);
+        step_with::<AD>(&c, pair, &draw, x.clone(), Targets::Logits(z), 0.05)
+    };
+    let g: Vec<f32> = loss(&z0)
+        .labels
+        .unwrap()
+        .into_data()
+        .convert::<f32>()
+        .into_vec()
+        .unwrap();
+    let gnorm = g.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    assert!(gnorm > 0.0, "the labels get no gradient");
+    let eps = 1e-2f32;
+    for (trial, i) in [0usize, 4, 11, 17].into_iter().enumerate() {
+        let mut up = z0.clone();
+        let mut down = z0.clone();
+        up[i] += eps;
+        down[i] -= eps;
+        let fd = (loss(&up).loss - loss(&down).loss) / (2.0 * eps as f64);
+        let err = (fd - g[i] as f64).abs() / gnorm;
+        assert!(
+            err < 2e-2,
+            "logit {i} (trial {trial}): autodiff {} vs central difference {fd}",
+            g[i]
+        );
+    }
+}
+
+#[test]
+fn learned_labels_move_stay_distributions_and_resume_exactly() {
+    let (d, experts) = setup();
+    let mut none = iterations(|_, _, _| Ok(Flow::Continue));
+    let full = Mtt::new(labelled(6), Experts::Loaded(experts.clone()))
+        .distill(&d, 2, &mut ctx(&mut none, None))
+        .unwrap();
+    let mut first = None;
+    let mut watch = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+        if it == 1 {
+            first = snap().set.soft_labels;
+        }
+        Ok(Flow::Continue)
+    });
+    Mtt::new(labelled(1), Experts::Loaded(experts.clone()))
+        .distill(&d, 2, &mut ctx(&mut watch, None))
+        .unwrap();
+    let soft = full.soft_labels.clone().expect("learned soft labels");
+    assert_eq!(soft.len(), 6 * 3);
+    for row in soft.chunks(3) {
+        let sum: f32 = row.iter().sum();
+        assert!(
+            (sum - 1.0).abs() < 1e-5 && row.iter().all(|&p| p >= 0.0),
+            "{row:?}"
+        );
+    }
+    assert_ne!(
+        Some(soft.clone()),
+        first,
+        "the labels never moved after iteration 1"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ck.safetensors");
+    let mut stop = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+        if it == 3 {
+            snap().save(&p)?;
+            return Err(distillery::Error::Other("stop".into()));
+        }
+        Ok(Flow::Continue)
+    });
+    let mtt = Mtt::new(labelled(6), Experts::Loaded(experts));
+    assert!(mtt
+        .clone()
+        .distill(&d, 2, &mut ctx(&mut stop, None))
+        .is_err());
+    let ck = Checkpoint::load(&p).unwrap();
+    let mut none2 = iterations(|_, _, _| Ok(Flow::Continue));
+    let resumed = mtt
+        .clone()
+        .distill(&d, 2, &mut ctx(&mut none2, Some(ck)))
+        .unwrap();
+    assert_eq!(resumed.images, full.images);
+    assert_eq!(resumed.soft_labels, full.soft_labels);
+    // A plain MTT checkpoint cannot continue a run that learns labels.
+    let mut plain_ck = None;
+    let mut grab = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
+        if it == 2 {
+            plain_ck = Some(snap());
+        }
+        Ok(Flow::Continue)
+    });
+    Mtt::new(cfg(3), mtt.experts.clone())
+        .distill(&d, 2, &mut ctx(&mut grab, None))
+        .unwrap();
+    let mut none3 = iterations(|_, _, _| Ok(Flow::Continue));
+    let e = mtt
+        .clone()
+        .distill(&d, 2, &mut ctx(&mut none3, plain_ck))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lr_labels"), "{e}");
+}

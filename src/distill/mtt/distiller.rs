@@ -4,7 +4,8 @@
 
 use super::check::check_step;
 use super::experts::Experts;
-use super::{draw_iteration, step, MttConfig};
+use super::labels::LearnedLabels;
+use super::{draw_iteration, step_with, MttConfig, Targets};
 use crate::data::Dataset;
 use crate::distill::{
     finished, initial_checkpoint, starting_checkpoint, Checkpoint, Ctx, Distiller, Event,
@@ -128,6 +129,7 @@ impl Mtt {
             .syn_lr
             .unwrap_or(self.cfg.settings.lr_teacher as f32);
         let mut lr_mom = first.lr_momentum;
+        let mut learned = LearnedLabels::start(&self.cfg, &self.experts, &first, &images)?;
         let mut cfg = self.cfg.clone();
         let st = cfg.settings.clone();
         let mut reached = st.iterations.max(done);
@@ -142,7 +144,15 @@ impl Mtt {
                 cfg = form;
                 ctx.report(Event::DeviceChecked(&found))?;
             }
-            let (value, gx, glr) = step::<B>(&cfg, &from, &to, &d, images.clone(), &labels, syn_lr);
+            let targets = match &learned {
+                Some(l) => l.targets(),
+                None => Targets::Hard(&labels),
+            };
+            let g = step_with::<B>(&cfg, (&from, &to), &d, images.clone(), targets, syn_lr);
+            let (value, gx, glr) = (g.loss, g.images, g.syn_lr);
+            if let (Some(l), Some(gy)) = (learned.as_mut(), g.labels) {
+                l.update(gy);
+            }
             if !value.is_finite() || !glr.is_finite() {
                 return Err(Error::Numerics(format!(
                     "the MTT loss became {value} (syn_lr gradient {glr}) at iteration {}: lower lr_img or lr_lr",
@@ -156,12 +166,16 @@ impl Mtt {
                 let mut set = first.set.clone();
                 set.images = host(images.clone());
                 set.syn_lr = Some(syn_lr);
+                set.soft_labels = learned.as_ref().map(LearnedLabels::soft);
                 set.provenance.iterations = it + 1;
                 Checkpoint {
                     set,
                     momentum: host(mom.clone()),
                     lr_momentum: lr_mom,
-                    extras: Vec::new(),
+                    extras: learned
+                        .as_ref()
+                        .map(LearnedLabels::extras)
+                        .unwrap_or_default(),
                 }
             };
             let event = Event::Iteration {
@@ -177,6 +191,9 @@ impl Mtt {
         let mut set = first.set;
         set.images = host(images);
         set.syn_lr = Some(syn_lr);
+        if let Some(l) = &learned {
+            set.soft_labels = Some(l.soft());
+        }
         finished(set, reached)
     }
 }

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod distiller;
 pub mod experts;
+pub mod labels;
 pub mod unroll;
 
 use crate::data::augment::Dsa;
@@ -68,6 +69,12 @@ pub struct MttSettings {
     /// On a GPU: check the first iteration's step against the CPU's from the same inputs and go
     /// on with a gradient form that agrees (or stop with an error). Ignored on the CPU.
     pub check_device: bool,
+    /// Learned soft labels (DATM, Guo et al., ICLR 2024): each image's label logits start as
+    /// an expert's logits on it (the first expert at `max_start_epoch`), the inner steps train
+    /// on their softmax, and they descend the matching loss by SGD at this rate with the images'
+    /// momentum; the set keeps their softmax as its soft labels. None: fixed one-hot labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_labels: Option<f64>,
     /// Soft labels (`soft_labels`, `teacher_temperature`, `teacher_epochs`): the keys every
     /// method takes ([`crate::distill::soft`]).
     #[serde(flatten, skip_serializing_if = "SoftLabelSettings::is_default")]
@@ -91,6 +98,7 @@ impl Default for MttSettings {
             hand_written_backward: true,
             conv_grads: ConvGrads::Conv,
             check_device: true,
+            lr_labels: None,
             labels: SoftLabelSettings::default(),
         }
     }
@@ -115,6 +123,9 @@ impl MttSettings {
         p.momentum("momentum", self.momentum);
         if let Some(b) = self.batch_syn {
             p.positive("batch_syn", b);
+        }
+        if let Some(r) = self.lr_labels {
+            p.rate("lr_labels", r);
         }
         if self.epochs_needed() > expert_epochs_available {
             p.fail(
@@ -215,13 +226,54 @@ pub fn step<B: AutodiffBackend>(
     labels: &[usize],
     syn_lr: f32,
 ) -> (f64, Tensor<B::InnerBackend, 4>, f32) {
+    let targets = Targets::Hard(labels);
+    let s = step_with::<B>(cfg, (start, target), draw, images, targets, syn_lr);
+    (s.loss, s.images, s.syn_lr)
+}
+
+/// What the inner steps train on: one-hot labels, or the softmax of learnable label logits
+/// `[n, classes]` (DATM).
+pub enum Targets<'a, B: Backend> {
+    /// Fixed hard labels.
+    Hard(&'a [usize]),
+    /// Label logits, learned.
+    Logits(Tensor<B, 2>),
+}
+
+/// One iteration's loss and gradients.
+pub struct StepGrads<B: Backend> {
+    /// The matching loss.
+    pub loss: f64,
+    /// Its gradient with respect to the images.
+    pub images: Tensor<B, 4>,
+    /// ... to `syn_lr`.
+    pub syn_lr: f32,
+    /// ... to the label logits, when they are learned.
+    pub labels: Option<Tensor<B, 2>>,
+}
+
+/// [`step`] with learnable label logits as well ([`Targets`]).
+pub fn step_with<B: AutodiffBackend>(
+    cfg: &MttConfig,
+    (start, target): (&[Vec<f32>], &[Vec<f32>]),
+    draw: &MttDraw,
+    images: Tensor<B::InnerBackend, 4>,
+    targets: Targets<'_, B::InnerBackend>,
+    syn_lr: f32,
+) -> StepGrads<B::InnerBackend> {
     let device = images.device();
     let k = cfg.spec.num_classes();
     let start: Vec<Tensor<B, 1>> = start.iter().map(|v| vec1(v, &device)).collect();
     let target: Vec<Tensor<B, 1>> = target.iter().map(|v| vec1(v, &device)).collect();
     let x = Tensor::<B, 4>::from_inner(images).require_grad();
     let lr = vec1::<B>(&[syn_lr], &device).require_grad();
-    let y = one_hot::<B>(labels, k, &device);
+    let (y, leaf) = match targets {
+        Targets::Hard(labels) => (one_hot::<B>(labels, k, &device), None),
+        Targets::Logits(z) => {
+            let z = Tensor::<B, 2>::from_inner(z).require_grad();
+            (burn::tensor::activation::softmax(z.clone(), 1), Some(z))
+        }
+    };
     let manual = if cfg.settings.hand_written_backward {
         unroll_manual(
             &cfg.spec,
@@ -254,5 +306,11 @@ pub fn step<B: AutodiffBackend>(
         .grad(&grads)
         .map(|g| g.into_scalar().elem::<f32>())
         .unwrap_or(0.0);
-    (value, gx, glr)
+    let gy = leaf.map(|z| z.grad(&grads).unwrap_or_else(|| z.inner().zeros_like()));
+    StepGrads {
+        loss: value,
+        images: gx,
+        syn_lr: glr,
+        labels: gy,
+    }
 }
