@@ -166,7 +166,8 @@ fn shipped_scenarios_are_valid() {
     let dirs = std::fs::read_dir("scenarios")
         .into_iter()
         .chain(std::fs::read_dir("scenarios/paper"))
-        .chain(std::fs::read_dir("scenarios/tune"));
+        .chain(std::fs::read_dir("scenarios/tune"))
+        .chain(std::fs::read_dir("scenarios/why"));
     for entry in dirs.flatten() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "toml") {
