@@ -175,6 +175,18 @@ fn accuracy_of<'a>(s: &'a Summary, method: &str) -> Option<&'a Accuracy> {
     d.results.get(method)?.get(first)
 }
 
+/// The method column: `idm` for DM with all three of IDM's additions, else the method's name.
+fn label(m: &crate::distill::MethodConfig) -> &'static str {
+    match m {
+        crate::distill::MethodConfig::Dm(d)
+            if d.model_pool.is_some() && d.ce_weight > 0.0 && d.expand > 1 =>
+        {
+            "idm"
+        }
+        other => other.name(),
+    }
+}
+
 /// One row of the table.
 fn line(r: &Row) -> String {
     let s = &r.loaded.scenario;
@@ -182,6 +194,11 @@ fn line(r: &Row) -> String {
     let name = method.name();
     let ipc = s.distill_section().run.ipc;
     let (pub_fig, source) = published(s.published.as_ref());
+    let ours_mean = (r.summary.as_ref()).and_then(|sum| accuracy_of(sum, name).map(|a| a.mean));
+    let gap = match (ours_mean, s.published.as_ref()) {
+        (Some(m), Some(p)) => format!("{:+.1}", 100.0 * m - p.accuracy),
+        _ => "-".into(),
+    };
     let (data, ours, random, herding, wall) = match &r.summary {
         Some(sum) => {
             let cell = |m: &str| accuracy_of(sum, m).map_or("-".into(), percent);
@@ -200,8 +217,9 @@ fn line(r: &Row) -> String {
         }
     };
     format!(
-        "| {} | {name} | {data} | {ipc} | {ours} | {random} | {herding} | {pub_fig} | {source} | {} | {wall} |",
+        "| {} | {} | {data} | {ipc} | {ours} | {random} | {herding} | {pub_fig} | {gap} | {source} | {} | {wall} |",
         crate::files::name_of(&r.file),
+        label(&method),
         budget(&r.loaded)
     )
 }
@@ -213,14 +231,14 @@ pub fn markdown(rows: &[Row], (dir, root): (&Path, &Path)) -> String {
         "# Fidelity: our distilled sets beside the published figures".to_string(),
         String::new(),
         format!(
-            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are test accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet. A row whose budget says it was scored on held-out training images (`[eval] validation`, the scenarios of `scenarios/tune/`) reports validation accuracy: that is where settings are chosen, before a row of `scenarios/paper/` measures them once on the test set.",
+            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are test accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table, and the gap is ours minus it in points (the published figures come from longer budgets, wider networks and, for CIFAR-10, the full training set: see each source); a method `idm` is DM with all three of IDM's additions; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet. A row whose budget says it was scored on held-out training images (`[eval] validation`, the scenarios of `scenarios/tune/`) reports validation accuracy: that is where settings are chosen, before a row of `scenarios/paper/` measures them once on the test set.",
             dir.display(),
             root.display(),
             rows.len()
         ),
         String::new(),
-        "| scenario | method | data | IPC | ours | random | herding | published | source | budget | wall |".into(),
-        "|---|---|---|---|---|---|---|---|---|---|---|".into(),
+        "| scenario | method | data | IPC | ours | random | herding | published | gap | source | budget | wall |".into(),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
     ];
     out.extend(rows.iter().map(line));
     out.push(String::new());

@@ -246,7 +246,7 @@ fn distill_sections_are_validated_with_field_names() {
     let e = parse_err(&text);
     assert!(
         e.contains("`alpha` is a setting of selmatch, not of method = \"dm\"")
-            && e.contains("batch_real, dp, dsa, init, iterations"),
+            && e.contains("batch_real, ce_weight, dp, dsa, expand, init, iterations"),
         "{e}"
     );
     // Coverage during distillation needs coverage switched on.
