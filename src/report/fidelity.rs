@@ -122,13 +122,16 @@ pub fn budget(loaded: &Loaded) -> String {
         let x = s.experts_section();
         parts.push(format!("{} experts x {} epochs", x.count, x.epochs));
     }
+    if let Some(r) = m.trajectory_matching().and_then(|t| t.lr_labels) {
+        parts.push(format!("labels learned at lr {r}"));
+    }
     if let crate::distill::MethodConfig::Dm(dm) = &m {
         if dm.expand > 1 {
             parts.push(format!("expand {}", dm.expand));
         }
         if let Some(p) = &dm.model_pool {
             parts.push(format!(
-                "model pool ({} nets x {} steps of {} per iteration)",
+                "model pool ({} net(s) x {} steps of {} per iteration)",
                 p.train_nets, p.train_steps, p.batch
             ));
         }
@@ -138,6 +141,9 @@ pub fn budget(loaded: &Loaded) -> String {
     }
     let e = s.eval_section();
     parts.push(format!("eval {} epochs x {} nets", e.epochs, e.repeats));
+    if e.labels == crate::distill::eval::EvalLabels::Soft {
+        parts.push("soft labels where the set has them".into());
+    }
     if let Some(v) = e.validation {
         parts.push(format!(
             "scored on {:.0}% of the training images held out, not the test set",
@@ -227,14 +233,21 @@ fn line(r: &Row) -> String {
 /// The table as Markdown: a header naming where it came from, then one row per scenario.
 pub fn markdown(rows: &[Row], (dir, root): (&Path, &Path)) -> String {
     let measured = rows.iter().filter(|r| r.summary.is_some()).count();
+    let tuning = !rows.is_empty()
+        && (rows.iter()).all(|r| r.loaded.scenario.eval_section().validation.is_some());
+    let title = match tuning {
+        true => "# Tuning: settings compared on a validation split, not the test set",
+        false => "# Fidelity: our distilled sets beside the published figures",
+    };
     let mut out = vec![
-        "# Fidelity: our distilled sets beside the published figures".to_string(),
+        title.to_string(),
         String::new(),
         format!(
-            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are test accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table, and the gap is ours minus it in points (the published figures come from longer budgets, wider networks and, for CIFAR-10, the full training set: see each source); a method `idm` is DM with all three of IDM's additions; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet. A row whose budget says it was scored on held-out training images (`[eval] validation`, the scenarios of `scenarios/tune/`) reports validation accuracy: that is where settings are chosen, before a row of `scenarios/paper/` measures them once on the test set.",
+            "Written by `distillery fidelity {} --results {}` from the last finished run of each scenario there ({measured} of {} rows measured). Accuracies are {} accuracy in percent on the first evaluation architecture: mean ± population sd over the evaluation networks (their number in brackets); random and herding are the same run's baselines, evaluated the same way. The published figure and its source are the scenario's `[published]` table, and the gap is ours minus it in points (the published figures come from longer budgets, wider networks and, for CIFAR-10, the full training set: see each source); a method `idm` is DM with all three of IDM's additions; the budget is the scenario's; wall is the run's whole time (distillation, baselines, evaluation) on the machine it ran on. A row \"not run\" has not been run at its budget yet. A row whose budget says it was scored on held-out training images (`[eval] validation`, the scenarios of `scenarios/tune/`) reports validation accuracy: that is where settings are chosen, before a row of `scenarios/paper/` measures them once on the test set.",
             dir.display(),
             root.display(),
-            rows.len()
+            rows.len(),
+            if tuning { "validation" } else { "test" }
         ),
         String::new(),
         "| scenario | method | data | IPC | ours | random | herding | published | gap | source | budget | wall |".into(),

@@ -166,3 +166,27 @@ fn bad_rows_are_errors_naming_the_file() {
     assert!(e.contains("bad.toml") && e.contains("distill"), "{e}");
     assert!(!out.exists(), "no table is written from bad rows");
 }
+
+#[test]
+fn a_table_of_validation_runs_says_it_is_not_the_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, out) = (tmp.path().join("tune"), tmp.path().join("tuning.md"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = ROW
+        .replace("coverage = false", "coverage = false\nvalidation = 0.2")
+        .replace("method = \"dm\"", "method = \"dm\"\nexpand = 2");
+    std::fs::write(dir.join("v.toml"), text).unwrap();
+    let opts = RunOptions::quiet(tmp.path().join("results"));
+    assert_eq!(write_table(&dir, &opts, &out, false).unwrap(), (0, 1));
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        md.starts_with("# Tuning: settings compared on a validation split"),
+        "{md}"
+    );
+    assert!(md.contains("Accuracies are validation accuracy"), "{md}");
+    let row = line(&md, "v.toml");
+    assert!(
+        row.contains("expand 2") && row.contains("20% of the training images held out"),
+        "{row}"
+    );
+}
