@@ -327,7 +327,6 @@ pub fn remember<B: AutodiffBackend>(
     let mut env = chooser.env.clone();
     env.spec = chooser.spec.with_classes(classes.len());
     let mut ctx = Ctx::<B>::quiet(device.clone(), chooser.seed, chooser.dataset);
-    chooser.method.refuse_partitioned("continual memories'")?;
     let set = registry::distil(chooser.method, &local, ipc, &env, &mut ctx)?;
     let chosen = globalise(&set.to_dataset(), classes, &data.classes);
     memory.add(t, &chosen).map_err(Error::Setting)

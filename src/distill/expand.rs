@@ -139,13 +139,3 @@ pub fn pack(images: &[f32], shape: [usize; 3], f: usize) -> Vec<f32> {
     }
     out
 }
-
-/// `rows` (labels, soft-label rows, flags, in image order) repeated `f²` times, as
-/// [`expand_host`] repeats its images.
-pub fn repeat_blocks<T: Clone>(rows: &[T], f: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(rows.len() * f * f);
-    for _ in 0..f * f {
-        out.extend_from_slice(rows);
-    }
-    out
-}

@@ -148,17 +148,6 @@ impl MethodConfig {
         }
     }
 
-    /// Refuses a partitioned set where `whose` sets are sent or kept as plain images (the wire
-    /// and the continual memories carry no partition factor yet).
-    pub fn refuse_partitioned(&self, whose: &str) -> crate::error::Result<()> {
-        match self.expand() {
-            1 => Ok(()),
-            f => Err(crate::error::Error::Setting(format!(
-                "expand = {f}: {whose} sets are plain images (partitioned sets are for distill runs)"
-            ))),
-        }
-    }
-
     /// Where its sets' soft labels come from (the keys every method takes).
     pub fn labels(&self) -> &SoftLabelSettings {
         match self {

@@ -181,13 +181,9 @@ impl Checkpoint {
     /// Reads a checkpoint written by [`Checkpoint::save`].
     pub fn load(path: &std::path::Path) -> Result<Self> {
         let (set, extras) = SyntheticSet::load_with(path)?;
-        let find = |name: &str| {
-            extras
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|(_, _, v)| v.clone())
-        };
-        let momentum = find("momentum").unwrap_or_else(|| vec![0.0; set.images.len()]);
+        let find = |name: &str| set::find_extra(&extras, name).map(|(_, v)| v);
+        let momentum =
+            find("momentum").map_or_else(|| vec![0.0; set.images.len()], <[f32]>::to_vec);
         let lr_momentum = find("lr_momentum")
             .and_then(|v| v.first().copied())
             .unwrap_or(0.0);

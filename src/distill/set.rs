@@ -70,6 +70,25 @@ pub struct SyntheticSet {
 /// Named extra tensors stored beside a set (optimiser state in checkpoints).
 pub type Extras = Vec<(String, Vec<usize>, Vec<f32>)>;
 
+/// The extra tensor `name`: its shape and values.
+pub fn find_extra<'a>(extras: &'a Extras, name: &str) -> Option<(&'a [usize], &'a [f32])> {
+    (extras.iter())
+        .find(|(n, _, _)| n == name)
+        .map(|(_, s, v)| (s.as_slice(), v.as_slice()))
+}
+
+/// Row `row` of a `[rows, Σ lens]` tensor cut into pieces of `lens` (one network's parameters,
+/// say, from a pool's checkpoint tensor).
+pub fn row_pieces(flat: &[f32], row: usize, lens: &[usize]) -> Vec<Vec<f32>> {
+    let mut at = row * lens.iter().sum::<usize>();
+    lens.iter()
+        .map(|&l| {
+            at += l;
+            flat[at - l..at].to_vec()
+        })
+        .collect()
+}
+
 impl SyntheticSet {
     /// Wraps a dataset (already normalised) as a synthetic set.
     pub fn from_dataset(data: &Dataset, provenance: Provenance) -> Self {
@@ -101,37 +120,38 @@ impl SyntheticSet {
 
     /// The set as a [`Dataset`] for training (its images decoded when they are partitioned).
     pub fn to_dataset(&self) -> Dataset {
-        let set = self.decoded();
+        let decoded;
+        let set = match self.provenance.expand {
+            0 | 1 => self,
+            _ => {
+                decoded = self.decoded();
+                &decoded
+            }
+        };
         Dataset {
-            images: set.images,
-            labels: set.labels,
+            images: set.images.clone(),
+            labels: set.labels.clone(),
             shape: self.shape,
             classes: self.provenance.classes.clone(),
         }
     }
 
     /// The set as training sees it: a partitioned set's parts enlarged into images of their own
-    /// (labels, soft labels and flags repeated with them, `expand` 1); a plain set as it is.
+    /// (labels, soft labels and flags repeated with them, block by block as
+    /// [`super::expand::expand_host`] orders the parts; `expand` 1); a plain set as it is.
     pub fn decoded(&self) -> SyntheticSet {
         let f = self.provenance.expand.max(1);
         if f == 1 {
             return self.clone();
         }
-        let k = self.num_classes();
-        let soft_rows = self
-            .soft_labels
-            .as_ref()
-            .map(|p| p.chunks(k.max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>());
+        let blocks = f * f;
         let mut set = SyntheticSet {
             images: super::expand::expand_host(&self.images, self.shape, f),
             shape: self.shape,
-            labels: super::expand::repeat_blocks(&self.labels, f),
-            soft_labels: soft_rows.map(|r| super::expand::repeat_blocks(&r, f).concat()),
+            labels: self.labels.repeat(blocks),
+            soft_labels: self.soft_labels.as_ref().map(|p| p.repeat(blocks)),
             syn_lr: self.syn_lr,
-            fixed: self
-                .fixed
-                .as_ref()
-                .map(|x| super::expand::repeat_blocks(x, f)),
+            fixed: self.fixed.as_ref().map(|x| x.repeat(blocks)),
             provenance: self.provenance.clone(),
         };
         set.provenance.expand = 1;

@@ -103,12 +103,6 @@ impl<B: AutodiffBackend> Distiller<B> for Relabelled<'_, B> {
             SoftLabelSource::Method => {}
             SoftLabelSource::None => set.soft_labels = None,
             SoftLabelSource::Teacher => {
-                if set.provenance.expand > 1 {
-                    return Err(crate::error::Error::Setting(format!(
-                        "soft_labels = \"teacher\" with expand = {}: a teacher labels whole images, and each of these holds several",
-                        set.provenance.expand
-                    )));
-                }
                 let mut teacher = Teacher::<B>::train(data, &self.spec, &self.settings, ctx)?;
                 set.soft_labels = Some(teacher.label(&set.to_dataset(), &ctx.device));
             }

@@ -127,6 +127,13 @@ pub struct Model<B: Backend> {
 }
 
 impl ModelSpec {
+    /// Each parameter's number of values, in [`ModelSpec::params`] order.
+    pub fn param_lens(&self) -> Vec<usize> {
+        (self.params().iter())
+            .map(|p| p.shape.iter().product())
+            .collect()
+    }
+
     /// The parameters this architecture has, in order.
     pub fn params(&self) -> Vec<ParamInfo> {
         match self {

@@ -221,7 +221,6 @@ fn engine_config(loaded: &Loaded, f: &FederatedSection) -> EngineConfig {
 /// Settings that cannot work on these clients' data, found before any round: a
 /// trajectory-matching client whose set would be smaller than `batch_syn`.
 fn check_clients(s: &Settings, data: &[Dataset]) -> Result<()> {
-    s.distil.method.refuse_partitioned("federated clients'")?;
     let Some(b) = s
         .distil
         .method

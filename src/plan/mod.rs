@@ -49,8 +49,8 @@ pub fn experts(loaded: &Loaded) -> ExpertSettings {
     x
 }
 
-/// `split` with `[eval] validation`'s fraction of each class's training images (the lowest
-/// count rounded, at least one, and one left to train on) as its test set and the rest as its
+/// `split` with `[eval] validation`'s fraction of each class's training images (rounded, at
+/// least one, and at least one left to train on) as its test set and the rest as its
 /// training set, drawn by the run's seed; `split` as it is without it.
 pub fn validation(mut split: Split, s: &Scenario) -> Split {
     let Some(frac) = s.eval_section().validation else {
@@ -61,9 +61,13 @@ pub fn validation(mut split: Split, s: &Scenario) -> Split {
     for mut idx in split.train.class_indices() {
         idx.shuffle(&mut rng);
         let n = idx.len();
-        let v = ((frac * n as f64).round() as usize).clamp(1, n.saturating_sub(1));
-        held.extend_from_slice(&idx[..v.min(n)]);
-        train.extend_from_slice(&idx[v.min(n)..]);
+        // A class of one image keeps it for training.
+        let v = match n {
+            0 | 1 => 0,
+            _ => ((frac * n as f64).round() as usize).clamp(1, n - 1),
+        };
+        held.extend_from_slice(&idx[..v]);
+        train.extend_from_slice(&idx[v..]);
     }
     train.sort_unstable();
     held.sort_unstable();

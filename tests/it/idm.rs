@@ -337,11 +337,19 @@ fn federated_clients_refuse_partitioned_sets_by_name() {
             "method = \"random\"",
             "method = \"dm\"\niterations = 2\nexpand = 2",
         );
-    let l = distillery::scenario::parse(&text, Path::new("f.toml")).unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let opts = distillery::experiment::RunOptions::quiet(root.path());
-    let e = distillery::experiment::run(&l, &opts)
+    // Refused when the scenario is read, before any client works.
+    let e = distillery::scenario::parse(&text, Path::new("f.toml"))
+        .map(|_| ())
         .unwrap_err()
         .to_string();
     assert!(e.contains("expand = 2") && e.contains("federated"), "{e}");
+    // A teacher labels whole images: refused with expansion too.
+    let e = distillery::scenario::parse(
+        &DIGITS.replace("expand = 2", "expand = 2\nsoft_labels = \"teacher\""),
+        Path::new("t.toml"),
+    )
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("expand") && e.contains("teacher"), "{e}");
 }

@@ -24,6 +24,19 @@ fn augmented<B: Backend>(xs: Vec<Tensor<B, 4>>, draws: &[Option<Draw>]) -> Vec<T
         .collect()
 }
 
+/// The classifier of `params` (the last two): weight `[F, k]` (transposed for `e · W`), bias
+/// `[1, k]`, and the feature count `F`.
+fn classifier<B: Backend>(
+    spec: &ModelSpec,
+    params: &[Tensor<B, 1>],
+) -> (Tensor<B, 2>, Tensor<B, 2>, usize) {
+    let k = spec.num_classes();
+    let w = params[params.len() - 2].clone();
+    let f = w.dims()[0] / k;
+    let b = params[params.len() - 1].clone().reshape([1, k]);
+    (w.reshape([k, f]).transpose(), b, f)
+}
+
 /// Per-class embeddings (train mode). With batch norm all classes go through one forward pass,
 /// as the reference does; otherwise each class separately (identical for instance norm).
 fn embed_classes<B: Backend>(
@@ -37,11 +50,7 @@ fn embed_classes<B: Backend>(
         return es;
     }
     // [features, logits]: the squared distance of the means is the features' plus the logits'.
-    let k = spec.num_classes();
-    let w = params[params.len() - 2].clone();
-    let f = w.dims()[0] / k;
-    let w = w.reshape([k, f]).transpose();
-    let b = params[params.len() - 1].clone().reshape([1, k]);
+    let (w, b, _) = classifier(spec, params);
     es.into_iter()
         .map(|e| {
             let l = e.clone().matmul(w.clone()) + b.clone();
@@ -209,11 +218,7 @@ fn class_term<B: Backend>(
     e: Tensor<B, 2>,
     c: usize,
 ) -> Tensor<B, 1> {
-    let k = spec.num_classes();
-    let w = params[params.len() - 2].clone();
-    let f = w.dims()[0] / k;
-    let w = w.reshape([k, f]).transpose();
-    let b = params[params.len() - 1].clone().reshape([1, k]);
+    let (w, b, f) = classifier(spec, params);
     let logits = e.narrow(1, 0, f).matmul(w) + b;
     burn::tensor::activation::log_softmax(logits, 1)
         .narrow(1, c, 1)

@@ -4,10 +4,11 @@
 
 use super::settings::ModelPoolSettings;
 use crate::data::Dataset;
+use crate::distill::set::{find_extra, row_pieces, Extras};
 use crate::error::{Error, Result};
 use crate::model::backward::loss_and_grads;
 use crate::model::layers::one_hot;
-use crate::model::{forward, Mode, Model, ModelSpec};
+use crate::model::{forward, host, Mode, Model, ModelSpec};
 use crate::train::{batch_images, train_step, Sgd};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -101,7 +102,7 @@ impl<B: Backend> Pool<B> {
                 let x = batch_images::<B>(data, &idx, device);
                 let labels: Vec<usize> = idx.iter().map(|&j| data.labels[j]).collect();
                 if step + 1 == s.train_steps {
-                    net.accuracy = accuracy(&mut net.model, x.clone(), &labels);
+                    net.accuracy = accuracy(&net.model, x.clone(), &labels);
                 }
                 let y = one_hot::<B>(&labels, k, device);
                 let v = sgd_step::<AD>(net, x, y, s.lr);
@@ -116,13 +117,13 @@ impl<B: Backend> Pool<B> {
     }
 
     /// The pool as checkpoint tensors.
-    pub fn to_extras(&self) -> crate::distill::set::Extras {
+    pub fn to_extras(&self) -> Extras {
         let n = self.nets.len();
         let flat = |f: &dyn Fn(&PoolNet<B>) -> Vec<Vec<f32>>| -> (usize, Vec<f32>) {
             let rows: Vec<Vec<f32>> = self.nets.iter().map(|p| f(p).concat()).collect();
             (rows.first().map_or(0, Vec::len), rows.concat())
         };
-        let (pl, params) = flat(&|p| p.model.params.iter().map(host).collect());
+        let (pl, params) = flat(&|p| p.model.params.iter().cloned().map(host).collect());
         let (_, momentum) = flat(&|p| match p.opt.buffers_to_host() {
             Some(b) => b,
             None => p
@@ -132,7 +133,7 @@ impl<B: Backend> Pool<B> {
                 .map(|t| vec![0.0; t.dims()[0]])
                 .collect(),
         });
-        let (bl, buffers) = flat(&|p| p.model.buffers.iter().map(host).collect());
+        let (bl, buffers) = flat(&|p| p.model.buffers.iter().cloned().map(host).collect());
         let acc = self.nets.iter().map(|p| p.accuracy as f32).collect();
         vec![
             (NAMES[0].into(), vec![n, pl], params),
@@ -144,56 +145,37 @@ impl<B: Backend> Pool<B> {
 
     /// The pool a checkpoint's tensors hold; an error naming what is missing or misshapen.
     pub fn from_extras(
-        extras: &crate::distill::set::Extras,
+        extras: &Extras,
         settings: &ModelPoolSettings,
         spec: &ModelSpec,
         device: &B::Device,
     ) -> Result<Self> {
         let get = |name: &str| {
-            extras
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|(_, s, v)| (s.clone(), v.clone()))
-                .ok_or_else(|| {
-                    Error::Setting(format!(
-                        "the checkpoint has no `{name}`: it was not made with [distill.model_pool]"
-                    ))
-                })
+            find_extra(extras, name).ok_or_else(|| {
+                Error::Setting(format!(
+                    "the checkpoint has no `{name}`: it was not made with [distill.model_pool]"
+                ))
+            })
         };
         let (ps, params) = get(NAMES[0])?;
         let (_, momentum) = get(NAMES[1])?;
         let (_, buffers) = get(NAMES[2])?;
         let (_, acc) = get(NAMES[3])?;
-        let sizes: Vec<usize> = spec
-            .params()
-            .iter()
-            .map(|p| p.shape.iter().product())
-            .collect();
-        let bsizes: Vec<usize> = spec.buffers().iter().map(Vec::len).collect();
-        let (pl, bl) = (sizes.iter().sum::<usize>(), bsizes.iter().sum::<usize>());
+        let lens = spec.param_lens();
+        let blens: Vec<usize> = spec.buffers().iter().map(Vec::len).collect();
+        let (pl, bl) = (lens.iter().sum::<usize>(), blens.iter().sum::<usize>());
         let n = acc.len();
         if ps != [n, pl] || momentum.len() != n * pl || buffers.len() != n * bl {
             return Err(Error::Setting(format!(
                 "the checkpoint's model pool has shape {ps:?}; this network needs [{n}, {pl}]"
             )));
         }
-        let split = |v: &[f32], sizes: &[usize]| -> Vec<Vec<f32>> {
-            let mut at = 0;
-            sizes
-                .iter()
-                .map(|&l| {
-                    at += l;
-                    v[at - l..at].to_vec()
-                })
-                .collect()
-        };
         let nets = (0..n)
             .map(|i| {
-                let p = split(&params[i * pl..(i + 1) * pl], &sizes);
-                let b = split(&buffers[i * bl..(i + 1) * bl], &bsizes);
+                let p = row_pieces(params, i, &lens);
+                let b = row_pieces(buffers, i, &blens);
                 let mut opt = Sgd::new(settings.momentum, settings.weight_decay);
-                let m = split(&momentum[i * pl..(i + 1) * pl], &sizes);
-                opt.set_buffers(Some(&m), device);
+                opt.set_buffers(Some(&row_pieces(momentum, i, &lens)), device);
                 PoolNet {
                     model: Model::from_host(spec.clone(), &p, &b, device),
                     opt,
@@ -233,12 +215,8 @@ fn sgd_step<AD: AutodiffBackend>(
     loss.into_scalar().elem::<f64>()
 }
 
-fn host<B: Backend>(t: &Tensor<B, 1>) -> Vec<f32> {
-    crate::model::host(t.clone())
-}
-
 /// Percent of `labels` the network's train-mode logits on `x` get right.
-fn accuracy<B: Backend>(model: &mut Model<B>, x: Tensor<B, 4>, labels: &[usize]) -> f64 {
+fn accuracy<B: Backend>(model: &Model<B>, x: Tensor<B, 4>, labels: &[usize]) -> f64 {
     let mut bufs = model.buffers.clone();
     let logits = forward(&model.spec, &model.params, &mut bufs, x, Mode::Train);
     let pred: Vec<i64> = logits

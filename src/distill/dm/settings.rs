@@ -3,7 +3,7 @@
 
 use crate::data::augment::Dsa;
 use crate::distill::init::InitKind;
-use crate::distill::soft::SoftLabelSettings;
+use crate::distill::soft::{SoftLabelSettings, SoftLabelSource};
 use crate::dp::DpSettings;
 use crate::error::{Problem, Problems};
 use crate::model::ModelSpec;
@@ -168,6 +168,12 @@ impl DmSettings {
             "expand",
             self.expand.to_string(),
             "1 (off) to 8",
+        );
+        p.require(
+            self.expand == 1 || self.labels.soft_labels != SoftLabelSource::Teacher,
+            "expand",
+            self.expand.to_string(),
+            "1 with soft_labels = \"teacher\" (a teacher labels whole images, and each partitioned image holds several)",
         );
         p.require(
             self.expand == 1 || self.dp.is_none(),

@@ -74,11 +74,9 @@ struct State {
     pool: Pool,
 }
 
-fn extra<'a>(extras: &'a Extras, name: &str) -> Result<&'a Vec<f32>> {
-    extras
-        .iter()
-        .find(|(n, _, _)| n == name)
-        .map(|(_, _, v)| v)
+fn extra<'a>(extras: &'a Extras, name: &str) -> Result<&'a [f32]> {
+    crate::distill::set::find_extra(extras, name)
+        .map(|(_, v)| v)
         .ok_or_else(|| Error::Checkpoint(format!("the FRePo checkpoint lacks `{name}`")))
 }
 
@@ -105,10 +103,10 @@ impl State {
         }
         let e = &ck.extras;
         let opt = Moments {
-            m: vec![ck.momentum.clone(), extra(e, "frepo.label_m")?.clone()],
+            m: vec![ck.momentum.clone(), extra(e, "frepo.label_m")?.to_vec()],
             v: vec![
-                extra(e, "frepo.image_v")?.clone(),
-                extra(e, "frepo.label_v")?.clone(),
+                extra(e, "frepo.image_v")?.to_vec(),
+                extra(e, "frepo.label_v")?.to_vec(),
             ],
             t: ck.set.provenance.iterations as u64,
         };

@@ -7,7 +7,7 @@
 
 use super::optim::Moments;
 use crate::data::augment::Dsa;
-use crate::distill::set::Extras;
+use crate::distill::set::{find_extra, row_pieces, Extras};
 use crate::error::{Error, Result};
 use crate::model::{forward, host, Mode, ModelSpec};
 use burn::prelude::*;
@@ -160,21 +160,14 @@ impl Pool {
     /// The pool a checkpoint's extras hold, for networks of `spec`.
     pub fn from_extras(extras: &Extras, spec: &ModelSpec) -> Result<Self> {
         let find = |name: &str| {
-            extras
-                .iter()
-                .find(|(n, _, _)| n == name)
-                .map(|(_, s, v)| (s.clone(), v.clone()))
+            find_extra(extras, name)
                 .ok_or_else(|| Error::Checkpoint(format!("the FRePo checkpoint lacks `{name}`")))
         };
         let (shape, params) = find("frepo.pool.params")?;
         let (_, m) = find("frepo.pool.adam_m")?;
         let (_, v) = find("frepo.pool.adam_v")?;
         let (_, counts) = find("frepo.pool.counts")?;
-        let lens: Vec<usize> = spec
-            .params()
-            .iter()
-            .map(|p| p.shape.iter().product())
-            .collect();
+        let lens = spec.param_lens();
         let n: usize = lens.iter().sum();
         let p = shape.first().copied().unwrap_or(0);
         if shape != [p, n] || m.len() != p * n || v.len() != p * n || counts.len() != 2 * p {
@@ -182,21 +175,12 @@ impl Pool {
                 "the FRePo pool in the checkpoint has shape {shape:?}; this network needs [members, {n}]"
             )));
         }
-        let split = |flat: &[f32], i: usize| -> Vec<Vec<f32>> {
-            let mut at = i * n;
-            lens.iter()
-                .map(|&l| {
-                    at += l;
-                    flat[at - l..at].to_vec()
-                })
-                .collect()
-        };
         let members = (0..p)
             .map(|i| Member {
-                params: split(&params, i),
+                params: row_pieces(params, i, &lens),
                 opt: Moments {
-                    m: split(&m, i),
-                    v: split(&v, i),
+                    m: row_pieces(m, i, &lens),
+                    v: row_pieces(v, i, &lens),
                     t: counts[2 * i + 1] as u64,
                 },
                 step: counts[2 * i] as usize,

@@ -4,7 +4,7 @@
 
 use super::experts::Experts;
 use super::{MttConfig, Targets};
-use crate::distill::set::Extras;
+use crate::distill::set::{find_extra, Extras};
 use crate::distill::Checkpoint;
 use crate::error::{Error, Result};
 use crate::model::{forward, host, Mode};
@@ -40,10 +40,10 @@ impl<B: Backend> LearnedLabels<B> {
         let k = cfg.spec.num_classes();
         let device = images.device();
         let tensor = |v: Vec<f32>| Tensor::<B, 2>::from_data(TensorData::new(v, [n, k]), &device);
-        let find = |name: &str| ck.extras.iter().find(|(m, _, _)| m == name);
+        let find = |name: &str| find_extra(&ck.extras, name);
         let (logits, momentum) = match (find(NAMES[0]), find(NAMES[1])) {
-            (Some((_, s0, z)), Some((_, s1, m))) if s0 == &[n, k] && s1 == &[n, k] => {
-                (tensor(z.clone()), tensor(m.clone()))
+            (Some((s0, z)), Some((s1, m))) if s0 == [n, k] && s1 == [n, k] => {
+                (tensor(z.to_vec()), tensor(m.to_vec()))
             }
             (Some(_), _) | (_, Some(_)) => {
                 return Err(Error::Setting(format!(

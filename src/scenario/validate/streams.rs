@@ -26,9 +26,23 @@ pub(super) fn check_memories(c: &mut Checker, s: &Scenario, section: &str, entri
             if let Some(cfg) = c.method(s, section, "strategies", m) {
                 check_use(c, section, "strategies", &cfg, None);
                 needs_fixed_window(c, section, "strategies", &cfg);
+                plain_images(c, section, "strategies", &cfg);
             }
         }
     }
+}
+
+/// Federated clients' sets and continual memories are plain images: the wire and the memories
+/// carry no partition factor, so IDM's `expand` is for distill runs.
+pub(super) fn plain_images(c: &mut Checker, section: &str, key: &str, m: &MethodConfig) {
+    let f = m.expand();
+    c.require(
+        f == 1,
+        section,
+        key,
+        format!("{} with expand = {f}", m.name()),
+        "expand = 1: federated clients' sets and continual memories are plain images (partitioned sets are for distill runs)",
+    );
 }
 
 /// SelMatch outside a distill run has no test set to search windows on: `beta` must be given.
@@ -149,6 +163,10 @@ pub(super) fn validate_federated(c: &mut Checker, s: &Scenario, continual: bool)
             Some(m) => c.method(s, "federated", "strategies", m),
             None => Some(d.method.clone()),
         };
+        // Every federated use of the method (sets, client replay memories) is plain images.
+        if let Some(m) = &method {
+            plain_images(c, "federated", "strategies", m);
+        }
         let Some(m) = method.filter(|_| e.kind.distils()) else {
             continue;
         };
