@@ -99,13 +99,9 @@ fn matching_loss_falls_and_the_step_size_is_learned() {
     assert!(lr.is_finite() && lr > 0.0 && lr != 0.05, "syn_lr {lr}");
 }
 
-#[test]
-fn resumed_mtt_equals_the_uninterrupted_run() {
-    let (d, experts) = setup();
-    let mut none = iterations(|_, _, _| Ok(Flow::Continue));
-    let full = Mtt::new(cfg(6), Experts::Loaded(experts.clone()))
-        .distill(&d, 2, &mut ctx(&mut none, None))
-        .unwrap();
+/// `mtt` run on `d` at IPC 2, killed after saving its checkpoint at iteration 3, then resumed
+/// from that checkpoint file to its end.
+fn killed_and_resumed(mtt: &Mtt, d: &Dataset) -> SyntheticSet {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("ck.safetensors");
     let mut stop = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
@@ -115,17 +111,26 @@ fn resumed_mtt_equals_the_uninterrupted_run() {
         }
         Ok(Flow::Continue)
     });
-    let mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
     assert!(mtt
         .clone()
-        .distill(&d, 2, &mut ctx(&mut stop, None))
+        .distill(d, 2, &mut ctx(&mut stop, None))
         .is_err());
     let ck = Checkpoint::load(&p).unwrap();
-    let mut none2 = iterations(|_, _, _| Ok(Flow::Continue));
-    let resumed = mtt
-        .clone()
-        .distill(&d, 2, &mut ctx(&mut none2, Some(ck)))
+    let mut none = iterations(|_, _, _| Ok(Flow::Continue));
+    mtt.clone()
+        .distill(d, 2, &mut ctx(&mut none, Some(ck)))
+        .unwrap()
+}
+
+#[test]
+fn resumed_mtt_equals_the_uninterrupted_run() {
+    let (d, experts) = setup();
+    let mut none = iterations(|_, _, _| Ok(Flow::Continue));
+    let full = Mtt::new(cfg(6), Experts::Loaded(experts.clone()))
+        .distill(&d, 2, &mut ctx(&mut none, None))
         .unwrap();
+    let mtt = Mtt::new(cfg(6), Experts::Loaded(experts));
+    let resumed = killed_and_resumed(&mtt, &d);
     assert_eq!(resumed.images, full.images);
     assert_eq!(resumed.syn_lr, full.syn_lr);
 }
@@ -414,26 +419,8 @@ fn learned_labels_move_stay_distributions_and_resume_exactly() {
         first,
         "the labels never moved after iteration 1"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("ck.safetensors");
-    let mut stop = iterations(|it: usize, _: f64, snap: &dyn Fn() -> Checkpoint| {
-        if it == 3 {
-            snap().save(&p)?;
-            return Err(distillery::Error::Other("stop".into()));
-        }
-        Ok(Flow::Continue)
-    });
     let mtt = Mtt::new(labelled(6), Experts::Loaded(experts));
-    assert!(mtt
-        .clone()
-        .distill(&d, 2, &mut ctx(&mut stop, None))
-        .is_err());
-    let ck = Checkpoint::load(&p).unwrap();
-    let mut none2 = iterations(|_, _, _| Ok(Flow::Continue));
-    let resumed = mtt
-        .clone()
-        .distill(&d, 2, &mut ctx(&mut none2, Some(ck)))
-        .unwrap();
+    let resumed = killed_and_resumed(&mtt, &d);
     assert_eq!(resumed.images, full.images);
     assert_eq!(resumed.soft_labels, full.soft_labels);
     // A plain MTT checkpoint cannot continue a run that learns labels.
